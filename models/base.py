@@ -1,0 +1,176 @@
+"""The model protocol shared by every gdbench model.
+
+A model is a Flax NNX module. It never owns a training loop: it declares *how* its parameters are
+obtained (``fit_plan``), as a sequence of stages the engine (``bench.fit``) runs inside one
+jit-compiled, vmapped program:
+
+- ``ClosedForm``: the model computes its parameters from weighted sufficient statistics in one
+  pass (``estimate(x, y, w)``), e.g. naive Bayes, LDA, QDA.
+- ``Newton``: the engine minimises ``sum_i w_i * loss_i + penalty()`` over the variables selected
+  by ``wrt`` with a fixed number of damped Newton steps (convex models: logistic regression,
+  squared-hinge SVM, Platt scaling).
+- ``Gradient``: the engine runs optax (AdamW) on minibatches inside ``lax.scan``, optionally
+  keeping the parameters with the best validation loss (neural models).
+
+Every example weight ``w`` is over the whole training pool: 1 marks an example of the cell's
+training subset, 0 one outside it, so that one program serves every (size, seed) cell.
+
+Classification always goes through ``predict_logits(x) -> [B, C]``. For generative models this
+is the log joint ``log p(x, y=c)``; the engine turns logits into probabilities with
+``log_softmax`` for both families alike (Bayes' rule for the generative ones).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar, Literal
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+Array = jax.Array
+Paradigm = Literal["discriminative", "generative", "hybrid"]
+FeatureKind = Literal["real", "binary", "integer"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ClosedForm:
+    """Parameters come from ``model.estimate(x, y, w)`` in one pass over the data."""
+
+    split: Literal["train", "val"] = "train"
+
+
+@dataclasses.dataclass(frozen=True)
+class Newton:
+    """Fixed-iteration damped Newton on ``sum_i w_i loss_i + penalty`` (convex objectives).
+
+    Attributes:
+      wrt: an NNX filter selecting the variables to optimise (the rest stay fixed).
+      loss: name of the model method ``(x, y) -> [B]`` giving per-example losses.
+      penalty: name of the model method ``() -> scalar`` added once to the objective, or None.
+      split: which examples of the cell enter the objective: its training part or its
+        validation part.
+      steps: number of Newton iterations (fixed, so that vmapped cells batch well).
+      linear_scores: for generalized linear models, the names ``(weight, bias)`` of the two
+        optimised variables through which alone the loss depends on them, via scores
+        ``x @ weight + bias``; the model then also provides ``score_loss(scores, y) -> [B]``.
+        The engine uses this structure to form the exact Hessian in Kronecker form, about ten
+        times cheaper than generic autodiff. None: generic ``jax.hessian``.
+    """
+
+    wrt: Any = nnx.Param
+    loss: str = "loss"
+    penalty: str | None = "penalty"
+    split: Literal["train", "val"] = "train"
+    steps: int = 25
+    linear_scores: tuple[str, str] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Gradient:
+    """Minibatch AdamW inside ``lax.scan``.
+
+    Attributes:
+      wrt: NNX filter of the trained variables.
+      loss: model method ``(x, y) -> [B]`` of per-example losses (the batch mean is minimised).
+      steps: optimiser steps (a multiple of ``eval_every``).
+      batch_size: examples per step, drawn with replacement from the cell's training part.
+      learning_rate, weight_decay: AdamW settings.
+      eval_every: steps between validation evaluations.
+      select_on_val: keep the parameters with the lowest validation loss (early stopping by
+        model selection); without a validation part the last parameters are kept.
+    """
+
+    wrt: Any = nnx.Param
+    loss: str = "loss"
+    steps: int = 400
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    eval_every: int = 25
+    select_on_val: bool = True
+
+
+Stage = ClosedForm | Newton | Gradient
+
+
+class Model(nnx.Module):
+    """Base class of every gdbench model.
+
+    Subclasses set ``paradigm`` and implement ``predict_logits`` and ``fit_plan``. Their
+    constructor takes ``(dim, num_classes, *, rngs, **hyperparameters)``.
+    """
+
+    paradigm: ClassVar[Paradigm]
+    #: True when the model holds out part of each cell's training subset for model selection or
+    #: calibration (the engine then carves a validation part; see ``bench.plan``).
+    needs_validation: ClassVar[bool] = False
+    #: How the model turns scores into class probabilities, recorded with the results.
+    calibration: ClassVar[str] = "native"
+
+    def predict_logits(self, x: Array) -> Array:
+        """Unnormalised class log-probabilities, ``[B, C]``."""
+        raise NotImplementedError
+
+    def fit_plan(self) -> tuple[Stage, ...]:
+        """The stages the engine runs, in order, to fit this model."""
+        raise NotImplementedError
+
+    def estimate(self, x: Array, y: Array, w: Array) -> None:
+        """Closed-form fit from weighted data (only for models with a ``ClosedForm`` stage)."""
+        raise NotImplementedError
+
+
+class GenerativeModel(Model):
+    """A class-conditional density model p(x|y) p(y) that classifies by Bayes' rule.
+
+    Subclasses implement ``class_log_probs`` (or ``log_prob``), ``log_prior`` and ``sample``.
+    """
+
+    paradigm: ClassVar[Paradigm] = "generative"
+    #: False when ``log_prob`` is exact, True when it is a lower bound (ELBO, IWAE).
+    likelihood_is_bound: ClassVar[bool] = False
+    #: The support the density is defined on. The engine reports log p(x) only on tasks whose
+    #: features are of this kind (a Gaussian density of 0/1 data is not a likelihood of it).
+    input_support: ClassVar[FeatureKind] = "real"
+
+    def class_log_probs(self, x: Array) -> Array:
+        """``log p(x | y=c)`` for every class, ``[B, C]`` (nats, summed over features)."""
+        num_classes = self.log_prior().shape[0]
+        per_class = [self.log_prob(x, jnp.full(x.shape[:1], c)) for c in range(num_classes)]
+        return jnp.stack(per_class, axis=-1)
+
+    def log_prob(self, x: Array, y: Array) -> Array:
+        """``log p(x | y)``, ``[B]`` in nats, summed over the event dimensions."""
+        lp = self.class_log_probs(x)
+        return jnp.take_along_axis(lp, y[:, None].astype(jnp.int32), axis=-1)[:, 0]
+
+    def log_prior(self) -> Array:
+        """``log p(y=c)``, ``[C]``."""
+        raise NotImplementedError
+
+    def predict_logits(self, x: Array) -> Array:
+        """The log joint ``log p(x, y=c)``, ``[B, C]``: Bayes' rule up to normalisation."""
+        return self.class_log_probs(x) + self.log_prior()[None, :]
+
+    def log_marginal(self, x: Array) -> Array:
+        """``log p(x) = logsumexp_c log p(x, c)``, ``[B]`` in nats."""
+        return jax.nn.logsumexp(self.predict_logits(x), axis=-1)
+
+    def sample(self, key: Array, y: int | Array, n: int) -> Array:
+        """``n`` draws from ``p(x | y)``, ``[n, D]``, in the model's input space."""
+        raise NotImplementedError
+
+
+def class_counts(y: Array, w: Array, num_classes: int) -> tuple[Array, Array]:
+    """Weighted one-hot labels ``[N, C]`` and per-class weight totals ``[C]``."""
+    onehot = jax.nn.one_hot(y, num_classes, dtype=w.dtype) * w[:, None]
+    return onehot, onehot.sum(axis=0)
+
+
+def weighted_feature_variance(x: Array, w: Array) -> Array:
+    """Per-feature variance of the weighted sample ``[D]`` (normalised by the weight total)."""
+    total = jnp.maximum(w.sum(), 1.0)
+    mean = (w[:, None] * x).sum(0) / total
+    return (w[:, None] * (x - mean) ** 2).sum(0) / total

@@ -1,0 +1,152 @@
+"""Models by name.
+
+A model spec is ``NAME`` or ``NAME?key=value&key=value`` (e.g. ``logreg?C=inf``,
+``mlp?hidden=64-64&steps=800``): the name picks the class, the query overrides hyperparameters
+of its constructor. Classes are imported lazily, so listing models imports no model code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+import inspect
+import json
+import math
+from typing import Any
+
+#: name -> (module, class, one-line description). Order is the display order.
+REGISTRY: dict[str, tuple[str, str, str]] = {
+    "gnb": (
+        "models.generative.naive_bayes",
+        "GaussianNB",
+        "Gaussian naive Bayes, per-class variances",
+    ),
+    "gnb_shared": (
+        "models.generative.naive_bayes",
+        "GaussianNBShared",
+        "Gaussian naive Bayes, variances shared across classes (linear)",
+    ),
+    "bnb": (
+        "models.generative.naive_bayes",
+        "BernoulliNB",
+        "Bernoulli naive Bayes, Laplace smoothing",
+    ),
+    "lda": (
+        "models.generative.discriminant",
+        "LDA",
+        "linear discriminant analysis, shrunk pooled covariance",
+    ),
+    "qda": (
+        "models.generative.discriminant",
+        "QDA",
+        "quadratic discriminant analysis, regularized covariances",
+    ),
+    "logreg": (
+        "models.discriminative.logistic",
+        "LogisticRegression",
+        "L2 logistic regression, Newton solver",
+    ),
+    "linsvm": (
+        "models.discriminative.svm",
+        "LinearSVM",
+        "linear SVM (squared hinge), Platt-scaled probabilities",
+    ),
+    "mlp": ("models.discriminative.mlp", "MLP", "ReLU MLP, AdamW, validation model selection"),
+}
+
+
+class ModelSpecError(ValueError):
+    """A model spec names no model or sets a hyperparameter it does not have."""
+
+
+def suggest(name: str, valid: list[str]) -> str:
+    """``" (did you mean 'x'?)"`` for the closest valid name, or an empty string."""
+    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _parse_value(text: str, default: Any) -> Any:
+    if isinstance(default, tuple):
+        return tuple(int(v) for v in text.replace(",", "-").split("-") if v)
+    if isinstance(default, bool):
+        if text.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(text)
+        return text.lower() in ("true", "1")
+    if isinstance(default, int):
+        return int(text)
+    if isinstance(default, float):
+        return float(text)
+    return text
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """A model class with its hyperparameters; ``build`` makes an instance for a task."""
+
+    name: str
+    spec: str
+    cls: type
+    hparams: tuple[tuple[str, Any], ...]
+
+    @property
+    def paradigm(self) -> str:
+        return self.cls.paradigm
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Every constructor hyperparameter with its value (defaults included)."""
+        params = inspect.signature(self.cls.__init__).parameters
+        cfg = {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
+        cfg.pop("rngs", None)
+        cfg.update(dict(self.hparams))
+        return cfg
+
+    def config_json(self) -> str:
+        def enc(v):
+            if isinstance(v, float) and math.isinf(v):
+                return "inf"
+            return list(v) if isinstance(v, tuple) else v
+
+        return json.dumps({k: enc(v) for k, v in sorted(self.config.items())})
+
+    def build(self, dim: int, num_classes: int, rngs):
+        return self.cls(dim, num_classes, rngs=rngs, **dict(self.hparams))
+
+
+def names() -> list[str]:
+    return list(REGISTRY)
+
+
+def describe(name: str) -> str:
+    return REGISTRY[name][2]
+
+
+def get(spec: str) -> ModelSpec:
+    """Parse ``NAME[?k=v&...]`` into a ``ModelSpec``; raises ``ModelSpecError`` with a hint."""
+    name, _, query = spec.partition("?")
+    if name not in REGISTRY:
+        raise ModelSpecError(
+            f"unknown model '{name}'{suggest(name, names())}; valid: {', '.join(names())}"
+        )
+    module, cls_name, _ = REGISTRY[name]
+    cls = getattr(importlib.import_module(module), cls_name)
+    params = inspect.signature(cls.__init__).parameters
+    tunable = [k for k, p in params.items() if p.kind == p.KEYWORD_ONLY and k != "rngs"]
+    hparams = []
+    for item in filter(None, query.split("&")):
+        key, eq, text = item.partition("=")
+        if key not in tunable or not eq:
+            raise ModelSpecError(
+                f"model '{name}' has no hyperparameter '{key}'{suggest(key, tunable)}; "
+                f"valid: {', '.join(tunable)} (write {name}?key=value)"
+            )
+        default = params[key].default
+        try:
+            hparams.append((key, _parse_value(text, default)))
+        except ValueError:
+            raise ModelSpecError(
+                f"bad value '{text}' for {name} hyperparameter '{key}' "
+                f"(expected {type(default).__name__}, like {default!r})"
+            ) from None
+    return ModelSpec(name=name, spec=spec, cls=cls, hparams=tuple(hparams))

@@ -1,0 +1,95 @@
+"""Figures of stored rows, rendered off-screen.
+
+Figures are built as `matplotlib.figure.Figure` objects and saved through the Agg (PNG) and SVG
+canvases directly, never through pyplot: no GUI backend, no global backend switch, and nothing
+left open in pyplot's figure registry.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+from reports.stats import check_unique_cells, summarize
+from results.store import safe_name
+
+LINESTYLES = {"discriminative": "-", "generative": "--", "hybrid": "-.", "reference": (0, (5, 1))}
+FORMATS = ("png", "svg")
+_RC = {"svg.hashsalt": "gdbench", "svg.fonttype": "path"}
+_METADATA = {"png": {"Software": None}, "svg": {"Date": None, "Creator": None}}
+
+
+def learning_curves(df: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+    """One figure per task of test error (1 - accuracy) against n_train (log scale).
+
+    Each model is a line of the mean over ok seeds with its 95% t-interval as a band (clipped
+    to [0, 1]); colour is the model, line style the paradigm (discriminative solid, generative
+    dashed); synthetic tasks get a dotted line at the Bayes error (1 - bayes_accuracy). Writes
+    out_dir/figures/learning_curve_<task>.{png,svg} and returns the paths written.
+    """
+    check_unique_cells(df)
+    fig_dir = Path(out_dir) / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    models = sorted(df["model"].unique())
+    colors = dict(zip(models, sns.color_palette("colorblind", len(models)), strict=True))
+    written = []
+    for task in sorted(df["task"].unique()):
+        rows = df[df["task"] == task]
+        fig = _learning_curve_figure(rows, task, colors)
+        stem = fig_dir / f"learning_curve_{safe_name(task)}"
+        with matplotlib.rc_context(_RC):
+            for ext in FORMATS:
+                path = stem.with_suffix(f".{ext}")
+                fig.savefig(path, format=ext, metadata=_METADATA[ext], bbox_inches="tight")
+                written.append(path)
+    return written
+
+
+def _learning_curve_figure(rows: pd.DataFrame, task: str, colors: dict) -> Figure:
+    stats = summarize(rows, ["accuracy"], by=("model", "paradigm", "n_train"))
+    fig = Figure(figsize=(6.0, 4.0), dpi=150, layout="constrained")
+    ax = fig.add_subplot()
+    for (model, paradigm), g in stats.groupby(["model", "paradigm"], sort=True):
+        g = g[g["accuracy_count"] > 0].sort_values("n_train")
+        if g.empty:
+            continue
+        error = 1.0 - g["accuracy_mean"]
+        half = g["accuracy_ci95"].fillna(0.0)
+        style = LINESTYLES.get(paradigm, "-")
+        ax.plot(
+            g["n_train"],
+            error,
+            linestyle=style,
+            marker="o",
+            markersize=3,
+            color=colors[model],
+            label=f"{model} ({paradigm})",
+        )
+        ax.fill_between(
+            g["n_train"],
+            (error - half).clip(0.0, 1.0),
+            (error + half).clip(0.0, 1.0),
+            color=colors[model],
+            alpha=0.2,
+            linewidth=0,
+        )
+    bayes = rows["bayes_accuracy"].dropna()
+    if not bayes.empty:
+        ax.axhline(
+            1.0 - bayes.mean(), color="black", linestyle=":", linewidth=1.2, label="Bayes error"
+        )
+    ax.set_xscale("log")
+    sizes = sorted(int(n) for n in rows["n_train"].unique())
+    ax.set_xticks(sizes, [str(n) for n in sizes])
+    ax.minorticks_off()
+    ax.set_xlabel("training examples (n_train, log scale)")
+    ax.set_ylabel("test error (1 − accuracy)")
+    ax.set_title(f"{task}: learning curves (mean, 95% t-interval over seeds)")
+    ax.grid(True, which="both", alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small", frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    return fig

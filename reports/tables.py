@@ -1,0 +1,193 @@
+"""Markdown tables of stored rows: headline metrics, learning curves in numbers, compute, failures.
+
+Every "a ± b" cell is the mean over seeds ± the half-width of its 95% Student-t interval
+(`reports.stats.summarize`); "—" marks a value that is missing or not applicable.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from reports.stats import check_unique_cells, summarize
+
+HEADLINE = ("accuracy", "nll", "ece", "brier", "log_lik", "bits_per_dim")
+DECIMALS = {"accuracy": 3, "nll": 3, "ece": 3, "brier": 3, "log_lik": 2, "bits_per_dim": 3}
+HEADERS = {
+    "accuracy": "accuracy",
+    "nll": "NLL (nats)",
+    "ece": "ECE",
+    "brier": "Brier",
+    "log_lik": "log p(x) (nats)",
+    "bits_per_dim": "bits/dim",
+}
+BOUND_MARK = "†"
+DASH = "—"
+_MESSAGE_CHARS = 200
+
+
+def fmt_mean_ci(mean: float, ci: float, decimals: int) -> str:
+    """'mean ± ci' with `decimals` decimals; the mean alone when ci is NaN; '—' when mean is."""
+    if mean is None or not math.isfinite(mean):
+        return DASH if mean is None or math.isnan(mean) else str(mean)
+    text = f"{_round(mean, decimals):.{decimals}f}"
+    if ci is not None and math.isfinite(ci):
+        text += f" ± {_round(ci, decimals):.{decimals}f}"
+    return text
+
+
+def markdown_summary(df: pd.DataFrame) -> str:
+    """Markdown for rows of one or more runs: per task a headline table at the task's largest
+    n_train, the Bayes accuracy and true log-likelihood of synthetic tasks, and test accuracy
+    per model and size; then a compute table and the list of cells whose status is not ok."""
+    check_unique_cells(df)
+    parts = ["## Results by task", ""]
+    for task in sorted(df["task"].unique()):
+        parts += _task_section(df[df["task"] == task], task)
+    parts += ["## Compute", "", *_compute_table(df), ""]
+    parts += _not_ok_section(df)
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def _task_section(rows: pd.DataFrame, task: str) -> list[str]:
+    largest = int(rows["n_train"].max())
+    stats = summarize(rows, HEADLINE, by=("model", "n_train"))
+    top = stats[stats["n_train"] == largest].set_index("model")
+    paradigm = rows.groupby("model")["paradigm"].first()
+    bound = _bound_models(rows[rows["n_train"] == largest])
+    lines = [
+        f"### {_cell(task)}",
+        "",
+        f"At n_train = {largest} (mean ± 95% t-interval over seeds):",
+        "",
+    ]
+    header = ["model", "paradigm", "seeds ok", *(HEADERS[m] for m in HEADLINE)]
+    body = []
+    for model in sorted(paradigm.index):
+        if model in top.index:
+            g = top.loc[model]
+            seeds = _seeds(int(g["n_ok"]), int(g["n_not_ok"]))
+            cells = []
+            for m in HEADLINE:
+                text = fmt_mean_ci(g[f"{m}_mean"], g[f"{m}_ci95"], DECIMALS[m])
+                if m in ("log_lik", "bits_per_dim") and model in bound and text != DASH:
+                    text += f" {BOUND_MARK}"
+                cells.append(text)
+        else:
+            seeds, cells = "0 (not run)", [DASH] * len(HEADLINE)
+        body.append([model, paradigm[model], seeds, *cells])
+    lines += _table(header, body)
+    if bound:
+        lines += ["", f"{BOUND_MARK} bound on the likelihood (ELBO-like), not the exact value."]
+    reference = _synthetic_line(rows)
+    if reference:
+        lines += ["", reference]
+    lines += ["", "Test accuracy by training-set size (mean ± 95% t-interval over seeds):", ""]
+    lines += _learning_curve_table(rows, paradigm)
+    return [*lines, ""]
+
+
+def _learning_curve_table(rows: pd.DataFrame, paradigm: pd.Series) -> list[str]:
+    stats = summarize(rows, ["accuracy"], by=("model", "n_train")).set_index(["model", "n_train"])
+    sizes = sorted(int(n) for n in rows["n_train"].unique())
+    body = []
+    for model in sorted(paradigm.index):
+        cells = []
+        for n in sizes:
+            if (model, n) in stats.index:
+                g = stats.loc[(model, n)]
+                cells.append(fmt_mean_ci(g["accuracy_mean"], g["accuracy_ci95"], 3))
+            else:
+                cells.append(DASH)
+        body.append([model, paradigm[model], *cells])
+    return _table(["model", "paradigm", *(f"n={n}" for n in sizes)], body)
+
+
+def _compute_table(df: pd.DataFrame) -> list[str]:
+    grid_key = (["run"] if "run" in df.columns else []) + ["task", "model"]
+    grids = (
+        df.groupby(grid_key, sort=True)
+        .agg(
+            paradigm=("paradigm", "first"),
+            cells=("grid_cells", "max"),
+            compile_s=("compile_s", "max"),
+            fit_s=("fit_s", "mean"),
+            predict_s=("predict_s", "mean"),
+            flops=("flops", "mean"),
+        )
+        .reset_index()
+    )
+    header = [
+        *grid_key,
+        "paradigm",
+        "cells",
+        "compile s (per grid)",
+        "fit s (per cell)",
+        "predict s (per cell)",
+        "FLOPs (per cell)",
+    ]
+    body = [
+        [
+            *(str(g[k]) for k in grid_key),
+            g["paradigm"],
+            str(int(g["cells"])),
+            *(_sig(g[c]) for c in ("compile_s", "fit_s", "predict_s", "flops")),
+        ]
+        for _, g in grids.iterrows()
+    ]
+    return _table(header, body)
+
+
+def _not_ok_section(df: pd.DataFrame) -> list[str]:
+    bad = df[df["status"] != "ok"]
+    if bad.empty:
+        return []
+    keys = (["run"] if "run" in df.columns else []) + ["task", "model", "n_train", "seed"]
+    bad = bad.sort_values(keys)
+    body = [
+        [*(str(r[k]) for k in keys), r["status"], str(r["message"])[:_MESSAGE_CHARS]]
+        for _, r in bad.iterrows()
+    ]
+    title = f"## Cells not ok ({len(bad)} of {len(df)}, excluded from all statistics)"
+    return [title, "", *_table([*keys, "status", "message"], body), ""]
+
+
+def _bound_models(rows: pd.DataFrame) -> set[str]:
+    ok = rows[rows["status"] == "ok"]
+    flags = ok["likelihood_is_bound"].astype("boolean").fillna(False).astype(bool)
+    return set(ok.loc[flags, "model"])
+
+
+def _synthetic_line(rows: pd.DataFrame) -> str:
+    bayes = rows["bayes_accuracy"].dropna()
+    true_ll = rows["true_log_lik"].dropna()
+    facts = []
+    if not bayes.empty:
+        facts.append(f"Bayes accuracy {bayes.mean():.4f} (Bayes error {1 - bayes.mean():.4f})")
+    if not true_ll.empty:
+        facts.append(f"true log p(x) of the test set {true_ll.mean():.3f} nats per example")
+    return "Reference (synthetic task): " + "; ".join(facts) + "." if facts else ""
+
+
+def _seeds(n_ok: int, n_not_ok: int) -> str:
+    return f"{n_ok} (+{n_not_ok} not ok)" if n_not_ok else str(n_ok)
+
+
+def _sig(value: float) -> str:
+    return DASH if value is None or math.isnan(value) else f"{value:.3g}"
+
+
+def _round(value: float, decimals: int) -> float:
+    return round(float(value), decimals) + 0.0
+
+
+def _cell(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ").replace("\r", " ")
+
+
+def _table(header: list[str], body: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(_cell(h) for h in header) + " |"]
+    lines.append("|" + "|".join("---" for _ in header) + "|")
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in body]
+    return lines

@@ -1,0 +1,125 @@
+"""Run provenance: software versions, host, git state and JAX/XLA settings, without JAX.
+
+Nothing here imports jax: versions come from installed package metadata, so provenance can be
+collected (and reports built) on a machine without an accelerator stack. Device facts (kind,
+count) are known only to the engine, which passes them in through `extra`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import os
+import platform
+import subprocess
+import tomllib
+from pathlib import Path
+from typing import Any
+
+DISTRIBUTIONS = (
+    "jax",
+    "jaxlib",
+    "flax",
+    "optax",
+    "tensorflow-datasets",
+    "numpy",
+    "scipy",
+    "pandas",
+    "pyarrow",
+    "scikit-learn",
+)
+ENV_PREFIXES = ("JAX_",)
+ENV_NAMES = ("XLA_FLAGS",)
+
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+_GIT_TIMEOUT_S = 10.0
+
+
+def collect(extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Provenance of the current process, as a JSON-ready dict.
+
+    Keys: `gdbench_version`, `versions` (distribution name -> version, None if not installed),
+    `python`, `platform`, `machine`, `hostname`, `cpu_count`, `git_commit` and `git_dirty`
+    (None when git or the repository is unavailable), `env` (XLA_FLAGS and JAX_* variables
+    that are set), `timestamp_utc` (ISO 8601). `extra` (e.g. {"device_kind": "NVIDIA H100",
+    "device_count": 1}) is merged in at the top level; a key that clashes with a collected
+    one raises `ValueError`.
+    """
+    commit, dirty = git_state(_REPO_ROOT) if _source_project() else (None, None)
+    info: dict[str, Any] = {
+        "gdbench_version": gdbench_version(),
+        "versions": {name: _version(name) for name in DISTRIBUTIONS},
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "hostname": platform.node(),
+        "cpu_count": os.cpu_count(),
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "env": {
+            k: v
+            for k, v in sorted(os.environ.items())
+            if k in ENV_NAMES or k.startswith(ENV_PREFIXES)
+        },
+        "timestamp_utc": utc_now(),
+    }
+    for key, value in (extra or {}).items():
+        if key in info:
+            raise ValueError(f"extra provenance key {key!r} clashes with a collected key")
+        info[key] = value
+    return info
+
+
+def utc_now() -> str:
+    """The current UTC time as ISO 8601 with a 'Z' suffix, to the second."""
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def gdbench_version() -> str | None:
+    """The installed gdbench version, else the version in the source tree's pyproject.toml."""
+    installed = _version("gdbench")
+    if installed is not None:
+        return installed
+    project = _source_project()
+    return None if project is None else project.get("version")
+
+
+def git_state(directory: Path) -> tuple[str | None, bool | None]:
+    """(HEAD commit, whether the work tree has uncommitted or untracked changes) of the git
+    repository containing `directory`; (None, None) when git or a repository is missing."""
+    commit = _git(directory, "rev-parse", "HEAD")
+    if commit is None:
+        return None, None
+    status = _git(directory, "status", "--porcelain")
+    return commit, (None if status is None else status != "")
+
+
+def _source_project() -> dict[str, Any] | None:
+    """The [project] table when this package runs from a gdbench source tree, else None
+    (an installed copy in site-packages must not report the git state of some other repo)."""
+    try:
+        project = tomllib.loads((_REPO_ROOT / "pyproject.toml").read_text())["project"]
+    except (OSError, KeyError, TypeError, tomllib.TOMLDecodeError):
+        return None
+    return project if isinstance(project, dict) and project.get("name") == "gdbench" else None
+
+
+def _git(directory: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(directory), *args],
+            capture_output=True,
+            text=True,
+            timeout=_GIT_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None

@@ -1,0 +1,253 @@
+"""The result-row schema: one long-format row per (task, model, n_train, seed) cell.
+
+`COLUMNS` is the ordered public contract; `validate` checks a frame against it and returns a
+copy with canonical dtypes and column order. Units are stated in each column's description.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+SCHEMA_VERSION = 1
+
+PARADIGMS = ("discriminative", "generative", "hybrid", "reference")
+STATUSES = ("ok", "diverged", "failed")
+CELL_KEY = ("task", "model", "n_train", "seed")
+
+
+class SchemaError(ValueError):
+    """Rows do not match the result schema; the message names the offending column."""
+
+
+class SchemaVersionError(SchemaError):
+    """Rows or a run were written under a different `SCHEMA_VERSION`."""
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the row table.
+
+    `dtype` is the pandas dtype after `validate`: "str" (object of str), "int64", "float64" or
+    "boolean" (nullable). A column with `required=False` may be left out and is then filled
+    with `default`.
+    """
+
+    dtype: str
+    description: str
+    required: bool = True
+    default: Any = None
+
+
+COLUMNS: dict[str, Column] = {
+    "task": Column("str", "task name, e.g. 'digits' or 'tfds:mnist'"),
+    "model": Column("str", "model name, e.g. 'logreg', 'gnb', 'sk:LogisticRegression'"),
+    "paradigm": Column("str", "one of discriminative | generative | hybrid | reference"),
+    "n_train": Column("int64", "training examples in the cell, including its validation part"),
+    "n_val": Column("int64", "of n_train, examples held out for model selection/calibration"),
+    "seed": Column("int64", "seed of the cell (subset draw and initialisation)"),
+    "accuracy": Column("float64", "test accuracy, fraction in [0, 1]"),
+    "nll": Column("float64", "mean conditional -log p(y|x) on the test set, nats"),
+    "ece": Column("float64", "top-label expected calibration error, 15 equal-width bins"),
+    "brier": Column(
+        "float64", "mean over test examples of sum over classes of (p - onehot)^2, in [0, 2]"
+    ),
+    "log_lik": Column(
+        "float64",
+        "mean log p(x) per test example, nats, in the task's original feature units; NaN if n/a",
+        required=False,
+        default=np.nan,
+    ),
+    "bits_per_dim": Column(
+        "float64",
+        "-log_lik / (D ln 2), bits per dimension; NaN if n/a",
+        required=False,
+        default=np.nan,
+    ),
+    "likelihood_is_bound": Column(
+        "boolean",
+        "False for an exact log_lik, True for an ELBO-like bound; null if n/a",
+        required=False,
+        default=pd.NA,
+    ),
+    "fit_s": Column("float64", "seconds: grid fit wall time / grid_cells (amortized per cell)"),
+    "predict_s": Column(
+        "float64", "seconds: grid evaluation wall time / grid_cells (amortized per cell)"
+    ),
+    "compile_s": Column(
+        "float64",
+        "seconds to compile the grid's programs; same value on every row of a grid, never sum",
+    ),
+    "grid_cells": Column("int64", "number of cells in the grid this row was run in"),
+    "flops": Column(
+        "float64",
+        "floating-point operations per cell; NaN if unknown",
+        required=False,
+        default=np.nan,
+    ),
+    "status": Column("str", "one of ok | diverged | failed"),
+    "message": Column(
+        "str", "diagnostic for a non-ok status; '' if none", required=False, default=""
+    ),
+    "bayes_accuracy": Column(
+        "float64",
+        "Bayes-optimal accuracy (synthetic tasks only, else NaN)",
+        required=False,
+        default=np.nan,
+    ),
+    "true_log_lik": Column(
+        "float64",
+        "mean log p(x) of the test set under the true density, nats (synthetic only, else NaN)",
+        required=False,
+        default=np.nan,
+    ),
+    "model_config": Column("str", "JSON object of the model's hyperparameters"),
+    "preprocess": Column("str", "preprocessing applied to the features, e.g. 'standardize'"),
+    "schema_version": Column(
+        "int64",
+        "SCHEMA_VERSION the row was written under",
+        required=False,
+        default=SCHEMA_VERSION,
+    ),
+}
+
+_UNIT_INTERVAL = ("accuracy", "ece", "bayes_accuracy")
+_NON_NEGATIVE = ("nll", "fit_s", "predict_s", "compile_s", "flops")
+_TOL = 1e-6  # float32 round-off allowed at the ends of a metric's range
+
+
+def empty_frame() -> pd.DataFrame:
+    """An empty row table with every schema column in order and its canonical dtype."""
+    return pd.DataFrame({name: pd.Series(dtype=_pandas_dtype(c)) for name, c in COLUMNS.items()})
+
+
+def validate(df: pd.DataFrame) -> pd.DataFrame:
+    """Check `df` against the schema and return a copy with canonical dtypes and column order.
+
+    Optional columns that are absent are filled with their defaults. Raises `SchemaError`
+    (a `ValueError`) with a one-line message naming the bad column, or `SchemaVersionError`
+    when rows carry a different `schema_version`.
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise SchemaError(f"expected a pandas DataFrame, got {type(df).__name__}")
+    if "schema_version" in df.columns:
+        _check_version(df["schema_version"])
+    unknown = [c for c in df.columns if c not in COLUMNS]
+    if unknown:
+        raise SchemaError(f"unknown column {unknown[0]!r} (not in result schema v{SCHEMA_VERSION})")
+    missing = [n for n, c in COLUMNS.items() if c.required and n not in df.columns]
+    if missing:
+        raise SchemaError(f"missing required column {missing[0]!r}")
+
+    out = {}
+    for name, col in COLUMNS.items():
+        if name in df.columns:
+            values = df[name].reset_index(drop=True)
+        else:
+            values = pd.Series([col.default] * len(df), dtype=object)
+        out[name] = _coerce(name, col, values)
+    frame = pd.DataFrame(out)
+    _check_values(frame)
+    return frame
+
+
+def _pandas_dtype(col: Column) -> Any:
+    return object if col.dtype == "str" else col.dtype
+
+
+def _check_version(values: pd.Series) -> None:
+    found = sorted({v for v in values.dropna().unique().tolist()})
+    bad = [v for v in found if v != SCHEMA_VERSION]
+    if bad:
+        raise SchemaVersionError(
+            f"rows have schema_version {bad[0]!r}; this gdbench reads schema_version "
+            f"{SCHEMA_VERSION}"
+        )
+
+
+def _coerce(name: str, col: Column, values: pd.Series) -> pd.Series:
+    if col.dtype == "str":
+        if name == "message":
+            values = values.where(values.notna(), "")
+        if values.isna().any():
+            raise SchemaError(f"column {name!r} has {int(values.isna().sum())} null value(s)")
+        not_str = [v for v in values if not isinstance(v, str)]
+        if not_str:
+            raise SchemaError(f"column {name!r} must hold strings, got {not_str[0]!r}")
+        return values.astype(object)
+    if col.dtype == "boolean":
+        return _coerce_bool(name, values)
+    try:
+        numeric = pd.to_numeric(values, errors="raise")
+    except (TypeError, ValueError) as err:
+        raise SchemaError(f"column {name!r} is not numeric: {err}") from None
+    if col.dtype == "int64":
+        numeric = numeric.astype("float64") if numeric.dtype == bool else numeric
+        if numeric.isna().any():
+            raise SchemaError(f"column {name!r} has {int(numeric.isna().sum())} null value(s)")
+        as_float = numeric.astype("float64")
+        if not np.all(np.isfinite(as_float)) or not np.all(as_float == np.round(as_float)):
+            raise SchemaError(f"column {name!r} must hold integers")
+        return numeric.astype("int64")
+    return numeric.astype("float64")
+
+
+def _coerce_bool(name: str, values: pd.Series) -> pd.Series:
+    cleaned = []
+    for v in values:
+        if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
+            cleaned.append(pd.NA)
+        elif isinstance(v, bool | np.bool_):
+            cleaned.append(bool(v))
+        else:
+            raise SchemaError(f"column {name!r} must hold True, False or null, got {v!r}")
+    return pd.Series(cleaned, dtype="boolean")
+
+
+def _check_values(frame: pd.DataFrame) -> None:
+    _check_choice(frame, "paradigm", PARADIGMS)
+    _check_choice(frame, "status", STATUSES)
+    for name in _UNIT_INTERVAL:
+        _check_range(frame, name, 0.0, 1.0)
+    for name in _NON_NEGATIVE:
+        _check_range(frame, name, 0.0, np.inf)
+    _check_range(frame, "brier", 0.0, 2.0)
+    if (frame["n_train"] < 1).any():
+        raise SchemaError("column 'n_train' must be >= 1")
+    if ((frame["n_val"] < 0) | (frame["n_val"] >= frame["n_train"])).any():
+        raise SchemaError("column 'n_val' must satisfy 0 <= n_val < n_train")
+    if (frame["grid_cells"] < 1).any():
+        raise SchemaError("column 'grid_cells' must be >= 1")
+    ok_without_accuracy = (frame["status"] == "ok") & frame["accuracy"].isna()
+    if ok_without_accuracy.any():
+        raise SchemaError("column 'accuracy' is NaN on a row with status 'ok'")
+    for text in frame["model_config"]:
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise SchemaError(f"column 'model_config' must hold a JSON object, got {text!r}")
+    dup = frame.duplicated(subset=list(CELL_KEY))
+    if dup.any():
+        key = frame.loc[dup.idxmax(), list(CELL_KEY)].tolist()
+        raise SchemaError(f"duplicate cell (task, model, n_train, seed) = {tuple(key)!r}")
+
+
+def _check_choice(frame: pd.DataFrame, name: str, allowed: tuple[str, ...]) -> None:
+    bad = sorted(set(frame[name]) - set(allowed))
+    if bad:
+        raise SchemaError(f"column {name!r} has {bad[0]!r}; valid: {', '.join(allowed)}")
+
+
+def _check_range(frame: pd.DataFrame, name: str, lo: float, hi: float) -> None:
+    values = frame[name]
+    bad = values.notna() & ((values < lo - _TOL) | (values > hi + _TOL))
+    if bad.any():
+        raise SchemaError(
+            f"column {name!r} has {float(values[bad].iloc[0])!r}, outside [{lo}, {hi}]"
+        )

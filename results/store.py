@@ -1,0 +1,207 @@
+"""The run store: a run directory holds a manifest and one Parquet part per (task, model) grid.
+
+```
+RUN_DIR/manifest.json          run-level provenance and config (JSON object)
+RUN_DIR/rows/<part>.parquet    rows of one grid, in the schema of `results.schema`
+```
+Every file is written atomically (temporary file in the same directory, flush, fsync,
+`os.replace`), so a killed run never leaves a half-written manifest or part behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from results.schema import (
+    CELL_KEY,
+    COLUMNS,
+    SCHEMA_VERSION,
+    SchemaError,
+    SchemaVersionError,
+    empty_frame,
+    validate,
+)
+
+MANIFEST = "manifest.json"
+ROWS_DIR = "rows"
+PART_SUFFIX = ".parquet"
+RUN_COLUMN = "run"
+
+_ARROW_TYPES = {
+    "str": pa.string(),
+    "int64": pa.int64(),
+    "float64": pa.float64(),
+    "boolean": pa.bool_(),
+}
+ARROW_SCHEMA = pa.schema([pa.field(n, _ARROW_TYPES[c.dtype]) for n, c in COLUMNS.items()])
+
+
+class NotARunError(ValueError):
+    """A path is not a gdbench run directory (no readable manifest.json)."""
+
+
+def is_run_dir(path: str | Path) -> bool:
+    """True if `path` is a directory holding a manifest.json."""
+    return (Path(path) / MANIFEST).is_file()
+
+
+def safe_name(name: str) -> str:
+    """A file-name-safe form of `name` ([A-Za-z0-9._-] only, no leading dot).
+
+    When characters had to be replaced, a short hash of the original name is appended so that
+    different names (e.g. 'tfds:mnist' and 'tfds_mnist') never map to the same file.
+    """
+    if not name:
+        raise ValueError("empty name cannot be turned into a file name")
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).lstrip(".")[:120] or "_"
+    if safe != name:
+        safe += "-" + hashlib.sha1(name.encode()).hexdigest()[:8]
+    return safe
+
+
+def write_manifest(run_dir: str | Path, manifest: dict[str, Any]) -> Path:
+    """Write `manifest` to RUN_DIR/manifest.json atomically and return its path.
+
+    The stored copy always carries `schema_version` (added as `SCHEMA_VERSION` if absent).
+    numpy scalars and arrays and `Path` objects are stored as plain JSON values.
+    """
+    if not isinstance(manifest, dict):
+        raise TypeError(f"manifest must be a dict, got {type(manifest).__name__}")
+    stored = {"schema_version": SCHEMA_VERSION, **manifest}
+    text = json.dumps(stored, indent=2, default=_json_default, allow_nan=True) + "\n"
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / MANIFEST
+    _atomic_write(path, lambda f: f.write(text.encode()))
+    return path
+
+
+def read_manifest(run_dir: str | Path) -> dict[str, Any]:
+    """The manifest of a run. Raises `NotARunError` if there is none or it is unreadable."""
+    path = Path(run_dir) / MANIFEST
+    if not path.is_file():
+        raise NotARunError(f"not a gdbench run: {run_dir} (no {MANIFEST})")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise NotARunError(f"unreadable {MANIFEST} in {run_dir}: {err}") from None
+    if not isinstance(manifest, dict):
+        raise NotARunError(f"{path} does not hold a JSON object")
+    return manifest
+
+
+def write_grid(run_dir: str | Path, df: pd.DataFrame, part_name: str) -> Path:
+    """Validate the rows of one grid and write them atomically to RUN_DIR/rows/<part>.parquet.
+
+    `part_name` (e.g. f"{task}__{model}") is passed through `safe_name`. Writing the same part
+    again replaces it, which is how a resumed run rewrites a grid. Returns the part's path.
+    """
+    rows = validate(df)
+    table = pa.Table.from_pandas(rows, schema=ARROW_SCHEMA, preserve_index=False)
+    rows_dir = Path(run_dir) / ROWS_DIR
+    rows_dir.mkdir(parents=True, exist_ok=True)
+    path = rows_dir / (safe_name(part_name) + PART_SUFFIX)
+    _atomic_write(path, lambda f: pq.write_table(table, f))
+    return path
+
+
+def part_paths(run_dir: str | Path) -> list[Path]:
+    """The Parquet parts of a run, sorted by name."""
+    rows_dir = Path(run_dir) / ROWS_DIR
+    if not rows_dir.is_dir():
+        return []
+    return sorted(p for p in rows_dir.glob("*" + PART_SUFFIX) if not p.name.startswith("."))
+
+
+def load(paths: str | Path | Sequence[str | Path]) -> pd.DataFrame:
+    """Rows of one or many runs, concatenated, with a leading `run` column (the directory name).
+
+    Raises `NotARunError` for a path without manifest.json, `SchemaVersionError` when a run
+    was written under another schema version, `SchemaError` for bad rows, and `ValueError`
+    when two runs share a directory name.
+    """
+    run_dirs = [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]
+    names = [Path(os.path.abspath(p)).name for p in run_dirs]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise ValueError(f"two runs are named {name!r}; give each run a distinct directory")
+    frames = [_load_run(run_dir, name) for run_dir, name in zip(run_dirs, names, strict=True)]
+    if not frames:
+        frames = [_with_run(empty_frame(), "")]
+    return pd.concat(frames, ignore_index=True)
+
+
+def _load_run(run_dir: Path, name: str) -> pd.DataFrame:
+    manifest = read_manifest(run_dir)
+    version = manifest.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"run {run_dir} has schema_version {version!r}; this gdbench reads schema_version "
+            f"{SCHEMA_VERSION}"
+        )
+    parts = []
+    for path in part_paths(run_dir):
+        try:
+            parts.append(validate(pq.read_table(path).to_pandas()))
+        except SchemaError as err:
+            raise type(err)(f"{path}: {err}") from None
+    rows = pd.concat(parts, ignore_index=True) if parts else empty_frame()
+    dup = rows.duplicated(subset=list(CELL_KEY))
+    if dup.any():
+        key = tuple(rows.loc[dup.idxmax(), list(CELL_KEY)].tolist())
+        raise SchemaError(f"run {run_dir}: cell {key!r} is stored in more than one part")
+    return _with_run(rows, name)
+
+
+def _with_run(rows: pd.DataFrame, name: str) -> pd.DataFrame:
+    rows.insert(0, RUN_COLUMN, pd.Series([name] * len(rows), dtype=object))
+    return rows
+
+
+def _atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"manifest value of type {type(value).__name__} is not JSON-serializable")

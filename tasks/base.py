@@ -1,0 +1,106 @@
+"""The ``Task`` type: a fixed train-pool / test split with its metadata."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import Literal
+
+import numpy as np
+
+FeatureKind = Literal["real", "binary", "integer"]
+Preprocess = Literal["standardize", "none"]
+
+
+class TaskError(ValueError):
+    """A task name or task data that cannot be used (one-line message)."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Task:
+    """A classification task with a fixed split.
+
+    Attributes:
+      name: registry name (e.g. ``digits_2v3``).
+      x_pool, y_pool: the training pool, ``[N, D]`` float32 and ``[N]`` int32 labels in
+        ``0..C-1``; every training subset of every cell is drawn from it.
+      x_test, y_test: the held-out test set (never used for fitting or model selection).
+      num_classes: C.
+      class_names: display names of the classes.
+      feature_kind: ``real``, ``binary`` (0/1) or ``integer``; densities are reported only by
+        models whose support matches (see ``models.base.GenerativeModel.input_support``).
+      preprocess: ``standardize`` (per cell: mean and standard deviation of the cell's training
+        subset; test data use the same transform; log-likelihoods are reported back in the
+        original units) or ``none``.
+      description, source, version: provenance for reports.
+      split: how the pool/test split was made.
+      bayes_accuracy: the Bayes-optimal test accuracy when known (synthetic tasks).
+      true_log_lik: mean exact ``log p(x)`` over the test set in nats when known.
+      image_shape: ``(H, W)`` for image-like tasks, else None.
+    """
+
+    name: str
+    x_pool: np.ndarray
+    y_pool: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+    class_names: tuple[str, ...]
+    feature_kind: FeatureKind
+    preprocess: Preprocess
+    description: str
+    source: str
+    version: str
+    split: str
+    bayes_accuracy: float | None = None
+    true_log_lik: float | None = None
+    image_shape: tuple[int, int] | None = None
+
+    @property
+    def dim(self) -> int:
+        return int(self.x_pool.shape[1])
+
+    @property
+    def pool_size(self) -> int:
+        return int(self.x_pool.shape[0])
+
+    @property
+    def checksum(self) -> str:
+        """SHA-256 of the pool and test arrays, as stored (dtype and order included)."""
+        h = hashlib.sha256()
+        for a in (self.x_pool, self.y_pool, self.x_test, self.y_test):
+            h.update(np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()
+
+    def metadata(self) -> dict:
+        """Provenance of the task for a run's manifest."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "source": self.source,
+            "version": self.version,
+            "split": self.split,
+            "pool_size": self.pool_size,
+            "test_size": int(self.x_test.shape[0]),
+            "dim": self.dim,
+            "num_classes": self.num_classes,
+            "feature_kind": self.feature_kind,
+            "preprocess": self.preprocess,
+            "sha256": self.checksum,
+            "bayes_accuracy": self.bayes_accuracy,
+            "true_log_lik": self.true_log_lik,
+        }
+
+
+def stratified_split(
+    y: np.ndarray, test_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pool and test indices with each class split in the same proportion (sorted indices)."""
+    rng = np.random.default_rng(seed)
+    pool, test = [], []
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        k = int(round(test_fraction * len(idx)))
+        test.append(idx[:k])
+        pool.append(idx[k:])
+    return np.sort(np.concatenate(pool)), np.sort(np.concatenate(test))

@@ -1,0 +1,103 @@
+"""Real data bundled with scikit-learn (no download): breast_cancer, wine, iris, digits.
+
+Split: a stratified 70 % train pool / 30 % test split drawn once with NumPy seed 0, the same
+for every run and model. Features are kept in their original units; the engine standardizes
+each cell with its training subset's statistics (``binary`` tasks are left as 0/1).
+
+- ``digits_0v1`` / ``digits_2v3``: the two-class subsets of digits (label 1 is the second digit).
+- ``digits_bin``: all ten digits with pixels binarized, ``x >= 8`` on the 0..16 intensity scale.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tasks.base import Task, stratified_split
+
+TEST_FRACTION = 0.3
+SPLIT_SEED = 0
+
+
+def _sklearn_data(loader_name: str) -> tuple[np.ndarray, np.ndarray, list[str], str]:
+    import sklearn
+    import sklearn.datasets
+
+    bunch = getattr(sklearn.datasets, loader_name)()
+    return bunch.data, bunch.target, [str(n) for n in bunch.target_names], sklearn.__version__
+
+
+def _make(name, x, y, class_names, version, kind, description, loader_name, image_shape=None):
+    pool, test = stratified_split(y, TEST_FRACTION, SPLIT_SEED)
+    x = np.asarray(x, dtype=np.float32)
+    y = np.asarray(y, dtype=np.int32)
+    return Task(
+        name=name,
+        x_pool=x[pool],
+        y_pool=y[pool],
+        x_test=x[test],
+        y_test=y[test],
+        num_classes=len(class_names),
+        class_names=tuple(class_names),
+        feature_kind=kind,
+        preprocess="none" if kind == "binary" else "standardize",
+        description=description,
+        source=f"sklearn.datasets.{loader_name}",
+        version=f"scikit-learn {version}",
+        split=f"stratified {1 - TEST_FRACTION:.0%} pool / {TEST_FRACTION:.0%} test, numpy seed "
+        f"{SPLIT_SEED}",
+        image_shape=image_shape,
+    )
+
+
+def breast_cancer() -> Task:
+    x, y, names, v = _sklearn_data("load_breast_cancer")
+    return _make(
+        "breast_cancer", x, y, names, v, "real",
+        "Wisconsin diagnostic breast cancer, 30 real features, 2 classes", "load_breast_cancer",
+    )  # fmt: skip
+
+
+def wine() -> Task:
+    x, y, names, v = _sklearn_data("load_wine")
+    return _make(
+        "wine", x, y, names, v, "real", "wine cultivars, 13 real features, 3 classes", "load_wine"
+    )
+
+
+def iris() -> Task:
+    x, y, names, v = _sklearn_data("load_iris")
+    return _make("iris", x, y, names, v, "real", "iris, 4 real features, 3 classes", "load_iris")
+
+
+def digits() -> Task:
+    x, y, names, v = _sklearn_data("load_digits")
+    return _make(
+        "digits", x, y, names, v, "integer",
+        "8x8 handwritten digits, 64 integer pixels (0..16), 10 classes", "load_digits", (8, 8),
+    )  # fmt: skip
+
+
+def _digit_pair(a: int, b: int) -> Task:
+    x, y, _, v = _sklearn_data("load_digits")
+    keep = (y == a) | (y == b)
+    return _make(
+        f"digits_{a}v{b}", x[keep], (y[keep] == b).astype(int), [str(a), str(b)], v, "integer",
+        f"8x8 digits {a} vs {b}, 64 integer pixels (0..16)", "load_digits", (8, 8),
+    )  # fmt: skip
+
+
+def digits_0v1() -> Task:
+    return _digit_pair(0, 1)
+
+
+def digits_2v3() -> Task:
+    return _digit_pair(2, 3)
+
+
+def digits_bin() -> Task:
+    x, y, names, v = _sklearn_data("load_digits")
+    return _make(
+        "digits_bin", (x >= 8).astype(np.float32), y, names, v, "binary",
+        "8x8 digits binarized at intensity >= 8, 64 binary pixels, 10 classes", "load_digits",
+        (8, 8),
+    )  # fmt: skip

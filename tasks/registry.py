@@ -1,0 +1,49 @@
+"""Tasks by name: ``tasks.load(name) -> Task``. Loaders are imported lazily and cached."""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import importlib
+
+from tasks.base import Task, TaskError
+
+#: name -> (module, loader function or synthetic name, one-line description)
+REGISTRY: dict[str, tuple[str, str, str]] = {
+    "breast_cancer": ("tasks.bundled", "breast_cancer", "breast cancer, 30 real features, 2 cl."),
+    "wine": ("tasks.bundled", "wine", "wine, 13 real features, 3 classes"),
+    "iris": ("tasks.bundled", "iris", "iris, 4 real features, 3 classes"),
+    "digits": ("tasks.bundled", "digits", "8x8 digits, 64 integer pixels, 10 classes"),
+    "digits_0v1": ("tasks.bundled", "digits_0v1", "digits 0 vs 1"),
+    "digits_2v3": ("tasks.bundled", "digits_2v3", "digits 2 vs 3"),
+    "digits_bin": ("tasks.bundled", "digits_bin", "binarized 8x8 digits, 10 classes"),
+    "gauss_nb": ("tasks.synthetic", "gauss_nb", "synthetic, naive Bayes holds (Bayes acc 0.841)"),
+    "gauss_corr": ("tasks.synthetic", "gauss_corr", "synthetic, correlated (Bayes acc 0.894)"),
+    "gauss_quad": ("tasks.synthetic", "gauss_quad", "synthetic, quadratic Bayes rule (~0.808)"),
+}
+
+
+def names() -> list[str]:
+    return list(REGISTRY)
+
+
+def describe(name: str) -> str:
+    return REGISTRY[name][2]
+
+
+def check_name(name: str) -> None:
+    """Raise ``TaskError`` naming the closest valid task when ``name`` is unknown."""
+    if name in REGISTRY:
+        return
+    close = difflib.get_close_matches(name, names(), n=1, cutoff=0.5)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    raise TaskError(f"unknown task '{name}'{hint}; valid: {', '.join(names())}")
+
+
+@functools.cache
+def load(name: str) -> Task:
+    """The task called ``name`` (see ``gdbench list tasks``)."""
+    check_name(name)
+    module, attr, _ = REGISTRY[name]
+    mod = importlib.import_module(module)
+    return mod.make(attr) if module == "tasks.synthetic" else getattr(mod, attr)()

@@ -1,0 +1,287 @@
+"""Reports from stored rows: statistics against a hand computation, tables, figures, errors."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+import reports
+from reports import figures, stats, tables
+from results import provenance, store
+
+TASKS = ("gauss_2d", "breast_cancer")
+MODELS = {"logreg": "discriminative", "gnb": "generative", "vae": "generative"}
+SIZES = (10, 20, 40, 80)
+SEEDS = range(5)
+MODEL_OFFSET = {"logreg": 0.0, "gnb": 0.02, "vae": -0.1}
+
+
+def accuracy_of(task: str, model: str, size_index: int, seed: int) -> float:
+    """Known accuracies: 0.65 + 0.05 per size step + a model offset + 0.01 per seed."""
+    task_offset = 0.0 if task == "gauss_2d" else 0.05
+    return 0.65 + 0.05 * size_index + MODEL_OFFSET[model] + task_offset + 0.01 * seed
+
+
+def synthetic_rows() -> pd.DataFrame:
+    """2 tasks x 3 models x 4 sizes x 5 seeds; two vae cells of gauss_2d at n=80 are not ok."""
+    rows = []
+    for task in TASKS:
+        for model, paradigm in MODELS.items():
+            generative = paradigm == "generative"
+            for k, n in enumerate(SIZES):
+                for seed in SEEDS:
+                    status, message = "ok", ""
+                    acc = accuracy_of(task, model, k, seed)
+                    if (task, model, n) == ("gauss_2d", "vae", 80) and seed == 3:
+                        status, message, acc = "failed", "XlaRuntimeError: | out of memory", 0.0
+                    if (task, model, n) == ("gauss_2d", "vae", 80) and seed == 4:
+                        status, message, acc = "diverged", "nan loss", np.nan
+                    rows.append(
+                        {
+                            "task": task,
+                            "model": model,
+                            "paradigm": paradigm,
+                            "n_train": n,
+                            "n_val": 0,
+                            "seed": seed,
+                            "accuracy": acc,
+                            "nll": 0.5 - 0.02 * k + 0.001 * seed,
+                            "ece": 0.04 + 0.002 * seed,
+                            "brier": 0.3 - 0.01 * k,
+                            "log_lik": -2.0 - 0.1 * seed if generative else np.nan,
+                            "bits_per_dim": (2.0 + 0.1 * seed) / (2 * np.log(2))
+                            if generative
+                            else np.nan,
+                            "likelihood_is_bound": (model == "vae") if generative else None,
+                            "fit_s": 0.25 if model == "logreg" else 0.125,
+                            "predict_s": 0.01,
+                            "compile_s": 1.5 if model == "logreg" else 3.0,
+                            "grid_cells": len(SIZES) * len(SEEDS),
+                            "flops": 2.0e6 if model == "logreg" else np.nan,
+                            "status": status,
+                            "message": message,
+                            "bayes_accuracy": 0.95 if task == "gauss_2d" else np.nan,
+                            "true_log_lik": -1.875 if task == "gauss_2d" else np.nan,
+                            "model_config": json.dumps({"l2": 1e-3}),
+                            "preprocess": "standardize",
+                        }
+                    )
+    return pd.DataFrame(rows)
+
+
+def write_run(run_dir: Path, df: pd.DataFrame) -> Path:
+    manifest = {
+        "provenance": provenance.collect({"device_kind": "cpu", "device_count": 1}),
+        "started_utc": "2026-01-02T03:04:05Z",
+        "finished_utc": "2026-01-02T03:14:05Z",
+    }
+    store.write_manifest(run_dir, manifest)
+    for (task, model), grid in df.groupby(["task", "model"]):
+        store.write_grid(run_dir, grid, f"{task}__{model}")
+    return run_dir
+
+
+@pytest.fixture
+def rows() -> pd.DataFrame:
+    return synthetic_rows()
+
+
+# --- statistics ---------------------------------------------------------------------------
+
+
+def test_ci_half_width_matches_hand_computation(rows):
+    summary = stats.summarize(rows, ["accuracy", "nll"])
+    group = summary[
+        (summary["task"] == "breast_cancer")
+        & (summary["model"] == "gnb")
+        & (summary["n_train"] == 20)
+    ].iloc[0]
+    values = np.array([0.65 + 0.05 + 0.02 + 0.05 + 0.01 * s for s in SEEDS])
+    n = len(values)
+    half = sps.t.ppf(0.975, n - 1) * values.std(ddof=1) / np.sqrt(n)
+    assert group["accuracy_count"] == 5
+    assert group["accuracy_mean"] == pytest.approx(0.79)
+    assert group["accuracy_std"] == pytest.approx(np.sqrt(2.5) * 0.01)
+    assert group["accuracy_ci95"] == pytest.approx(half, rel=1e-12)
+    assert group["accuracy_ci95"] == pytest.approx(2.7764451 * 0.0158113883 / 2.2360680, rel=1e-6)
+    assert group["paradigm"] == "generative"
+    assert (group["n_ok"], group["n_not_ok"]) == (5, 0)
+    assert len(summary) == len(TASKS) * len(MODELS) * len(SIZES)
+
+
+def test_single_seed_has_nan_half_width(rows):
+    one = rows[rows["seed"] == 0]
+    summary = stats.summarize(one, ["accuracy"])
+    assert (summary["accuracy_count"] == 1).all()
+    assert summary["accuracy_std"].isna().all()
+    assert summary["accuracy_ci95"].isna().all()
+    assert np.isnan(stats.t_half_width(0.1, 1))
+    assert stats.t_half_width(0.1, 2) == pytest.approx(sps.t.ppf(0.975, 1) * 0.1 / np.sqrt(2))
+
+
+def test_non_ok_rows_are_excluded_and_counted(rows):
+    summary = stats.summarize(rows, ["accuracy", "log_lik"])
+    g = summary[
+        (summary["task"] == "gauss_2d") & (summary["model"] == "vae") & (summary["n_train"] == 80)
+    ].iloc[0]
+    ok_values = [accuracy_of("gauss_2d", "vae", 3, s) for s in (0, 1, 2)]
+    assert (g["n_ok"], g["n_not_ok"]) == (3, 2)
+    assert g["accuracy_count"] == 3
+    assert g["accuracy_mean"] == pytest.approx(np.mean(ok_values))
+    assert g["accuracy_ci95"] == pytest.approx(
+        sps.t.ppf(0.975, 2) * np.std(ok_values, ddof=1) / np.sqrt(3)
+    )
+    assert g["log_lik_mean"] == pytest.approx(-2.1)
+
+
+def test_group_with_only_failed_rows_is_kept(rows):
+    failed = rows.assign(status="failed")
+    summary = stats.summarize(failed, ["accuracy"], by=("task",))
+    assert summary["task"].tolist() == sorted(TASKS)
+    assert summary["accuracy_mean"].isna().all()
+    assert summary["accuracy_count"].tolist() == [0, 0]
+    assert summary["n_not_ok"].tolist() == [60, 60]
+
+
+def test_discriminative_log_lik_stays_not_applicable(rows):
+    summary = stats.summarize(rows, ["log_lik"])
+    logreg = summary[summary["model"] == "logreg"]
+    assert logreg["log_lik_mean"].isna().all()
+    assert (logreg["log_lik_count"] == 0).all()
+
+
+# --- tables -------------------------------------------------------------------------------
+
+
+def test_format_mean_ci():
+    assert tables.fmt_mean_ci(0.8199999, 0.0196324, 3) == "0.820 ± 0.020"
+    assert tables.fmt_mean_ci(-0.00001, 0.0, 3) == "0.000 ± 0.000"
+    assert tables.fmt_mean_ci(0.5, float("nan"), 3) == "0.500"
+    assert tables.fmt_mean_ci(float("nan"), 0.1, 3) == "—"
+
+
+def test_markdown_summary_values(rows):
+    md = tables.markdown_summary(rows)
+    assert md.index("### breast_cancer") < md.index("### gauss_2d")
+    assert "At n_train = 80" in md
+    # logreg, gauss_2d, n=80: 0.80 + 0.01 * seed -> mean 0.82, half-width 0.0196
+    assert (
+        "| logreg | discriminative | 5 | 0.820 ± 0.020 | 0.442 ± 0.002 | 0.044 ± 0.004 "
+        "| 0.270 ± 0.000 | — | — |" in md
+    )
+    # vae, gauss_2d, n=80: 2 cells not ok; likelihood is a bound
+    ok = [accuracy_of("gauss_2d", "vae", 3, s) for s in (0, 1, 2)]
+    half = sps.t.ppf(0.975, 2) * np.std(ok, ddof=1) / np.sqrt(3)
+    assert f"| vae | generative | 3 (+2 not ok) | {np.mean(ok):.3f} ± {half:.3f} |" in md
+    assert "| -2.10 ± 0.25 † |" in md
+    assert "| -2.20 ± 0.20 | 1.587 ± 0.142 |" in md
+    assert "† bound on the likelihood" in md
+    assert "Bayes accuracy 0.9500 (Bayes error 0.0500)" in md
+    assert "true log p(x) of the test set -1.875 nats per example" in md
+    assert md.count("Reference (synthetic task)") == 1
+    assert (
+        "| logreg | discriminative | 0.670 ± 0.020 | 0.720 ± 0.020 | 0.770 ± 0.020 "
+        "| 0.820 ± 0.020 |" in md
+    )
+    assert "| gauss_2d | logreg | discriminative | 20 | 1.5 | 0.25 | 0.01 | 2e+06 |" in md
+    assert "| gauss_2d | vae | generative | 20 | 3 | 0.125 | 0.01 | — |" in md
+    assert "## Cells not ok (2 of 120, excluded from all statistics)" in md
+    assert "| gauss_2d | vae | 80 | 3 | failed | XlaRuntimeError: \\| out of memory |" in md
+    assert "| gauss_2d | vae | 80 | 4 | diverged | nan loss |" in md
+
+
+def test_markdown_summary_without_failures_has_no_failure_section(rows):
+    md = tables.markdown_summary(rows[rows["status"] == "ok"])
+    assert "Cells not ok" not in md
+
+
+def test_duplicate_cells_across_runs_are_refused(rows):
+    twice = pd.concat([rows.assign(run="a"), rows.assign(run="b")], ignore_index=True)
+    with pytest.raises(stats.DuplicateCellError, match="runs: a, b"):
+        tables.markdown_summary(twice)
+
+
+# --- figures ------------------------------------------------------------------------------
+
+
+def test_learning_curve_figure_plots_test_error(rows):
+    fig = figures._learning_curve_figure(
+        rows[rows["task"] == "gauss_2d"], "gauss_2d", {m: "C0" for m in MODELS}
+    )
+    ax = fig.axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    logreg = lines["logreg (discriminative)"]
+    assert list(logreg.get_xdata()) == list(SIZES)
+    np.testing.assert_allclose(logreg.get_ydata(), [0.33, 0.28, 0.23, 0.18])
+    assert logreg.get_linestyle() == "-"
+    assert lines["gnb (generative)"].get_linestyle() == "--"
+    np.testing.assert_allclose(lines["Bayes error"].get_ydata(), [0.05, 0.05])
+    assert lines["Bayes error"].get_linestyle() == ":"
+    assert ax.get_xscale() == "log"
+
+
+def test_learning_curves_write_png_and_svg(rows, tmp_path):
+    paths = figures.learning_curves(rows, tmp_path)
+    names = sorted(p.name for p in paths)
+    assert names == [
+        "learning_curve_breast_cancer.png",
+        "learning_curve_breast_cancer.svg",
+        "learning_curve_gauss_2d.png",
+        "learning_curve_gauss_2d.svg",
+    ]
+    for p in paths:
+        assert p.parent == tmp_path / "figures"
+        assert p.stat().st_size > 1000
+    png = (tmp_path / "figures" / "learning_curve_gauss_2d.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    svg = ET.parse(tmp_path / "figures" / "learning_curve_gauss_2d.svg").getroot()
+    assert svg.tag.endswith("svg")
+
+
+# --- build --------------------------------------------------------------------------------
+
+
+def test_build_report_writes_markdown_csv_and_figures(rows, tmp_path):
+    run = write_run(tmp_path / "run_a", rows)
+    out = reports.build_report([run], tmp_path / "report")
+    assert set(out) == {
+        "report.md",
+        "results.csv",
+        "figures/learning_curve_breast_cancer.png",
+        "figures/learning_curve_breast_cancer.svg",
+        "figures/learning_curve_gauss_2d.png",
+        "figures/learning_curve_gauss_2d.svg",
+    }
+    assert all(p.is_file() and p.stat().st_size > 0 for p in out.values())
+
+    md = out["report.md"].read_text()
+    assert md.startswith("# gdbench report\n")
+    assert "Runs: `run_a`. 120 cells, 2 not ok." in md
+    prov = provenance.collect()
+    commit = f"`{prov['git_commit'][:12]}`" if prov["git_commit"] else "unknown"
+    assert f"| run_a | 0.1.0 | {commit}" in md
+    assert f"| {prov['versions']['jax']} | cpu × 1 | 2026-01-02T03:04:05Z |" in md
+    assert "| logreg | discriminative | 5 | 0.820 ± 0.020 |" in md
+    assert "![learning_curve_gauss_2d](figures/learning_curve_gauss_2d.png)" in md
+    assert "(figures/learning_curve_gauss_2d.svg)" in md
+
+    csv = pd.read_csv(out["results.csv"])
+    assert len(csv) == 120
+    assert (csv["run"] == "run_a").all()
+    row = csv[(csv["model"] == "logreg") & (csv["n_train"] == 80) & (csv["seed"] == 4)].iloc[0]
+    assert row["accuracy"] == accuracy_of(row["task"], "logreg", 3, 4)
+
+
+def test_build_report_refuses_empty_runs(tmp_path):
+    store.write_manifest(tmp_path / "empty", {"provenance": {}})
+    with pytest.raises(reports.EmptyRunError, match="no result rows"):
+        reports.build_report(tmp_path / "empty", tmp_path / "out")
+    with pytest.raises(reports.EmptyRunError):
+        reports.build_report([], tmp_path / "out")
+    assert not (tmp_path / "out" / "report.md").exists()
