@@ -122,6 +122,12 @@ def describe(name: str) -> str:
     return REGISTRY[name][2]
 
 
+def paradigm_of(name: str) -> str:
+    """The paradigm of a registered model (imports its module)."""
+    module, cls_name, _ = REGISTRY[name]
+    return getattr(importlib.import_module(module), cls_name).paradigm
+
+
 def get(spec: str) -> ModelSpec:
     """Parse ``NAME[?k=v&...]`` into a ``ModelSpec``; raises ``ModelSpecError`` with a hint."""
     name, _, query = spec.partition("?")

@@ -1,0 +1,171 @@
+"""The ``gdbench`` command line.
+
+Heavy libraries (JAX, pandas, seaborn) are imported inside the command that needs them, so
+``gdbench --help`` and ``gdbench list`` answer at once. Every expected failure (a bad name, an
+impossible size, an unusable directory) prints one line, ``gdbench: error: ...``, and exits
+with status 2; nothing already stored is touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EXIT_USAGE = 2
+
+
+class UsageError(ValueError):
+    """A bad command-line value (one-line message)."""
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(t) for t in _csv(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not a comma-separated list of integers, e.g. 10,20,40"
+        ) from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="gdbench",
+        description="Benchmark discriminative vs generative classifiers (JAX).",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ls = sub.add_parser("list", help="list tasks, models or suites")
+    ls.add_argument("what", nargs="?", choices=["tasks", "models", "suites"], default=None)
+
+    run = sub.add_parser("run", help="run a suite (or a grid given by flags) into a run directory")
+    run.add_argument("--suite", default="quick", help="suite name (default: quick)")
+    run.add_argument("--tasks", type=_csv, help="comma-separated task names (override)")
+    run.add_argument(
+        "--models", type=_csv, help="comma-separated model specs, e.g. logreg?C=1e4,gnb"
+    )
+    run.add_argument("--sizes", type=_int_list, help="training sizes, e.g. 10,20,40 (override)")
+    run.add_argument("--seeds", type=int, help="number of seeds, 0..N-1 (override)")
+    run.add_argument("--out", type=Path, help="run directory (default: runs/<suite>)")
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out (also the default when its configuration matches)",
+    )
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    rep = sub.add_parser("report", help="write a report (Markdown, CSV, figures) of runs")
+    rep.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
+    rep.add_argument("--out", type=Path, help="report directory (default: RUN_DIR/report)")
+
+    sub.add_parser("env", help="devices, versions and a measured matmul peak")
+    return p
+
+
+def _cmd_list(args) -> int:
+    import models.registry as mreg
+    import tasks.registry as treg
+    from bench import suites
+
+    if args.what in (None, "tasks"):
+        print("tasks:")
+        for name in treg.names():
+            print(f"  {name:<15} {treg.describe(name)}")
+    if args.what in (None, "models"):
+        print("models:")
+        for name in mreg.names():
+            paradigm = mreg.paradigm_of(name)
+            print(f"  {name:<15} {paradigm:<15} {mreg.describe(name)}")
+    if args.what in (None, "suites"):
+        print("suites:")
+        for s in suites.SUITES.values():
+            print(f"  {s.name:<15} {s.doc}")
+    return 0
+
+
+def _cmd_run(args) -> int:
+    from bench import suites
+
+    suite = suites.get(args.suite)
+    from bench import runner
+
+    config = runner.make_config(suite, args.tasks, args.models, args.sizes, args.seeds)
+    out = args.out or Path("runs") / suite.name
+    if args.resume and not (out / "manifest.json").is_file():
+        raise UsageError(f"--resume: '{out}' holds no gdbench run to resume")
+    prepared = runner.prepare(config, out)
+    from tqdm import tqdm
+
+    bar = tqdm(total=prepared.grid_count, unit="grid", disable=args.no_progress, file=sys.stderr)
+
+    def on_grid(task, model, timing):
+        if timing is None:
+            bar.set_postfix_str(f"{task} x {model}: stored")
+        else:
+            bar.set_postfix_str(
+                f"{task} x {model}: compile {timing.compile_s:.1f}s fit {timing.fit_s:.2f}s"
+            )
+        bar.update(1)
+
+    try:
+        runner.execute(prepared, on_grid)
+    finally:
+        bar.close()
+    print(f"run written to {out}  (report: gdbench report {out})")
+    return 0
+
+
+def _cmd_report(args) -> int:
+    import reports
+
+    out = args.out or args.runs[0] / "report"
+    written = reports.build_report(args.runs, out)
+    print(f"report written to {out}: {', '.join(sorted(str(k) for k in written))}")
+    return 0
+
+
+def _cmd_env(args) -> int:
+    from bench import env
+
+    print(env.describe())
+    return 0
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """Error types that mean bad input, not a bug: reported in one line with exit status 2."""
+    errors: list[type[BaseException]] = [UsageError, FileNotFoundError, PermissionError]
+    for module, names in (
+        ("tasks.base", ["TaskError"]),
+        ("models.registry", ["ModelSpecError"]),
+        ("bench.plan", ["PlanError"]),
+        ("bench.suites", ["SuiteError"]),
+        ("bench.runner", ["RunDirError"]),
+        ("results", ["NotARunError", "SchemaError"]),
+        ("reports", ["EmptyRunError"]),
+    ):
+        mod = sys.modules.get(module)
+        errors.extend(getattr(mod, n) for n in names if mod is not None and hasattr(mod, n))
+    return tuple(errors)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    commands = {"list": _cmd_list, "run": _cmd_run, "report": _cmd_report, "env": _cmd_env}
+    try:
+        return commands[args.command](args)
+    except KeyboardInterrupt:
+        print("gdbench: interrupted; finished grids are stored", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - filtered to expected errors below
+        if isinstance(e, _expected_errors()):
+            print(f"gdbench: error: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

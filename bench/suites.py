@@ -1,0 +1,94 @@
+"""Named suites: which tasks, models, training sizes and seeds a run covers.
+
+Each suite says what it runs and how long it takes. Flags given with ``--suite`` override that
+part of it (``gdbench run --suite quick --seeds 3``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+
+ALL_MODELS = ("gnb", "gnb_shared", "bnb", "lda", "qda", "logreg", "linsvm", "mlp")
+
+
+class SuiteError(ValueError):
+    """An unknown suite name."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Suite:
+    """A suite's grid. ``sizes=None`` means ``size_count`` log-spaced sizes per task, from
+    ``max(10, 2C)`` to the task's whole training pool (see ``bench.plan.auto_sizes``)."""
+
+    name: str
+    doc: str
+    tasks: tuple[str, ...]
+    models: tuple[str, ...]
+    seeds: int
+    sizes: tuple[int, ...] | None = None
+    size_count: int = 6
+
+
+QUICK = Suite(
+    name="quick",
+    doc=(
+        "Every model of both paradigms on six offline tasks (two real binary, one real "
+        "three-class, binarized ten-class digits, two synthetic with known Bayes accuracy), "
+        "6 sizes x 5 seeds. About 1.5-2.5 minutes on a 2-core CPU (mostly compilation), "
+        "well under a minute on a GPU. Run: gdbench run --suite quick"
+    ),
+    tasks=("breast_cancer", "wine", "digits_2v3", "digits_bin", "gauss_nb", "gauss_corr"),
+    models=ALL_MODELS,
+    seeds=5,
+)
+
+NGJORDAN = Suite(
+    name="ngjordan",
+    doc=(
+        "Ng & Jordan (2001) pairs on two-class tasks: naive Bayes with shared variances "
+        "against logistic regression with negligible regularization (C=1e4), plus the "
+        "variants that can change the answer (per-class-variance naive Bayes, Bernoulli naive "
+        "Bayes on features binarized at the subset mean, regularized logistic regression, "
+        "LDA), on digits 0v1 and 2v3, breast cancer and the synthetic tasks; 10 sizes from "
+        "a handful of examples to the whole pool x 100 seeds. Run: gdbench run --suite "
+        "ngjordan"
+    ),
+    tasks=("digits_0v1", "digits_2v3", "breast_cancer", "gauss_nb", "gauss_corr"),
+    models=("gnb_shared", "logreg?C=10000", "gnb", "bnb", "logreg", "lda"),
+    seeds=100,
+    size_count=10,
+)
+
+FULL = Suite(
+    name="full",
+    doc=(
+        "Every offline task x every model, 8 sizes x 20 seeds. About 15 minutes on a 2-core "
+        "CPU. Run: gdbench run --suite full"
+    ),
+    tasks=(
+        "breast_cancer",
+        "wine",
+        "iris",
+        "digits",
+        "digits_0v1",
+        "digits_2v3",
+        "digits_bin",
+        "gauss_nb",
+        "gauss_corr",
+        "gauss_quad",
+    ),
+    models=ALL_MODELS,
+    seeds=20,
+    size_count=8,
+)
+
+SUITES = {s.name: s for s in (QUICK, NGJORDAN, FULL)}
+
+
+def get(name: str) -> Suite:
+    if name not in SUITES:
+        close = difflib.get_close_matches(name, list(SUITES), n=1, cutoff=0.5)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise SuiteError(f"unknown suite '{name}'{hint}; valid: {', '.join(SUITES)}")
+    return SUITES[name]

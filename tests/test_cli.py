@@ -1,0 +1,175 @@
+"""The command line end to end: list, run, resume, report, env, and every bad-input path."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import results
+from bench import cli
+
+SMALL = ["--tasks", "iris", "--models", "gnb,logreg", "--sizes", "6,20", "--seeds", "2"]
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "small"
+    assert cli.main(["run", *SMALL, "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+def test_list_names_every_task_model_and_suite(capsys):
+    code, out, _ = run_cli(capsys, "list")
+    assert code == 0
+    import models
+    import tasks
+    from bench import suites
+
+    for name in [*models.names(), *tasks.names(), *suites.SUITES]:
+        assert f"  {name} " in out
+
+
+def test_run_writes_one_row_per_cell_with_provenance(small_run):
+    df = results.load(small_run)
+    assert len(df) == 2 * 2 * 2  # tasks x models x sizes x seeds = 1 x 2 x 2 x 2
+    assert set(df["model"]) == {"gnb", "logreg"}
+    assert sorted(df["n_train"].unique()) == [6, 20]
+    assert (df["status"] == "ok").all()
+    assert df.loc[df.model == "gnb", "log_lik"].notna().all()
+    assert df.loc[df.model == "logreg", "log_lik"].isna().all()
+    manifest = json.loads((small_run / "manifest.json").read_text())
+    assert manifest["tasks"]["iris"]["sha256"] and manifest["finished_utc"]
+    assert manifest["provenance"]["versions"]["jax"]
+    assert manifest["provenance"]["device_count"] >= 1
+    assert manifest["config"]["seeds"] == [0, 1]
+
+
+def test_rerun_resumes_without_recomputing(small_run, capsys):
+    before = json.loads((small_run / "manifest.json").read_text())["grids"]
+    code, _, _ = run_cli(capsys, "run", *SMALL, "--out", str(small_run), "--no-progress")
+    assert code == 0
+    after = json.loads((small_run / "manifest.json").read_text())["grids"]
+    assert after == before  # nothing recomputed: same grid records, same finish times
+
+
+def test_report_writes_markdown_csv_and_figures(small_run, tmp_path, capsys):
+    code, _, _ = run_cli(capsys, "report", str(small_run), "--out", str(tmp_path / "rep"))
+    assert code == 0
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "iris" in md and "logreg" in md and "gnb" in md
+    csv = pd.read_csv(tmp_path / "rep" / "results.csv")
+    assert len(csv) == 8
+    png = tmp_path / "rep" / "figures" / "learning_curve_iris.png"
+    assert png.stat().st_size > 1000
+
+
+def _not_a_run(tmp_path: Path) -> list[str]:
+    d = tmp_path / "notarun"
+    d.mkdir()
+    (d / "x.txt").write_text("hello")
+    return ["report", str(d)]
+
+
+def _not_empty_out(tmp_path: Path) -> list[str]:
+    d = tmp_path / "occupied"
+    d.mkdir()
+    (d / "data.csv").write_text("a,b\n")
+    return ["run", *SMALL, "--out", str(d)]
+
+
+def _file_as_out(tmp_path: Path) -> list[str]:
+    f = tmp_path / "afile"
+    f.write_text("")
+    return ["run", *SMALL, "--out", str(f)]
+
+
+BAD_INPUTS = [
+    # (id, argv or builder, text the one-line error must contain)
+    ("unknown task", ["run", "--tasks", "wines"], "unknown task 'wines' (did you mean 'wine'?)"),
+    ("unknown model", ["run", "--models", "logreq"], "unknown model 'logreq' (did you mean"),
+    ("unknown suite", ["run", "--suite", "quik"], "unknown suite 'quik' (did you mean 'quick'?)"),
+    ("bad hyperparameter", ["run", "--models", "logreg?c=1"], "has no hyperparameter 'c'"),
+    ("bad hyperparameter value", ["run", "--models", "logreg?C=big"], "bad value 'big'"),
+    (
+        "size above pool",
+        ["run", "--tasks", "iris", "--sizes", "10,500"],
+        "training size 500 exceeds the training pool of task 'iris' (105 examples)",
+    ),
+    (
+        "size below classes",
+        ["run", "--tasks", "iris", "--sizes", "2"],
+        "smaller than the 3 classes",
+    ),
+    ("zero size", ["run", "--tasks", "iris", "--sizes", "0,10"], "must be positive"),
+    ("zero seeds", ["run", "--tasks", "iris", "--seeds", "0"], "--seeds must be at least 1"),
+    ("negative seeds", ["run", "--tasks", "iris", "--seeds", "-3"], "--seeds must be at least 1"),
+    ("report of a non-run", _not_a_run, "not a gdbench run"),
+    ("report of a missing dir", ["report", "/nonexistent/run"], "not a gdbench run"),
+    ("out not empty", _not_empty_out, "is not empty and is not a gdbench run"),
+    ("out is a file", _file_as_out, "exists and is not a directory"),
+    ("resume nothing", ["run", "--resume", "--out", "/nonexistent/x"], "holds no gdbench run"),
+]
+
+
+@pytest.mark.parametrize(
+    "argv, expected", [b[1:] for b in BAD_INPUTS], ids=[b[0] for b in BAD_INPUTS]
+)
+def test_bad_input_is_one_line_exit_2(argv, expected, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default --out (runs/<suite>) lands in tmp_path
+    if callable(argv):
+        argv = argv(tmp_path)
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("gdbench: error: ")
+    assert expected in lines[0]
+    assert "Traceback" not in err
+
+
+def test_different_config_into_existing_run_is_refused(small_run, capsys):
+    before = results.load(small_run)
+    code, _, err = run_cli(capsys, "run", *SMALL[:-1], "3", "--out", str(small_run))
+    assert code == 2 and "different configuration" in err
+    pd.testing.assert_frame_equal(results.load(small_run), before)  # nothing lost
+
+
+def test_non_integer_sizes_exit_2_from_argparse():
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.cli", "run", "--sizes", "ten"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert "not a comma-separated list of integers" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_error_exit_status_from_a_real_process():
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.cli", "run", "--tasks", "nope"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "unknown task 'nope'" in proc.stderr
+
+
+def test_env_reports_devices_versions_and_peak(capsys, monkeypatch):
+    from bench import env
+
+    monkeypatch.setattr(env, "matmul_peak_flops", lambda: 1.25e10)
+    code, out, _ = run_cli(capsys, "env")
+    assert code == 0
+    assert "jax: 0." in out and "device 0: cpu" in out and "12.5 GFLOP/s" in out
