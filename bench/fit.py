@@ -146,7 +146,10 @@ def gradient(
         keys = jax.random.split(k, stage.eval_every)
         (p, opt_state), _ = jax.lax.scan(train_step, (p, opt_state), keys)
         current = val_loss(p)
-        better = (current < best_loss) | (n_val == 0) | ~stage.select_on_val
+        # Take the first finite checkpoint, then only improvements; a run that never reaches a
+        # finite validation loss keeps its last parameters, so its divergence is reported.
+        better = (current < best_loss) | (best_loss == jnp.inf) | (n_val == 0)
+        better = better | (not stage.select_on_val)
         best = jax.tree.map(lambda new, old: jnp.where(better, new, old), p, best)
         return (p, opt_state, best, jnp.where(better, current, best_loss)), current
 

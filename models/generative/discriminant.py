@@ -1,15 +1,15 @@
 """Gaussian discriminant analysis: full-covariance Gaussian class conditionals.
 
 - ``lda``: one covariance shared by all classes (linear boundary). The pooled maximum-likelihood
-  covariance ``S = (1/n) sum_c sum_{i in c} (x_i - mu_c)(x_i - mu_c)^T`` is shrunk towards its
-  own diagonal, ``(1 - shrinkage) S + shrinkage diag(S)``, which is what scikit-learn's
-  ``LinearDiscriminantAnalysis(solver="lsqr", shrinkage=shrinkage)`` does; ``shrinkage=1`` gives
-  ``gnb_shared``. ``var_smoothing * max_d Var(x_d)`` is then added to the diagonal (as in
-  ``gnb``), so the covariance stays positive definite when n < D.
-- ``qda``: one covariance per class, the unbiased estimate ``S_c`` (divided by ``n_c - 1``)
-  regularized as scikit-learn's ``QuadraticDiscriminantAnalysis(reg_param=reg_param)``:
-  ``(1 - reg_param) S_c + reg_param I`` (features are standardized, so I is the scale of the
-  data), plus the same ``var_smoothing`` floor.
+  covariance ``S = (1/n) sum_c sum_{i in c} (x_i - mu_c)(x_i - mu_c)^T`` is shrunk towards a
+  scaled identity, ``(1 - shrinkage) S + shrinkage (tr(S) / D) I``, which is what
+  scikit-learn's ``LinearDiscriminantAnalysis(solver="lsqr", shrinkage=shrinkage)`` does.
+  ``var_smoothing * max_d Var(x_d)`` is then added to the diagonal (as in ``gnb``), so the
+  covariance stays positive definite when n < D.
+- ``qda``: one covariance per class, the maximum-likelihood estimate ``S_c`` (scatter divided by
+  ``n_c``, as scikit-learn 1.9's ``QuadraticDiscriminantAnalysis``) regularized as its
+  ``reg_param``: ``(1 - reg_param) S_c + reg_param I`` (features are standardized, so I is the
+  scale of the data), plus the same ``var_smoothing`` floor.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ class _GaussianDiscriminant(GenerativeModel):
 
 
 class LDA(_GaussianDiscriminant):
-    """Linear discriminant analysis with diagonal shrinkage of the pooled covariance."""
+    """Linear discriminant analysis with the pooled covariance shrunk towards a scaled identity."""
 
     shared_covariance: ClassVar[bool] = True
 
@@ -104,7 +104,8 @@ class LDA(_GaussianDiscriminant):
 
     def _covariances(self, scatter: Array, counts: Array) -> Array:
         pooled = scatter.sum(0) / jnp.maximum(counts.sum(), 1e-12)
-        shrunk = (1.0 - self.shrinkage) * pooled + self.shrinkage * jnp.diag(jnp.diagonal(pooled))
+        target = jnp.trace(pooled) / pooled.shape[-1] * jnp.eye(pooled.shape[-1])
+        shrunk = (1.0 - self.shrinkage) * pooled + self.shrinkage * target
         return jnp.broadcast_to(shrunk, scatter.shape)
 
 
@@ -126,6 +127,6 @@ class QDA(_GaussianDiscriminant):
         self.reg_param = reg_param
 
     def _covariances(self, scatter: Array, counts: Array) -> Array:
-        unbiased = scatter / jnp.maximum(counts - 1.0, 1.0)[:, None, None]
+        ml = scatter / jnp.maximum(counts, 1.0)[:, None, None]
         dim = scatter.shape[-1]
-        return (1.0 - self.reg_param) * unbiased + self.reg_param * jnp.eye(dim)[None]
+        return (1.0 - self.reg_param) * ml + self.reg_param * jnp.eye(dim)[None]
