@@ -103,12 +103,15 @@ class ModelSpec:
         return cfg
 
     def config_json(self) -> str:
+        """Hyperparameters and how probabilities are obtained (e.g. Platt scaling), as JSON."""
+
         def enc(v):
             if isinstance(v, float) and math.isinf(v):
                 return "inf"
             return list(v) if isinstance(v, tuple) else v
 
-        return json.dumps({k: enc(v) for k, v in sorted(self.config.items())})
+        config = {k: enc(v) for k, v in sorted(self.config.items())}
+        return json.dumps({**config, "calibration": self.cls.calibration})
 
     def build(self, dim: int, num_classes: int, rngs):
         return self.cls(dim, num_classes, rngs=rngs, **dict(self.hparams))

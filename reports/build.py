@@ -73,6 +73,7 @@ def _report_markdown(
         "",
         *_provenance_table(manifests),
         "",
+        *_models_table(manifests),
         markdown_summary(df).rstrip(),
         "",
         "## Figures",
@@ -101,6 +102,28 @@ def _provenance_table(manifests: dict[str, dict[str, Any]]) -> list[str]:
         ]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return lines
+
+
+def _models_table(manifests: dict[str, dict[str, Any]]) -> list[str]:
+    """How each model was fitted and calibrated, from the runs' manifests (empty if none)."""
+    seen: dict[str, dict[str, Any]] = {}
+    for manifest in manifests.values():
+        for name, info in (manifest.get("models") or {}).items():
+            seen.setdefault(name, info)
+    if not seen:
+        return []
+    lines = [
+        "## Models",
+        "",
+        "| model | paradigm | probabilities | hyperparameters |",
+        "|---|---|---|---|",
+    ]
+    for name, info in seen.items():
+        params = (info.get("config") or {}).items()
+        config = ", ".join(f"{k}={v}" for k, v in params if k != "calibration")
+        cells = [name, _text(info.get("paradigm")), _text(info.get("calibration")), config]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return [*lines, ""]
 
 
 def _lookup(manifest: dict[str, Any], key: str) -> Any:

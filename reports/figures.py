@@ -23,6 +23,12 @@ _RC = {"svg.hashsalt": "gdbench", "svg.fonttype": "path"}
 _METADATA = {"png": {"Software": None}, "svg": {"Date": None, "Creator": None}}
 
 
+def _dash(style) -> tuple | str:
+    """A matplotlib line style as a seaborn ``dashes`` entry ("" for solid)."""
+    named = {"-": "", "--": (4, 2), "-.": (4, 1.5, 1, 1.5), ":": (1, 1.5)}
+    return named[style] if isinstance(style, str) else style[1]
+
+
 def learning_curves(df: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     """One figure per task of test error (1 - accuracy) against n_train (log scale).
 
@@ -51,28 +57,33 @@ def learning_curves(df: pd.DataFrame, out_dir: str | Path) -> list[Path]:
 
 def _learning_curve_figure(rows: pd.DataFrame, task: str, colors: dict) -> Figure:
     stats = summarize(rows, ["accuracy"], by=("model", "paradigm", "n_train"))
+    stats = stats[stats["accuracy_count"] > 0].sort_values(["model", "n_train"])
+    stats = stats.assign(error=1.0 - stats["accuracy_mean"])
     fig = Figure(figsize=(6.0, 4.0), dpi=150, layout="constrained")
     ax = fig.add_subplot()
-    for (model, paradigm), g in stats.groupby(["model", "paradigm"], sort=True):
-        g = g[g["accuracy_count"] > 0].sort_values("n_train")
-        if g.empty:
-            continue
-        error = 1.0 - g["accuracy_mean"]
+    # Lines by seaborn (colour = model, dashes = paradigm); the bands are the t-intervals
+    # computed by reports.stats, not seaborn's own bootstrap, so tables and figures agree.
+    paradigms = sorted(stats["paradigm"].unique())
+    sns.lineplot(
+        data=stats,
+        x="n_train",
+        y="error",
+        hue="model",
+        style="paradigm",
+        style_order=paradigms,
+        dashes={p: _dash(LINESTYLES.get(p, "-")) for p in paradigms},
+        markers=True,
+        markersize=4,
+        palette=colors,
+        errorbar=None,
+        ax=ax,
+    )
+    for model, g in stats.groupby("model", sort=True):
         half = g["accuracy_ci95"].fillna(0.0)
-        style = LINESTYLES.get(paradigm, "-")
-        ax.plot(
-            g["n_train"],
-            error,
-            linestyle=style,
-            marker="o",
-            markersize=3,
-            color=colors[model],
-            label=f"{model} ({paradigm})",
-        )
         ax.fill_between(
             g["n_train"],
-            (error - half).clip(0.0, 1.0),
-            (error + half).clip(0.0, 1.0),
+            (g["error"] - half).clip(0.0, 1.0),
+            (g["error"] + half).clip(0.0, 1.0),
             color=colors[model],
             alpha=0.2,
             linewidth=0,

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.colors import to_rgba
 from scipy import stats as sps
 
 import reports
@@ -211,19 +212,25 @@ def test_duplicate_cells_across_runs_are_refused(rows):
 
 
 def test_learning_curve_figure_plots_test_error(rows):
-    fig = figures._learning_curve_figure(
-        rows[rows["task"] == "gauss_2d"], "gauss_2d", {m: "C0" for m in MODELS}
-    )
+    colors = {m: f"C{i}" for i, m in enumerate(MODELS)}
+    fig = figures._learning_curve_figure(rows[rows["task"] == "gauss_2d"], "gauss_2d", colors)
     ax = fig.axes[0]
-    lines = {line.get_label(): line for line in ax.get_lines()}
-    logreg = lines["logreg (discriminative)"]
+
+    def line_of(color):
+        drawn = [ln for ln in ax.get_lines() if len(ln.get_xdata())]
+        return next(ln for ln in drawn if to_rgba(ln.get_color()) == to_rgba(color))
+
+    logreg = line_of(colors["logreg"])
     assert list(logreg.get_xdata()) == list(SIZES)
     np.testing.assert_allclose(logreg.get_ydata(), [0.33, 0.28, 0.23, 0.18])
     assert logreg.get_linestyle() == "-"
-    assert lines["gnb (generative)"].get_linestyle() == "--"
-    np.testing.assert_allclose(lines["Bayes error"].get_ydata(), [0.05, 0.05])
-    assert lines["Bayes error"].get_linestyle() == ":"
+    assert line_of(colors["gnb"]).get_linestyle() == "--"
+    bayes = next(ln for ln in ax.get_lines() if ln.get_label() == "Bayes error")
+    np.testing.assert_allclose(bayes.get_ydata(), [0.05, 0.05])
+    assert bayes.get_linestyle() == ":"
     assert ax.get_xscale() == "log"
+    labels = ax.get_legend_handles_labels()[1]
+    assert {"logreg", "gnb", "discriminative", "generative", "Bayes error"} <= set(labels)
 
 
 def test_learning_curves_write_png_and_svg(rows, tmp_path):
