@@ -144,7 +144,7 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
         ("bench.plan", ["PlanError"]),
         ("bench.suites", ["SuiteError"]),
         ("bench.runner", ["RunDirError"]),
-        ("results", ["NotARunError", "SchemaError"]),
+        ("results", ["NotARunError", "SchemaError", "CorruptPartError"]),
         ("reports", ["EmptyRunError"]),
     ):
         mod = sys.modules.get(module)

@@ -119,8 +119,25 @@ def run_grid(
 ) -> tuple[list[dict[str, Any]], GridTiming]:
     """Fit and evaluate every (size, seed) cell of one (task, model); one row per cell."""
     plan.check_sizes(sizes, seeds, task.pool_size, task.num_classes, task.name)
-    cells = plan.make_cells(
-        task.y_pool, task.num_classes, sizes, seeds, validation=spec.cls.needs_validation
+    return run_cells(task, spec, [(n, s) for n in sizes for s in seeds], cell_batch)
+
+
+def run_cells(
+    task: Task,
+    spec: ModelSpec,
+    pairs: list[tuple[int, int]],
+    cell_batch: int = DEFAULT_CELL_BATCH,
+) -> tuple[list[dict[str, Any]], GridTiming]:
+    """Fit and evaluate the given (size, seed) cells of one (task, model) in one program."""
+    plan.check_sizes(
+        sorted({n for n, _ in pairs}),
+        sorted({s for _, s in pairs}),
+        task.pool_size,
+        task.num_classes,
+        task.name,
+    )
+    cells = plan.make_cells_for(
+        task.y_pool, task.num_classes, pairs, validation=spec.cls.needs_validation
     )
     fit_grid, eval_grid = build_programs(task, spec, cell_batch)
     keys = jax.vmap(jax.random.key)(jnp.asarray(cells.seeds, dtype=jnp.uint32))
@@ -153,6 +170,42 @@ def run_grid(
     return _rows(task, spec, cells, metrics, timing), timing
 
 
+def failed_rows(
+    task: Task, spec: ModelSpec, pairs: list[tuple[int, int]], error: BaseException
+) -> list[dict[str, Any]]:
+    """Rows recording that a grid could not be computed (status ``failed``, metrics empty)."""
+    first_line = (str(error).strip().splitlines() or [""])[0][:300]
+    message = f"{type(error).__name__}: {first_line}"
+    nan = math.nan
+    return [
+        {
+            **_cell_identity(task, spec, n, seed, 0),
+            **dict.fromkeys(("accuracy", "nll", "ece", "brier", "log_lik", "bits_per_dim"), nan),
+            "likelihood_is_bound": None,
+            **dict.fromkeys(("fit_s", "predict_s", "compile_s", "flops"), nan),
+            "grid_cells": len(pairs),
+            "status": "failed",
+            "message": message,
+        }
+        for n, seed in pairs
+    ]
+
+
+def _cell_identity(task: Task, spec: ModelSpec, n: int, seed: int, n_val: int) -> dict:
+    return {
+        "task": task.name,
+        "model": spec.spec,
+        "paradigm": spec.paradigm,
+        "n_train": int(n),
+        "n_val": int(n_val),
+        "seed": int(seed),
+        "bayes_accuracy": task.bayes_accuracy if task.bayes_accuracy is not None else math.nan,
+        "true_log_lik": task.true_log_lik if task.true_log_lik is not None else math.nan,
+        "model_config": spec.config_json(),
+        "preprocess": task.preprocess,
+    }
+
+
 def _status(m: dict[str, float], density: bool) -> tuple[str, str]:
     bad = [k for k in ("accuracy", "nll", "brier", "ece") if not np.isfinite(m[k])]
     if density and not np.isfinite(m["log_lik"]):
@@ -183,12 +236,7 @@ def _rows(task, spec, cells, metrics, timing) -> list[dict[str, Any]]:
         log_lik = m["log_lik"] if density else math.nan
         rows.append(
             {
-                "task": task.name,
-                "model": spec.spec,
-                "paradigm": spec.paradigm,
-                "n_train": int(cells.sizes[i]),
-                "n_val": int(n_val[i]),
-                "seed": int(cells.seeds[i]),
+                **_cell_identity(task, spec, cells.sizes[i], cells.seeds[i], n_val[i]),
                 "accuracy": m["accuracy"],
                 "nll": m["nll"],
                 "ece": m["ece"],
@@ -203,12 +251,6 @@ def _rows(task, spec, cells, metrics, timing) -> list[dict[str, Any]]:
                 "flops": timing.flops / m_cells,
                 "status": status,
                 "message": "; ".join(filter(None, [message, note])),
-                "bayes_accuracy": task.bayes_accuracy
-                if task.bayes_accuracy is not None
-                else math.nan,
-                "true_log_lik": task.true_log_lik if task.true_log_lik is not None else math.nan,
-                "model_config": spec.config_json(),
-                "preprocess": task.preprocess,
             }
         )
     return rows

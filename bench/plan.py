@@ -86,14 +86,31 @@ def make_cells(
     seeds: tuple[int, ...],
     validation: bool,
 ) -> Cells:
-    """Weights over the pool for every (size, seed) cell, size-major."""
+    """Weights over the pool for every (size, seed) cell of the product, size-major."""
+    pairs = [(n, s) for n in sizes for s in seeds]
+    return make_cells_for(y_pool, num_classes, pairs, validation)
+
+
+def make_cells_for(
+    y_pool: np.ndarray,
+    num_classes: int,
+    pairs: list[tuple[int, int]],
+    validation: bool,
+) -> Cells:
+    """Weights over the pool for the given (size, seed) cells, in the given order.
+
+    A cell's subset depends only on its size, its seed and the pool, never on which other
+    cells are computed with it.
+    """
     n_pool = len(y_pool)
-    ranks = np.empty((len(seeds), n_pool), dtype=np.int64)
-    for k, s in enumerate(seeds):
-        ranks[k, seed_order(y_pool, num_classes, s)] = np.arange(n_pool)
-    cell_sizes = np.repeat(np.asarray(sizes, dtype=np.int64), len(seeds))
-    cell_seeds = np.tile(np.asarray(seeds, dtype=np.int64), len(sizes))
-    cell_ranks = np.tile(ranks, (len(sizes), 1))
+    cell_sizes = np.asarray([n for n, _ in pairs], dtype=np.int64)
+    cell_seeds = np.asarray([s for _, s in pairs], dtype=np.int64)
+    ranks = {}
+    for s in dict.fromkeys(int(s) for s in cell_seeds):
+        r = np.empty(n_pool, dtype=np.int64)
+        r[seed_order(y_pool, num_classes, s)] = np.arange(n_pool)
+        ranks[s] = r
+    cell_ranks = np.stack([ranks[int(s)] for s in cell_seeds]).reshape(len(pairs), n_pool)
     inside = cell_ranks < cell_sizes[:, None]
     if validation:
         is_val = (cell_ranks >= num_classes) & (cell_ranks % VAL_PERIOD == VAL_PERIOD - 1)

@@ -8,7 +8,9 @@ again computes only the grids that are missing.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,8 +20,9 @@ import pandas as pd
 import models as model_registry
 import tasks as task_registry
 from bench import engine, plan
+from bench.codeversion import code_version
 from bench.suites import Suite
-from results import provenance, store
+from results import SCHEMA_VERSION, provenance, store
 
 
 class RunDirError(ValueError):
@@ -51,12 +54,11 @@ def make_config(
     seeds: int | None = None,
 ) -> RunConfig:
     """The suite's grid with the given parts overridden. Names are checked here."""
-    task_names = tuple(tasks or suite.tasks)
-    model_specs = tuple(models or suite.models)
+    task_names = tuple(dict.fromkeys(tasks or suite.tasks))
     for t in task_names:
         task_registry.check_name(t)
-    for m in model_specs:
-        model_registry.get(m)
+    # Canonical spellings, duplicates removed (logreg?C=1 is logreg).
+    model_specs = tuple(dict.fromkeys(model_registry.get(m).spec for m in models or suite.models))
     n_seeds = suite.seeds if seeds is None else seeds
     if n_seeds < 1:
         raise plan.PlanError(f"--seeds must be at least 1, got {n_seeds}")
@@ -78,8 +80,58 @@ def sizes_for(config: RunConfig, task) -> tuple[int, ...]:
     return plan.auto_sizes(task.pool_size, task.num_classes, config.size_count)
 
 
-def part_name(task: str, model: str) -> str:
-    return f"{task}__{model}"
+def part_name(task: str, model: str, keys: list[str]) -> str:
+    """Name of the part holding cells ``keys`` of a grid (the same cells give the same name)."""
+    digest = hashlib.sha256("".join(sorted(keys)).encode()).hexdigest()[:10]
+    return f"{task}__{model}__{digest}"
+
+
+def cell_key(task, spec, n_train: int, seed: int) -> str:
+    """Content key of a cell: task and data checksum, model and hyperparameters, size, seed and
+    code version. Argument order, suite names and run directories do not enter it."""
+    content = [
+        task.name,
+        task.checksum,
+        spec.name,
+        spec.config_json(),
+        int(n_train),
+        int(seed),
+        code_version(),
+    ]
+    return hashlib.sha256(json.dumps(content).encode()).hexdigest()[:24]
+
+
+def identity(config: RunConfig, loaded: dict, specs: dict) -> dict:
+    """What a run computes, independent of argument order: the test for resuming a run."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "code_version": code_version(),
+        "tasks": {
+            name: {"sha256": loaded[name].checksum, "sizes": list(sizes_for(config, loaded[name]))}
+            for name in sorted(loaded)
+        },
+        "models": sorted(spec.spec for spec in specs.values()),
+        "seeds": sorted(config.seeds),
+    }
+
+
+def _describe_difference(stored: dict, asked: dict) -> str:
+    if stored.get("code_version") != asked["code_version"]:
+        return (
+            f"it was computed by other gdbench code (code version {stored.get('code_version')}, "
+            f"this is {asked['code_version']}), so its cells cannot be reused"
+        )
+    if stored.get("schema_version") != asked["schema_version"]:
+        return f"it has result schema {stored.get('schema_version')}, this is {SCHEMA_VERSION}"
+    for key in ("tasks", "models", "seeds"):
+        if stored.get(key) != asked[key]:
+            old, new = stored.get(key), asked[key]
+            if key == "tasks" and isinstance(old, dict) and set(old) == set(new):
+                return "its tasks have other sizes or data checksums"
+            if key == "seeds":
+                return f"it holds {len(old or [])} seeds, asked for {len(new)}"
+            return f"it holds {key} {','.join(old or [])}, asked for {','.join(new)}"
+    return "its configuration differs"
 
 
 def _device_info() -> dict:
@@ -91,39 +143,35 @@ def _device_info() -> dict:
     }
 
 
-def _prepare_dir(out: Path, config: RunConfig) -> dict | None:
-    """Check ``out`` can take this run; return the existing manifest when resuming."""
+def _check_out_dir(out: Path) -> None:
+    """Refuse an output path that cannot hold a run (before anything is written)."""
     if out.exists() and not out.is_dir():
         raise RunDirError(f"output path '{out}' exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()):
-        if not store.is_run_dir(out):
+    if out.is_dir() and not store.is_run_dir(out):
+        if any(p.name != store.LOCKS_DIR for p in out.iterdir()):
             raise RunDirError(
                 f"output directory '{out}' is not empty and is not a gdbench run; "
                 "choose another --out"
             )
-        manifest = store.read_manifest(out)
-        if manifest.get("config") != config.to_json():
-            raise RunDirError(
-                f"run '{out}' was made with a different configuration; use another --out "
-                "to keep both, or the same flags to resume it"
-            )
-        return manifest
     try:
         out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
     except OSError as e:
-        raise RunDirError(f"cannot create output directory '{out}': {e.strerror}") from None
-    return None
+        raise RunDirError(
+            f"cannot write to output directory '{out}': {e.strerror or e}; choose another --out"
+        ) from None
 
 
 @dataclasses.dataclass
 class PreparedRun:
-    """A checked run: its directory, loaded tasks, model specs and manifest."""
+    """A checked run: its directory, loaded tasks and model specs."""
 
     config: RunConfig
     out: Path
     tasks: dict
     specs: dict
-    manifest: dict
 
     @property
     def grid_count(self) -> int:
@@ -131,68 +179,113 @@ class PreparedRun:
 
 
 def prepare(config: RunConfig, out: Path) -> PreparedRun:
-    """Check everything a run needs (directory, data, sizes) before any computation."""
+    """Check everything a run needs (data, sizes, directory) and create or reopen its
+    manifest, before any computation. Safe when several processes prepare the same run."""
     loaded = {name: task_registry.load(name) for name in config.tasks}
-    specs = {m: model_registry.get(m) for m in config.models}
+    specs = {m: model_registry.get(m) for m in config.models}  # canonical names already
     for task in loaded.values():
         plan.check_sizes(
             sizes_for(config, task), config.seeds, task.pool_size, task.num_classes, task.name
         )
     out = Path(out)
-    previous = _prepare_dir(out, config)
-    manifest = previous or {
-        "name": out.name,
-        "config": config.to_json(),
-        "started_utc": provenance.utc_now(),
-        "provenance": provenance.collect(_device_info()),
-        "tasks": {name: t.metadata() for name, t in loaded.items()},
-        "models": {
-            m: {
-                "paradigm": s.paradigm,
-                "config": json.loads(s.config_json()),
-                "calibration": s.cls.calibration,
-            }
-            for m, s in specs.items()
-        },
-        "grids": {},
-    }
-    return PreparedRun(config, out, loaded, specs, manifest)
-
-
-def execute(
-    run: PreparedRun,
-    on_grid: Callable[[str, str, engine.GridTiming | None], None] | None = None,
-) -> Path:
-    """Compute every grid of a prepared run that is not stored yet.
-
-    ``on_grid(task, model, timing)`` is called after each grid (``timing`` None when the grid
-    was already stored), e.g. to advance a progress bar.
-    """
-    config, out, manifest = run.config, run.out, run.manifest
-    manifest["finished_utc"] = None
-    store.write_manifest(out, manifest)
-    done = {p.stem for p in store.part_paths(out)}
-    for task_name, task in run.tasks.items():
-        for model, spec in run.specs.items():
-            name = part_name(task_name, model)
-            if store.safe_name(name) in done:
-                if on_grid:
-                    on_grid(task_name, model, None)
-                continue
-            rows, timing = engine.run_grid(
-                task, spec, sizes_for(config, task), config.seeds, config.cell_batch
+    _check_out_dir(out)
+    asked = identity(config, loaded, specs)
+    with store.lock(out, "manifest"):
+        if store.is_run_dir(out):
+            stored = store.read_manifest(out).get("identity", {})
+            if stored != asked:
+                raise RunDirError(
+                    f"run '{out}' cannot be resumed with these settings: "
+                    f"{_describe_difference(stored, asked)}; use another --out"
+                )
+        else:
+            store.write_manifest(
+                out,
+                {
+                    "name": out.name,
+                    "identity": asked,
+                    "config": config.to_json(),
+                    "started_utc": provenance.utc_now(),
+                    "finished_utc": None,
+                    "provenance": provenance.collect(_device_info()),
+                    "tasks": {name: t.metadata() for name, t in loaded.items()},
+                    "models": {
+                        s.spec: {
+                            "paradigm": s.paradigm,
+                            "config": json.loads(s.config_json()),
+                            "calibration": s.cls.calibration,
+                        }
+                        for s in specs.values()
+                    },
+                    "grids": {},
+                },
             )
-            store.write_grid(out, pd.DataFrame(rows), name)
-            manifest["grids"][name] = {
-                "task": task_name,
-                "model": model,
-                "cells": len(rows),
-                **dataclasses.asdict(timing),
-                "finished_utc": provenance.utc_now(),
-            }
-            store.write_manifest(out, manifest)
-            if on_grid:
-                on_grid(task_name, model, timing)
-    manifest["finished_utc"] = provenance.utc_now()
-    store.write_manifest(out, manifest)
-    return out
+    return PreparedRun(config, out, loaded, specs)
+
+
+OnGrid = Callable[[str, str, engine.GridTiming | None], None]
+
+
+def execute(run: PreparedRun, on_grid: OnGrid | None = None) -> Path:
+    """Compute every cell of a prepared run that is not stored yet.
+
+    Each (task, model) grid is claimed with a lock while it is computed, so that several
+    processes running the same command into the same directory share the work instead of
+    repeating it; a grid another process holds is waited for at the end. ``on_grid(task,
+    model, timing)`` is called once per grid (``timing`` None when nothing was computed).
+    """
+    store.update_manifest(run.out, lambda m: {**m, "finished_utc": None})
+    deferred = []
+    for task_name, task in run.tasks.items():
+        for spec in run.specs.values():
+            with store.lock(run.out, f"grid-{task_name}__{spec.spec}", blocking=False) as held:
+                if held:
+                    timing = _compute_missing(run, task, spec)
+                    if on_grid:
+                        on_grid(task_name, spec.spec, timing)
+                    continue
+            deferred.append((task, spec))
+    for task, spec in deferred:
+        with store.lock(run.out, f"grid-{task.name}__{spec.spec}"):
+            timing = _compute_missing(run, task, spec)
+        if on_grid:
+            on_grid(task.name, spec.spec, timing)
+    store.update_manifest(run.out, lambda m: {**m, "finished_utc": provenance.utc_now()})
+    return run.out
+
+
+def _compute_missing(run: PreparedRun, task, spec) -> engine.GridTiming | None:
+    """Compute the grid's cells that are not stored (or stored as failed) and store them."""
+    stored = store.stored_cells(run.out)
+    done = set(stored.loc[stored["status"] != "failed", "cell_key"])
+    sizes = sizes_for(run.config, task)
+    keyed = {(n, s): cell_key(task, spec, n, s) for n in sizes for s in run.config.seeds}
+    missing = [pair for pair, key in keyed.items() if key not in done]
+    if not missing:
+        return None
+    timing = None
+    try:
+        rows, timing = engine.run_cells(task, spec, missing, run.config.cell_batch)
+    except Exception as error:  # noqa: BLE001 - recorded as failed cells; the sweep goes on
+        rows = engine.failed_rows(task, spec, missing, error)
+    for row in rows:
+        row["cell_key"] = keyed[(row["n_train"], row["seed"])]
+    keys = [keyed[pair] for pair in missing]
+    name = part_name(task.name, spec.spec, keys)
+    path = store.write_grid(run.out, pd.DataFrame(rows), name)
+    # Failed cells now recomputed: drop the parts that held only those failures.
+    recomputed = set(keys)
+    failed = stored[stored["cell_key"].isin(recomputed)]
+    for part in set(failed["part"]) - {path.name}:
+        if set(stored.loc[stored["part"] == part, "cell_key"]) <= recomputed:
+            store.delete_part(run.out, part)
+    record = {
+        "task": task.name,
+        "model": spec.spec,
+        "cells": len(rows),
+        "status": "failed" if timing is None else "ok",
+        **(dataclasses.asdict(timing) if timing else {}),
+        "finished_utc": provenance.utc_now(),
+    }
+    store.update_manifest(run.out, lambda m: {**m, "grids": {**m["grids"], path.stem: record}})
+    return timing

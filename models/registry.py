@@ -82,7 +82,10 @@ def _parse_value(text: str, default: Any) -> Any:
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
-    """A model class with its hyperparameters; ``build`` makes an instance for a task."""
+    """A model class with its hyperparameters; ``build`` makes an instance for a task.
+
+    ``spec`` is the canonical spelling (see ``canonical``), used as the model's name in results.
+    """
 
     name: str
     spec: str
@@ -158,4 +161,26 @@ def get(spec: str) -> ModelSpec:
                 f"bad value '{text}' for {name} hyperparameter '{key}' "
                 f"(expected {type(default).__name__}, like {default!r})"
             ) from None
-    return ModelSpec(name=name, spec=spec, cls=cls, hparams=tuple(hparams))
+    overrides = {k: v for k, v in hparams if v != params[k].default}
+    return ModelSpec(name=name, spec=canonical(name, overrides), cls=cls, hparams=tuple(hparams))
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return "-".join(str(v) for v in value)
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e16:
+            return str(int(value))
+        return repr(value)
+    return str(value)
+
+
+def canonical(name: str, overrides: dict[str, Any]) -> str:
+    """One spelling per model: hyperparameters that differ from their defaults, sorted, with
+    canonical values (``logreg?C=1e4`` and ``logreg?C=10000.0`` are both ``logreg?C=10000``;
+    ``logreg?C=1`` is ``logreg``)."""
+    if not overrides:
+        return name
+    return name + "?" + "&".join(f"{k}={_format_value(v)}" for k, v in sorted(overrides.items()))

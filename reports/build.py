@@ -41,7 +41,10 @@ def build_report(
     df = results.load(run_list)
     if df.empty:
         names = ", ".join(str(p) for p in run_list)
-        raise EmptyRunError(f"no result rows in {names}")
+        raise EmptyRunError(
+            f"no result rows in {names}: no grid of it has finished yet; run (or resume) it "
+            "with gdbench run --out DIR first"
+        )
     manifests = {Path(p).absolute().name: results.read_manifest(p) for p in run_list}
 
     out = Path(out_dir)

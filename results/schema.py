@@ -107,6 +107,13 @@ COLUMNS: dict[str, Column] = {
     ),
     "model_config": Column("str", "JSON object of the model's hyperparameters"),
     "preprocess": Column("str", "preprocessing applied to the features, e.g. 'standardize'"),
+    "cell_key": Column(
+        "str",
+        "content key of the cell: hash of task + data checksum, model + hyperparameters, "
+        "n_train, seed and code version; a resumed run recomputes only missing keys",
+        required=False,
+        default="",
+    ),
     "schema_version": Column(
         "int64",
         "SCHEMA_VERSION the row was written under",

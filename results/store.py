@@ -10,12 +10,14 @@ Every file is written atomically (temporary file in the same directory, flush, f
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import re
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -36,6 +38,7 @@ from results.schema import (
 
 MANIFEST = "manifest.json"
 ROWS_DIR = "rows"
+LOCKS_DIR = "locks"
 PART_SUFFIX = ".parquet"
 RUN_COLUMN = "run"
 
@@ -50,6 +53,10 @@ ARROW_SCHEMA = pa.schema([pa.field(n, _ARROW_TYPES[c.dtype]) for n, c in COLUMNS
 
 class NotARunError(ValueError):
     """A path is not a gdbench run directory (no readable manifest.json)."""
+
+
+class CorruptPartError(ValueError):
+    """A stored Parquet part cannot be read (truncated or corrupted)."""
 
 
 def is_run_dir(path: str | Path) -> bool:
@@ -154,7 +161,7 @@ def _load_run(run_dir: Path, name: str) -> pd.DataFrame:
     parts = []
     for path in part_paths(run_dir):
         try:
-            parts.append(validate(pq.read_table(path).to_pandas()))
+            parts.append(validate(_read_part(path).to_pandas()))
         except SchemaError as err:
             raise type(err)(f"{path}: {err}") from None
     rows = pd.concat(parts, ignore_index=True) if parts else empty_frame()
@@ -163,6 +170,70 @@ def _load_run(run_dir: Path, name: str) -> pd.DataFrame:
         key = tuple(rows.loc[dup.idxmax(), list(CELL_KEY)].tolist())
         raise SchemaError(f"run {run_dir}: cell {key!r} is stored in more than one part")
     return _with_run(rows, name)
+
+
+def _read_part(path: Path, columns: list[str] | None = None) -> pa.Table:
+    try:
+        return pq.read_table(path, columns=columns)
+    except (pa.ArrowException, OSError) as err:
+        first = (str(err).strip().splitlines() or [""])[0]
+        raise CorruptPartError(
+            f"stored part {path} is unreadable (truncated or corrupted: {first}); delete it and "
+            "run the same command again to recompute its cells"
+        ) from None
+
+
+def stored_cells(run_dir: str | Path) -> pd.DataFrame:
+    """``part``, ``cell_key`` and ``status`` of every stored row, read without the metrics."""
+    frames = []
+    for path in part_paths(run_dir):
+        table = _read_part(path, columns=["cell_key", "status"]).to_pandas()
+        frames.append(table.assign(part=path.name))
+    if not frames:
+        return pd.DataFrame({"cell_key": [], "status": [], "part": []}, dtype=object)
+    return pd.concat(frames, ignore_index=True)
+
+
+def delete_part(run_dir: str | Path, name: str) -> None:
+    """Remove the part file ``name`` (as listed in ``stored_cells``) from a run."""
+    (Path(run_dir) / ROWS_DIR / name).unlink(missing_ok=True)
+    _fsync_dir(Path(run_dir) / ROWS_DIR)
+
+
+@contextlib.contextmanager
+def lock(run_dir: str | Path, name: str, blocking: bool = True) -> Iterator[bool]:
+    """Hold the advisory lock ``name`` of a run (``fcntl.flock``); yields whether it is held.
+
+    The operating system releases the lock when its process ends, even by SIGKILL, so a killed
+    run never leaves a stale lock. With ``blocking=False`` the context yields False at once
+    when another process holds the lock.
+    """
+    locks = Path(run_dir) / LOCKS_DIR
+    locks.mkdir(parents=True, exist_ok=True)
+    fd = os.open(locks / (safe_name(name) + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def update_manifest(
+    run_dir: str | Path, update: Callable[[dict[str, Any]], dict[str, Any]]
+) -> dict[str, Any]:
+    """Read, change and write a run's manifest under its lock, so that concurrent writers
+    merge their changes instead of overwriting each other's. Returns the stored manifest."""
+    with lock(run_dir, "manifest"):
+        manifest = update(read_manifest(run_dir))
+        write_manifest(run_dir, manifest)
+        return manifest
 
 
 def _with_run(rows: pd.DataFrame, name: str) -> pd.DataFrame:
