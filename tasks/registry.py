@@ -1,4 +1,9 @@
-"""Tasks by name: ``tasks.load(name) -> Task``. Loaders are imported lazily and cached."""
+"""Tasks by name: ``tasks.load(name) -> Task``. Loaders are imported lazily and cached.
+
+Besides the built-in tasks of ``REGISTRY`` (what ``names()`` lists), two families are named by
+a prefix: ``csv:<path>[?target=<column>]`` (a user's table, ``tasks.csv_task``) and
+``tfds:<name>`` (a prepared TFDS image dataset, ``tasks.tfds_task``).
+"""
 
 from __future__ import annotations
 
@@ -23,27 +28,52 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
 }
 
 
+#: name prefix -> (module with ``check(name)`` and ``load(name)``, usage, description)
+PREFIXES: dict[str, tuple[str, str, str]] = {
+    "csv:": ("tasks.csv_task", "csv:<path>[?target=<column>]", "a CSV table of your own"),
+    "tfds:": ("tasks.tfds_task", "tfds:<name>", "a prepared TFDS image dataset, e.g. tfds:mnist"),
+}
+
+
 def names() -> list[str]:
+    """The built-in tasks (prefixed families such as ``csv:`` are not listed)."""
     return list(REGISTRY)
 
 
 def describe(name: str) -> str:
-    return REGISTRY[name][2]
+    family = _family(name)
+    return PREFIXES[family][2] if family else REGISTRY[name][2]
+
+
+def _family(name: str) -> str | None:
+    return next((p for p in PREFIXES if name.startswith(p)), None)
 
 
 def check_name(name: str) -> None:
-    """Raise ``TaskError`` naming the closest valid task when ``name`` is unknown."""
+    """Raise ``TaskError`` naming the closest valid task when ``name`` is unknown.
+
+    ``csv:`` and ``tfds:`` names get their family's cheap checks (syntax; for ``csv:`` that the
+    file exists); their data are only read by ``load``.
+    """
     if name in REGISTRY:
+        return
+    family = _family(name)
+    if family:
+        importlib.import_module(PREFIXES[family][0]).check(name)
         return
     close = difflib.get_close_matches(name, names(), n=1, cutoff=0.5)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
-    raise TaskError(f"unknown task '{name}'{hint}; valid: {', '.join(names())}")
+    usages = ", ".join(usage for _, usage, _ in PREFIXES.values())
+    raise TaskError(f"unknown task '{name}'{hint}; valid: {', '.join(names())}, {usages}")
 
 
 @functools.cache
 def load(name: str) -> Task:
-    """The task called ``name`` (see ``gdbench list tasks``)."""
+    """The task called ``name`` (see ``gdbench list tasks``), loaded once per process."""
     check_name(name)
+    family = _family(name)
+    if family:
+        return importlib.import_module(PREFIXES[family][0]).load(name)
     module, attr, _ = REGISTRY[name]
     mod = importlib.import_module(module)
     return mod.make(attr) if module == "tasks.synthetic" else getattr(mod, attr)()
