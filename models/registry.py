@@ -62,8 +62,9 @@ class ModelSpecError(ValueError):
 
 def suggest(name: str, valid: list[str]) -> str:
     """``" (did you mean 'x'?)"`` for the closest valid name, or an empty string."""
-    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    by_lower = {v.lower(): v for v in valid}
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.5)
+    return f" (did you mean '{by_lower[close[0]]}'?)" if close else ""
 
 
 def _parse_value(text: str, default: Any) -> Any:

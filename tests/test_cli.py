@@ -99,7 +99,11 @@ BAD_INPUTS = [
     ("unknown task", ["run", "--tasks", "wines"], "unknown task 'wines' (did you mean 'wine'?)"),
     ("unknown model", ["run", "--models", "logreq"], "unknown model 'logreq' (did you mean"),
     ("unknown suite", ["run", "--suite", "quik"], "unknown suite 'quik' (did you mean 'quick'?)"),
-    ("bad hyperparameter", ["run", "--models", "logreg?c=1"], "has no hyperparameter 'c'"),
+    (
+        "bad hyperparameter",
+        ["run", "--models", "logreg?c=1"],
+        "has no hyperparameter 'c' (did you mean 'C'?); valid: C, newton_steps",
+    ),
     ("bad hyperparameter value", ["run", "--models", "logreg?C=big"], "bad value 'big'"),
     (
         "size above pool",
