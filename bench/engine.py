@@ -52,18 +52,41 @@ def _all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 
 
-def reports_density(spec: ModelSpec, task: Task) -> bool:
+def reports_density(model, task: Task) -> bool:
     """Whether the model's log p(x) is a likelihood of this task's data (support matches)."""
-    cls = spec.cls
-    return issubclass(cls, GenerativeModel) and cls.input_support == task.feature_kind
+    return isinstance(model, GenerativeModel) and model.input_support == task.feature_kind
+
+
+#: Samples drawn per class from every fitted generative model (stored for the report).
+SAMPLES_PER_CLASS = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class GridResult:
+    """Rows of a grid, its timing, and samples of its generative model (or None).
+
+    ``samples`` maps ``n_train``, ``seed`` (the cell sampled: the largest size, first seed) and
+    ``x`` (``[C, SAMPLES_PER_CLASS, D]`` in the task's original units).
+    """
+
+    rows: list[dict[str, Any]]
+    timing: GridTiming
+    samples: dict[str, Any] | None
+
+
+def build_template(task: Task, spec: ModelSpec):
+    """A model instance for this task (for its graph structure and declared properties)."""
+    return spec.build(task.dim, task.num_classes, nnx.Rngs(0), task.feature_kind)
 
 
 def build_programs(task: Task, spec: ModelSpec, cell_batch: int = DEFAULT_CELL_BATCH):
     """The (unjitted) fit and evaluate functions of a grid, each mapping over cells."""
     dim, num_classes = task.dim, task.num_classes
-    graphdef, _ = nnx.split(spec.build(dim, num_classes, nnx.Rngs(0)))
+    template = build_template(task, spec)
+    graphdef, _ = nnx.split(template)
     standardize = task.preprocess == "standardize"
-    density = reports_density(spec, task)
+    density = reports_density(template, task)
+    generative = isinstance(template, GenerativeModel)
 
     def fit_cell(key, w_train, w_val, x_pool, y_pool):
         if standardize:
@@ -72,19 +95,26 @@ def build_programs(task: Task, spec: ModelSpec, cell_batch: int = DEFAULT_CELL_B
             shift, scale = jnp.zeros(dim), jnp.ones(dim)
         z = (x_pool - shift) / scale
         k_init, k_fit = jax.random.split(key)
-        model = spec.build(dim, num_classes, nnx.Rngs(k_init))
+        model = spec.build(dim, num_classes, nnx.Rngs(k_init), task.feature_kind)
         run_plan(model, z, y_pool, w_train, w_val, k_fit)
-        return nnx.state(model), shift, scale
+        return nnx.state(model), shift, scale, key
 
-    def eval_cell(state, shift, scale, x_test, y_test):
+    def eval_cell(state, shift, scale, key, x_test, y_test):
         model = nnx.merge(graphdef, state)
         z = (x_test - shift) / scale
         out = classification_metrics(model.predict_logits(z), y_test)
-        if density:
-            # log p(x) in original units: change of variables through the standardization.
-            out["log_lik"] = model.log_marginal(z).mean() - jnp.log(scale).sum()
-        else:
-            out["log_lik"] = jnp.asarray(jnp.nan)
+        # Log-likelihoods in original units: change of variables through the standardization.
+        jacobian = jnp.log(scale).sum()
+        nan = jnp.asarray(jnp.nan)
+        out["log_lik"] = model.log_marginal(z).mean() - jacobian if density else nan
+        out["elbo"] = nan
+        if density and hasattr(model, "elbo_class_log_probs"):
+            joint = model.elbo_class_log_probs(z) + model.log_prior()[None, :]
+            out["elbo"] = jax.nn.logsumexp(joint, axis=-1).mean() - jacobian
+        if generative and density:  # samples in data units only where p(x) is of this data
+            k = jax.random.fold_in(key, 0x5A3)
+            draw = lambda c: model.sample(jax.random.fold_in(k, c), c, SAMPLES_PER_CLASS)  # noqa: E731
+            out["samples"] = jax.vmap(draw)(jnp.arange(num_classes)) * scale + shift
         out["params_finite"] = _all_finite(state)
         return out
 
@@ -119,7 +149,8 @@ def run_grid(
 ) -> tuple[list[dict[str, Any]], GridTiming]:
     """Fit and evaluate every (size, seed) cell of one (task, model); one row per cell."""
     plan.check_sizes(sizes, seeds, task.pool_size, task.num_classes, task.name)
-    return run_cells(task, spec, [(n, s) for n in sizes for s in seeds], cell_batch)
+    result = run_cells(task, spec, [(n, s) for n in sizes for s in seeds], cell_batch)
+    return result.rows, result.timing
 
 
 def run_cells(
@@ -127,7 +158,7 @@ def run_cells(
     spec: ModelSpec,
     pairs: list[tuple[int, int]],
     cell_batch: int = DEFAULT_CELL_BATCH,
-) -> tuple[list[dict[str, Any]], GridTiming]:
+) -> GridResult:
     """Fit and evaluate the given (size, seed) cells of one (task, model) in one program."""
     plan.check_sizes(
         sorted({n for n, _ in pairs}),
@@ -167,7 +198,17 @@ def run_cells(
         predict_s=t4 - t3,
         flops=_cost_flops(fit_compiled) + _cost_flops(eval_compiled),
     )
-    return _rows(task, spec, cells, metrics, timing), timing
+    samples = None
+    if "samples" in metrics:
+        # The largest cell of the first seed: the model a reader would look at.
+        i = int(np.lexsort((cells.seeds, -cells.sizes))[0])
+        samples = {
+            "n_train": int(cells.sizes[i]),
+            "seed": int(cells.seeds[i]),
+            "x": metrics.pop("samples")[i],
+        }
+    template = build_template(task, spec)
+    return GridResult(_rows(task, spec, template, cells, metrics, timing), timing, samples)
 
 
 def failed_rows(
@@ -180,7 +221,9 @@ def failed_rows(
     return [
         {
             **_cell_identity(task, spec, n, seed, 0),
-            **dict.fromkeys(("accuracy", "nll", "ece", "brier", "log_lik", "bits_per_dim"), nan),
+            **dict.fromkeys(
+                ("accuracy", "nll", "ece", "brier", "log_lik", "bits_per_dim", "elbo"), nan
+            ),
             "likelihood_is_bound": None,
             **dict.fromkeys(("fit_s", "predict_s", "compile_s", "flops"), nan),
             "grid_cells": len(pairs),
@@ -202,7 +245,7 @@ def _cell_identity(task: Task, spec: ModelSpec, n: int, seed: int, n_val: int) -
         "bayes_accuracy": task.bayes_accuracy if task.bayes_accuracy is not None else math.nan,
         "true_log_lik": task.true_log_lik if task.true_log_lik is not None else math.nan,
         "model_config": spec.config_json(),
-        "preprocess": task.preprocess,
+        "preprocess": task.preprocessing,
     }
 
 
@@ -219,13 +262,13 @@ def _status(m: dict[str, float], density: bool) -> tuple[str, str]:
     return "ok", ""
 
 
-def _rows(task, spec, cells, metrics, timing) -> list[dict[str, Any]]:
+def _rows(task, spec, template, cells, metrics, timing) -> list[dict[str, Any]]:
     m_cells = cells.count
-    density = reports_density(spec, task)
+    density = reports_density(template, task)
     note = ""
-    if issubclass(spec.cls, GenerativeModel) and not density:
+    if isinstance(template, GenerativeModel) and not density:
         note = (
-            f"log_lik n/a: {spec.name} is a density on {spec.cls.input_support} data, "
+            f"log_lik n/a: {spec.name} is a density on {template.input_support} data, "
             f"task features are {task.feature_kind}"
         )
     rows = []
@@ -243,7 +286,8 @@ def _rows(task, spec, cells, metrics, timing) -> list[dict[str, Any]]:
                 "brier": m["brier"],
                 "log_lik": log_lik,
                 "bits_per_dim": -log_lik / (task.dim * math.log(2.0)),
-                "likelihood_is_bound": bool(spec.cls.likelihood_is_bound) if density else None,
+                "likelihood_is_bound": bool(template.likelihood_is_bound) if density else None,
+                "elbo": m["elbo"] if density else math.nan,
                 "fit_s": timing.fit_s / m_cells,
                 "predict_s": timing.predict_s / m_cells,
                 "compile_s": timing.compile_s,

@@ -12,7 +12,7 @@ import optax
 from flax import nnx
 from jax.flatten_util import ravel_pytree
 
-from models.base import ClosedForm, Gradient, Model, Newton
+from models.base import ClosedForm, Gradient, Iterate, Model, Newton
 
 #: Step lengths tried along each Newton direction; 0 keeps the objective monotone.
 _STEP_LENGTHS = jnp.concatenate([2.0 ** -jnp.arange(10.0), jnp.zeros(1)])
@@ -127,17 +127,23 @@ def gradient(
     p_train = w_train / jnp.maximum(w_train.sum(), 1.0)
     n_val = w_val.sum()
 
-    def batch_loss(p, xb, yb):
-        return getattr(nnx.merge(graphdef, p, rest), stage.loss)(xb, yb).mean()
+    def losses(p, xb, yb, k):
+        fn = getattr(nnx.merge(graphdef, p, rest), stage.loss)
+        return fn(xb, yb, k) if stage.stochastic else fn(xb, yb)
+
+    def batch_loss(p, xb, yb, k):
+        return losses(p, xb, yb, k).mean()
+
+    val_key = jax.random.fold_in(key, 2**31 - 1)
 
     def val_loss(p):
-        losses = getattr(nnx.merge(graphdef, p, rest), stage.loss)(x, y)
-        return _weighted_sum(losses, w_val) / jnp.maximum(n_val, 1.0)
+        return _weighted_sum(losses(p, x, y, val_key), w_val) / jnp.maximum(n_val, 1.0)
 
     def train_step(carry, k):
         p, opt_state = carry
-        idx = jax.random.choice(k, x.shape[0], (stage.batch_size,), p=p_train)
-        grads = jax.grad(batch_loss)(p, x[idx], y[idx])
+        k_batch, k_loss = jax.random.split(k)
+        idx = jax.random.choice(k_batch, x.shape[0], (stage.batch_size,), p=p_train)
+        grads = jax.grad(batch_loss)(p, x[idx], y[idx], k_loss)
         updates, opt_state = tx.update(grads, opt_state, p)
         return (optax.apply_updates(p, updates), opt_state), None
 
@@ -159,6 +165,20 @@ def gradient(
     nnx.update(model, best)
 
 
+def iterate(model: Model, stage: Iterate, x, y, w, key) -> None:
+    """Run ``model.<init>`` once, then ``model.<step>`` ``stage.steps`` times in ``lax.scan``."""
+    getattr(model, stage.init)(x, y, w, key)
+    graphdef, state = nnx.split(model)
+
+    def body(st, _):
+        m = nnx.merge(graphdef, st)
+        getattr(m, stage.step)(x, y, w)
+        return nnx.state(m), None
+
+    state, _ = jax.lax.scan(body, state, None, length=stage.steps)
+    nnx.update(model, state)
+
+
 def run_plan(
     model: Model,
     x: jax.Array,
@@ -176,5 +196,7 @@ def run_plan(
             newton(model, stage, x, y, w)
         elif isinstance(stage, Gradient):
             gradient(model, stage, x, y, w_train, w_val, jax.random.fold_in(key, i))
+        elif isinstance(stage, Iterate):
+            iterate(model, stage, x, y, w, jax.random.fold_in(key, i))
         else:
             raise TypeError(f"unknown fit stage {stage!r}")

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import jax
+import numpy as np
 import pandas as pd
 
 import models as model_registry
@@ -254,6 +255,15 @@ def execute(run: PreparedRun, on_grid: OnGrid | None = None) -> Path:
     return run.out
 
 
+def _real_examples(task, per_class: int) -> np.ndarray:
+    """The first ``per_class`` test examples of every class, ``[C, per_class, D]``."""
+    out = np.full((task.num_classes, per_class, task.dim), np.nan, dtype=np.float32)
+    for c in range(task.num_classes):
+        xs = task.x_test[task.y_test == c][:per_class]
+        out[c, : len(xs)] = xs
+    return out
+
+
 def _compute_missing(run: PreparedRun, task, spec) -> engine.GridTiming | None:
     """Compute the grid's cells that are not stored (or stored as failed) and store them."""
     stored = store.stored_cells(run.out)
@@ -263,9 +273,10 @@ def _compute_missing(run: PreparedRun, task, spec) -> engine.GridTiming | None:
     missing = [pair for pair, key in keyed.items() if key not in done]
     if not missing:
         return None
-    timing = None
+    timing, samples = None, None
     try:
-        rows, timing = engine.run_cells(task, spec, missing, run.config.cell_batch)
+        result = engine.run_cells(task, spec, missing, run.config.cell_batch)
+        rows, timing, samples = result.rows, result.timing, result.samples
     except Exception as error:  # noqa: BLE001 - recorded as failed cells; the sweep goes on
         rows = engine.failed_rows(task, spec, missing, error)
     for row in rows:
@@ -273,6 +284,21 @@ def _compute_missing(run: PreparedRun, task, spec) -> engine.GridTiming | None:
     keys = [keyed[pair] for pair in missing]
     name = part_name(task.name, spec.spec, keys)
     path = store.write_grid(run.out, pd.DataFrame(rows), name)
+    if samples is not None:
+        store.write_samples(
+            run.out,
+            f"{task.name}__{spec.spec}",
+            samples["x"],
+            real=_real_examples(task, engine.SAMPLES_PER_CLASS),
+            meta={
+                "task": task.name,
+                "model": spec.spec,
+                "n_train": samples["n_train"],
+                "seed": samples["seed"],
+                "image_shape": list(task.image_shape) if task.image_shape else None,
+                "class_names": list(task.class_names),
+            },
+        )
     # Failed cells now recomputed: drop the parts that held only those failures.
     recomputed = set(keys)
     failed = stored[stored["cell_key"].isin(recomputed)]

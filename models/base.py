@@ -11,6 +11,7 @@ jit-compiled, vmapped program:
   squared-hinge SVM, Platt scaling).
 - ``Gradient``: the engine runs optax (AdamW) on minibatches inside ``lax.scan``, optionally
   keeping the parameters with the best validation loss (neural models).
+- ``Iterate``: the engine scans a model-defined update (an EM step) a fixed number of times.
 
 Every example weight ``w`` is over the whole training pool: 1 marks an example of the cell's
 training subset, 0 one outside it, so that one program serves every (size, seed) cell.
@@ -90,9 +91,26 @@ class Gradient:
     weight_decay: float = 1e-4
     eval_every: int = 25
     select_on_val: bool = True
+    #: When True the loss is called as ``loss(x, y, key)`` with a fresh PRNG key for every
+    #: minibatch (and a fixed one for the validation loss), e.g. a VAE's reparameterised ELBO.
+    stochastic: bool = False
 
 
-Stage = ClosedForm | Newton | Gradient
+@dataclasses.dataclass(frozen=True)
+class Iterate:
+    """A model-defined fixed-point iteration run by the engine (e.g. EM for mixtures).
+
+    The engine calls ``model.<init>(x, y, w, key)`` once, then ``model.<step>(x, y, w)``
+    ``steps`` times inside ``lax.scan``; both update the model's variables in place.
+    """
+
+    init: str = "em_init"
+    step: str = "em_step"
+    steps: int = 100
+    split: Literal["train", "val"] = "train"
+
+
+Stage = ClosedForm | Newton | Gradient | Iterate
 
 
 class Model(nnx.Module):
@@ -133,7 +151,8 @@ class GenerativeModel(Model):
     likelihood_is_bound: ClassVar[bool] = False
     #: The support the density is defined on. The engine reports log p(x) only on tasks whose
     #: features are of this kind (a Gaussian density of 0/1 data is not a likelihood of it).
-    input_support: ClassVar[FeatureKind] = "real"
+    #: A model whose support depends on a hyperparameter overrides it per instance.
+    input_support: FeatureKind = "real"
 
     def class_log_probs(self, x: Array) -> Array:
         """``log p(x | y=c)`` for every class, ``[B, C]`` (nats, summed over features)."""

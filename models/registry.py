@@ -100,9 +100,10 @@ class ModelSpec:
     @property
     def config(self) -> dict[str, Any]:
         """Every constructor hyperparameter with its value (defaults included)."""
-        params = inspect.signature(self.cls.__init__).parameters
+        params = self._params()
         cfg = {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
         cfg.pop("rngs", None)
+        cfg.pop("feature_kind", None)
         cfg.update(dict(self.hparams))
         return cfg
 
@@ -117,8 +118,16 @@ class ModelSpec:
         config = {k: enc(v) for k, v in sorted(self.config.items())}
         return json.dumps({**config, "calibration": self.cls.calibration})
 
-    def build(self, dim: int, num_classes: int, rngs):
-        return self.cls(dim, num_classes, rngs=rngs, **dict(self.hparams))
+    def build(self, dim: int, num_classes: int, rngs, feature_kind: str | None = None):
+        """An instance for a task of ``dim`` features and ``num_classes`` classes. A model whose
+        constructor takes ``feature_kind`` ("real", "binary", "integer") is told the task's."""
+        kwargs = dict(self.hparams)
+        if feature_kind is not None and "feature_kind" in self._params():
+            kwargs["feature_kind"] = feature_kind
+        return self.cls(dim, num_classes, rngs=rngs, **kwargs)
+
+    def _params(self):
+        return inspect.signature(self.cls.__init__).parameters
 
 
 def names() -> list[str]:
@@ -145,7 +154,8 @@ def get(spec: str) -> ModelSpec:
     module, cls_name, _ = REGISTRY[name]
     cls = getattr(importlib.import_module(module), cls_name)
     params = inspect.signature(cls.__init__).parameters
-    tunable = [k for k, p in params.items() if p.kind == p.KEYWORD_ONLY and k != "rngs"]
+    internal = ("rngs", "feature_kind")
+    tunable = [k for k, p in params.items() if p.kind == p.KEYWORD_ONLY and k not in internal]
     hparams = []
     for item in filter(None, query.split("&")):
         key, eq, text = item.partition("=")

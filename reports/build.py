@@ -13,8 +13,9 @@ from typing import Any
 import pandas as pd
 
 import results
-from reports.figures import learning_curves
-from reports.tables import DASH, markdown_summary
+from reports.figures import learning_curves, sample_grids
+from reports.tables import DASH, likelihood_table, markdown_summary
+from results import store
 
 REPORT_MD = "report.md"
 RESULTS_CSV = "results.csv"
@@ -49,7 +50,8 @@ def build_report(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    figures = learning_curves(df, out)
+    samples = [item for p in run_list for item in store.read_samples(p)]
+    figures = learning_curves(df, out) + sample_grids(samples, out)
     written = {str(p.relative_to(out)): p for p in figures}
 
     csv_path = out / RESULTS_CSV
@@ -77,6 +79,7 @@ def _report_markdown(
         *_provenance_table(manifests),
         "",
         *_models_table(manifests),
+        likelihood_table(df),
         markdown_summary(df).rstrip(),
         "",
         "## Figures",

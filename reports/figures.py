@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
@@ -104,3 +105,55 @@ def _learning_curve_figure(rows: pd.DataFrame, task: str, colors: dict) -> Figur
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize="small", frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return fig
+
+
+def sample_grids(samples: list[dict], out_dir: str | Path) -> list[Path]:
+    """Per image task, one figure: real test examples, then each generative model's samples.
+
+    Each panel shows one row per class (``SAMPLES_PER_CLASS`` images); pixel values are drawn
+    on the task's own scale, shared by all panels of the figure. Tasks without an image
+    shape get no figure. Returns the PNG and SVG paths written.
+    """
+    fig_dir = Path(out_dir) / "figures"
+    by_task: dict[str, list[dict]] = {}
+    for item in samples:
+        if item.get("image_shape"):
+            by_task.setdefault(item["task"], []).append(item)
+    written = []
+    for task, items in sorted(by_task.items()):
+        fig_dir.mkdir(parents=True, exist_ok=True)
+        shape = tuple(items[0]["image_shape"])
+        panels = [("real (test set)", items[0]["real"])]
+        panels += [(f"{it['model']} (n={it['n_train']})", it["samples"]) for it in items]
+        finite = np.concatenate([np.ravel(p[np.isfinite(p)]) for _, p in panels])
+        low, high = np.percentile(finite, [1, 99]) if finite.size else (0.0, 1.0)
+        cols = min(4, len(panels))
+        rows = -(-len(panels) // cols)
+        fig = Figure(figsize=(3.0 * cols, 3.2 * rows), dpi=120, layout="constrained")
+        for k, (title, x) in enumerate(panels):
+            ax = fig.add_subplot(rows, cols, k + 1)
+            ax.imshow(_mosaic(x, shape), cmap="gray_r", vmin=low, vmax=high)
+            ax.set_title(title, fontsize="small")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        fig.suptitle(f"{task}: samples per class (one row per class)")
+        stem = fig_dir / f"samples_{safe_name(task)}"
+        with matplotlib.rc_context(_RC):
+            for ext in FORMATS:
+                path = stem.with_suffix(f".{ext}")
+                fig.savefig(path, format=ext, metadata=_METADATA[ext], bbox_inches="tight")
+                written.append(path)
+    return written
+
+
+def _mosaic(x: np.ndarray, shape: tuple[int, int], gap: int = 1) -> np.ndarray:
+    """``[C, n, H*W]`` images as one array: C rows of n images, NaN gaps between them."""
+    classes, n, _ = x.shape
+    h, w = shape
+    out = np.full((classes * (h + gap), n * (w + gap)), np.nan)
+    for c in range(classes):
+        for j in range(n):
+            image = x[c, j].reshape(h, w)
+            out[c * (h + gap) : c * (h + gap) + h, j * (w + gap) : j * (w + gap) + w] = image
+    return out
+

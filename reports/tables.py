@@ -59,6 +59,8 @@ def _task_section(rows: pd.DataFrame, task: str) -> list[str]:
     lines = [
         f"### {_cell(task)}",
         "",
+        f"Data: `{'`, `'.join(sorted(rows['preprocess'].astype(str).unique()))}`.",
+        "",
         f"At n_train = {largest} (mean ± 95% t-interval over seeds):",
         "",
     ]
@@ -80,6 +82,7 @@ def _task_section(rows: pd.DataFrame, task: str) -> list[str]:
     lines += _table(header, body)
     if bound:
         lines += ["", f"{BOUND_MARK} bound on the likelihood (ELBO-like), not the exact value."]
+        lines += _elbo_line(rows[rows["n_train"] == largest])
     reference = _synthetic_line(rows)
     if reference:
         lines += ["", reference]
@@ -151,6 +154,66 @@ def _not_ok_section(df: pd.DataFrame) -> list[str]:
     ]
     title = f"## Cells not ok ({len(bad)} of {len(df)}, excluded from all statistics)"
     return [title, "", *_table([*keys, "status", "message"], body), ""]
+
+
+def _elbo_line(rows: pd.DataFrame) -> list[str]:
+    if "elbo" not in rows:
+        return []
+    ok = rows[(rows["status"] == "ok") & rows["elbo"].notna()]
+    if ok.empty:
+        return []
+    stats = summarize(ok, ["elbo"], by=("model",))
+    parts = [
+        f"{r['model']} {fmt_mean_ci(r['elbo_mean'], r['elbo_ci95'], 2)} nats"
+        for _, r in stats.iterrows()
+    ]
+    return [
+        "",
+        "ELBO (looser bound; the log p(x) column holds the importance-weighted bound): "
+        + "; ".join(parts)
+        + ".",
+    ]
+
+
+def likelihood_table(df: pd.DataFrame) -> str:
+    """One table across tasks: per model, bits/dim and accuracy at each task's largest size.
+
+    Rows are models (generative first), columns tasks; a cell reads ``bits/dim / accuracy``
+    (means over ok seeds), with the bound mark where the likelihood is a bound and a dash
+    where the model has no likelihood of the task's data.
+    """
+    if "bits_per_dim" not in df or df["bits_per_dim"].notna().sum() == 0:
+        return ""
+    tasks = sorted(df["task"].unique())
+    order = {"generative": 0, "hybrid": 1, "discriminative": 2}
+    models = df.groupby("model")["paradigm"].first()
+    models = sorted(models.index, key=lambda m: (order.get(models[m], 3), m))
+    body = []
+    for model in models:
+        cells = []
+        for task in tasks:
+            rows = df[(df["task"] == task) & (df["model"] == model) & (df["status"] == "ok")]
+            rows = rows[rows["n_train"] == df.loc[df["task"] == task, "n_train"].max()]
+            if rows.empty:
+                cells.append(DASH)
+                continue
+            bpd = rows["bits_per_dim"].mean()
+            mark = f" {BOUND_MARK}" if model in _bound_models(rows) else ""
+            bpd_text = DASH if pd.isna(bpd) else f"{bpd:.3f}{mark}"
+            cells.append(f"{bpd_text} / {rows['accuracy'].mean():.3f}")
+        body.append([model, str(df.loc[df["model"] == model, "paradigm"].iloc[0]), *cells])
+    lines = [
+        "## Likelihood and accuracy across tasks",
+        "",
+        "Each cell: test bits per dimension (lower is better; densities in the task's original "
+        f"units, see each task's data line) / test accuracy, at the task's largest training "
+        f"size, mean over seeds. {BOUND_MARK}: a bound (VAE: importance-weighted), not exact. "
+        f"{DASH}: the model has no likelihood of that task's data.",
+        "",
+        *_table(["model", "paradigm", *tasks], body),
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def _bound_models(rows: pd.DataFrame) -> set[str]:

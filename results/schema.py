@@ -74,6 +74,12 @@ COLUMNS: dict[str, Column] = {
         required=False,
         default=pd.NA,
     ),
+    "elbo": Column(
+        "float64",
+        "for VAEs: mean ELBO lower bound on log p(x) per test example, nats, original units "
+        "(log_lik then holds the tighter importance-weighted bound); NaN otherwise",
+        required=False,
+    ),
     "fit_s": Column("float64", "seconds: grid fit wall time / grid_cells (amortized per cell)"),
     "predict_s": Column(
         "float64", "seconds: grid evaluation wall time / grid_cells (amortized per cell)"

@@ -39,6 +39,7 @@ from results.schema import (
 MANIFEST = "manifest.json"
 ROWS_DIR = "rows"
 LOCKS_DIR = "locks"
+SAMPLES_DIR = "samples"
 PART_SUFFIX = ".parquet"
 RUN_COLUMN = "run"
 
@@ -234,6 +235,40 @@ def update_manifest(
         manifest = update(read_manifest(run_dir))
         write_manifest(run_dir, manifest)
         return manifest
+
+
+def write_samples(
+    run_dir: str | Path,
+    name: str,
+    samples: np.ndarray,
+    real: np.ndarray,
+    meta: dict[str, Any],
+) -> Path:
+    """Store a generative model's samples ``[C, n, D]`` next to real test examples of each
+    class (same shape, NaN-padded) as RUN_DIR/samples/<name>.npz, atomically."""
+    directory = Path(run_dir) / SAMPLES_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / (safe_name(name) + ".npz")
+    meta_json = json.dumps(meta, default=_json_default)
+    _atomic_write(
+        path,
+        lambda f: np.savez(f, samples=np.asarray(samples), real=np.asarray(real), meta=meta_json),
+    )
+    return path
+
+
+def read_samples(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Every stored sample set of a run: its meta fields plus ``samples`` and ``real`` arrays."""
+    out = []
+    for path in sorted((Path(run_dir) / SAMPLES_DIR).glob("*.npz")):
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                item = json.loads(str(data["meta"]))
+                item["samples"], item["real"] = data["samples"], data["real"]
+        except (OSError, ValueError, KeyError) as err:
+            raise CorruptPartError(f"stored samples {path} are unreadable: {err}") from None
+        out.append(item)
+    return out
 
 
 def _with_run(rows: pd.DataFrame, name: str) -> pd.DataFrame:

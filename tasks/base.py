@@ -37,6 +37,8 @@ class Task:
       bayes_accuracy: the Bayes-optimal test accuracy when known (synthetic tasks).
       true_log_lik: mean exact ``log p(x)`` over the test set in nats when known.
       image_shape: ``(H, W)`` for image-like tasks, else None.
+      transform: what was done to the raw data before the split, e.g. dequantization or
+        binarization (empty if nothing).
     """
 
     name: str
@@ -55,6 +57,13 @@ class Task:
     bayes_accuracy: float | None = None
     true_log_lik: float | None = None
     image_shape: tuple[int, int] | None = None
+    transform: str = ""
+
+    @property
+    def preprocessing(self) -> str:
+        """Everything done to the raw data, for result rows: e.g.
+        ``dequantize(u~U[0,1))+standardize`` or ``binarize(>=8)+none``."""
+        return "+".join(filter(None, [self.transform, self.preprocess]))
 
     @property
     def dim(self) -> int:
@@ -86,6 +95,7 @@ class Task:
             "num_classes": self.num_classes,
             "feature_kind": self.feature_kind,
             "preprocess": self.preprocess,
+            "transform": self.transform,
             "sha256": self.checksum,
             "bayes_accuracy": self.bayes_accuracy,
             "true_log_lik": self.true_log_lik,
