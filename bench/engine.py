@@ -102,16 +102,25 @@ def build_programs(task: Task, spec: ModelSpec, cell_batch: int = DEFAULT_CELL_B
     def eval_cell(state, shift, scale, key, x_test, y_test):
         model = nnx.merge(graphdef, state)
         z = (x_test - shift) / scale
-        out = classification_metrics(model.predict_logits(z), y_test)
-        # Log-likelihoods in original units: change of variables through the standardization.
-        jacobian = jnp.log(scale).sum()
         nan = jnp.asarray(jnp.nan)
-        out["log_lik"] = model.log_marginal(z).mean() - jacobian if density else nan
+        elbo_joint = None
+        if hasattr(model, "class_log_bounds"):
+            # One pass of importance samples gives both bounds (IWAE and ELBO).
+            iwae, elbo = model.class_log_bounds(z)
+            logits = iwae + model.log_prior()[None, :]
+            elbo_joint = elbo + model.log_prior()[None, :]
+        else:
+            logits = model.predict_logits(z)
+        out = classification_metrics(logits, y_test)
+        # Log-likelihoods in original units: change of variables through the standardization.
+        # For generative models log p(x) = logsumexp of the log joint (protocol).
+        jacobian = jnp.log(scale).sum()
+        marginal = jax.nn.logsumexp(logits, axis=-1).mean() - jacobian
+        out["log_lik"] = marginal if density else nan
         out["elbo"] = nan
-        if density and hasattr(model, "elbo_class_log_probs"):
-            joint = model.elbo_class_log_probs(z) + model.log_prior()[None, :]
-            out["elbo"] = jax.nn.logsumexp(joint, axis=-1).mean() - jacobian
-        if generative and density:  # samples in data units only where p(x) is of this data
+        if density and elbo_joint is not None:
+            out["elbo"] = jax.nn.logsumexp(elbo_joint, axis=-1).mean() - jacobian
+        if generative and density and task.image_shape is not None:  # shown for image tasks
             k = jax.random.fold_in(key, 0x5A3)
             draw = lambda c: model.sample(jax.random.fold_in(k, c), c, SAMPLES_PER_CLASS)  # noqa: E731
             out["samples"] = jax.vmap(draw)(jnp.arange(num_classes)) * scale + shift

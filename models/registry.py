@@ -42,6 +42,26 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
         "QDA",
         "quadratic discriminant analysis, regularized covariances",
     ),
+    "gmm": (
+        "models.generative.gmm",
+        "GMM",
+        "class-conditional Gaussian mixture, EM in jit",
+    ),
+    "vae": (
+        "models.generative.vae",
+        "VAE",
+        "class-conditional VAE; log p(x) as IWAE bound, ELBO beside it",
+    ),
+    "flow": (
+        "models.generative.flow",
+        "Flow",
+        "class-conditional RealNVP flow (affine couplings), exact likelihood, AdamW",
+    ),
+    "made": (
+        "models.generative.made",
+        "MADE",
+        "class-conditional MADE for binary data (x > binarize), exact likelihood, AdamW",
+    ),
     "logreg": (
         "models.discriminative.logistic",
         "LogisticRegression",

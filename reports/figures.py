@@ -156,4 +156,3 @@ def _mosaic(x: np.ndarray, shape: tuple[int, int], gap: int = 1) -> np.ndarray:
             image = x[c, j].reshape(h, w)
             out[c * (h + gap) : c * (h + gap) + h, j * (w + gap) : j * (w + gap) + w] = image
     return out
-
