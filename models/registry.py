@@ -89,7 +89,10 @@ def suggest(name: str, valid: list[str]) -> str:
 
 def _parse_value(text: str, default: Any) -> Any:
     if isinstance(default, tuple):
-        return tuple(int(v) for v in text.replace(",", "-").split("-") if v)
+        sizes = tuple(int(v) for v in text.replace(",", "-").split("-") if v)
+        if any(v < 1 for v in sizes):
+            raise ValueError(text)
+        return sizes
     if isinstance(default, bool):
         if text.lower() not in ("true", "false", "1", "0"):
             raise ValueError(text)
@@ -193,7 +196,22 @@ def get(spec: str) -> ModelSpec:
                 f"(expected {type(default).__name__}, like {default!r})"
             ) from None
     overrides = {k: v for k, v in hparams if v != params[k].default}
-    return ModelSpec(name=name, spec=canonical(name, overrides), cls=cls, hparams=tuple(hparams))
+    spec_obj = ModelSpec(
+        name=name, spec=canonical(name, overrides), cls=cls, hparams=tuple(hparams)
+    )
+    _check_buildable(spec_obj)
+    return spec_obj
+
+
+def _check_buildable(spec: ModelSpec) -> None:
+    """Build a tiny instance so that a bad hyperparameter value fails here, in one line."""
+    from flax import nnx
+
+    try:
+        spec.build(2, 2, nnx.Rngs(0), "real")
+    except (ValueError, TypeError, ArithmeticError) as err:
+        first = (str(err).strip().splitlines() or [""])[0]
+        raise ModelSpecError(f"bad hyperparameters for model '{spec.name}': {first}") from None
 
 
 def _format_value(value: Any) -> str:

@@ -105,6 +105,12 @@ BAD_INPUTS = [
         "has no hyperparameter 'c' (did you mean 'C'?); valid: C, newton_steps",
     ),
     ("bad hyperparameter value", ["run", "--models", "logreg?C=big"], "bad value 'big'"),
+    ("zero-width layer", ["run", "--models", "mlp?hidden=64-0"], "bad value '64-0'"),
+    (
+        "hyperparameter value the model rejects",
+        ["run", "--models", "vae?decoder=poisson"],
+        "bad hyperparameters for model 'vae': ",
+    ),
     (
         "size above pool",
         ["run", "--tasks", "iris", "--sizes", "10,500"],
