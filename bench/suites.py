@@ -53,8 +53,8 @@ NGJORDAN = Suite(
         "variants that can change the answer (per-class-variance naive Bayes, Bernoulli naive "
         "Bayes on features binarized at the subset mean, regularized logistic regression, "
         "LDA), on digits 0v1 and 2v3, breast cancer and the synthetic tasks; 10 sizes from "
-        "a handful of examples to the whole pool x 100 seeds. Run: gdbench run --suite "
-        "ngjordan"
+        "a handful of examples to the whole pool x 100 seeds. Not yet timed. "
+        "Run: gdbench run --suite ngjordan"
     ),
     tasks=("digits_0v1", "digits_2v3", "breast_cancer", "gauss_nb", "gauss_corr"),
     models=("gnb_shared", "logreg?C=10000", "gnb", "bnb", "logreg", "lda"),
@@ -65,8 +65,8 @@ NGJORDAN = Suite(
 FULL = Suite(
     name="full",
     doc=(
-        "Every offline task x every model, 8 sizes x 20 seeds. About 15 minutes on a 2-core "
-        "CPU. Run: gdbench run --suite full"
+        "Every offline task x every model, 8 sizes x 20 seeds. Not yet timed (estimate: "
+        "30 minutes on a 2-core CPU). Run: gdbench run --suite full"
     ),
     tasks=(
         "breast_cancer",
