@@ -166,8 +166,13 @@ class GenerativeModel(Model):
         return jnp.take_along_axis(lp, y[:, None].astype(jnp.int32), axis=-1)[:, 0]
 
     def log_prior(self) -> Array:
-        """``log p(y=c)``, ``[C]``."""
-        raise NotImplementedError
+        """``log p(y=c)``, ``[C]``: by default the ``log_class_prior`` variable that
+        ``set_class_prior`` fills from the training subset's class frequencies."""
+        return self.log_class_prior[...]
+
+    def set_class_prior(self, counts: Array) -> None:
+        """Set ``log_class_prior`` to the log of the weighted class frequencies ``counts``."""
+        self.log_class_prior[...] = jnp.log(counts / counts.sum())
 
     def predict_logits(self, x: Array) -> Array:
         """The log joint ``log p(x, y=c)``, ``[B, C]``: Bayes' rule up to normalisation."""

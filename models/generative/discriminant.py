@@ -70,10 +70,7 @@ class _GaussianDiscriminant(GenerativeModel):
         cov = cov + eps * jnp.eye(dim)[None]
         self.mean[...] = mean
         self.chol[...] = jnp.linalg.cholesky(cov)
-        self.log_class_prior[...] = jnp.log(counts / counts.sum())
-
-    def log_prior(self) -> Array:
-        return self.log_class_prior[...]
+        self.set_class_prior(counts)
 
     def class_log_probs(self, x: Array) -> Array:
         per_class = jax.vmap(_gaussian_log_density, in_axes=(None, 0, 0), out_axes=-1)

@@ -179,14 +179,11 @@ class Flow(GenerativeModel):
         flow is Gaussian naive Bayes with shared variances (``gnb_shared``).
         """
         onehot, counts = class_counts(y, w, self.num_classes)
-        self.log_class_prior[...] = jnp.log(counts / counts.sum())
+        self.set_class_prior(counts)
         mean = onehot.T @ x / jnp.maximum(counts, 1e-12)[:, None]
         var = (w[:, None] * (x - mean[y]) ** 2).sum(0) / jnp.maximum(w.sum(), 1.0)
         self.loc[...] = mean
         self.log_scale[...] = jnp.broadcast_to(0.5 * jnp.log(var + _INIT_VAR_FLOOR), mean.shape)
-
-    def log_prior(self) -> Array:
-        return self.log_class_prior[...]
 
     def _onehot(self, y: Array, n: int) -> Array:
         return jax.nn.one_hot(jnp.broadcast_to(y, (n,)), self.num_classes, dtype=jnp.float32)

@@ -94,7 +94,7 @@ class GMM(GenerativeModel):
         """Class prior, and each class's components at random training examples of that class."""
         num_classes, k, dim = self.means.shape
         onehot, counts = class_counts(y, w, num_classes)  # [N, C], [C]
-        self.log_class_prior[...] = jnp.log(counts / counts.sum())
+        self.set_class_prior(counts)
         class_mean = onehot.T @ x / jnp.maximum(counts, 1e-12)[:, None]  # [C, D]
         resid = x[:, None, :] - class_mean[None]  # [N, C, D]
         denom = jnp.maximum(counts, 1e-12)
@@ -171,9 +171,6 @@ class GMM(GenerativeModel):
         nk = nk.reshape(num_classes, k)
         weights = nk / jnp.maximum(nk.sum(-1, keepdims=True), 1e-12)
         self.log_weights[...] = jnp.log(jnp.maximum(weights, _MIN_WEIGHT))
-
-    def log_prior(self) -> Array:
-        return self.log_class_prior[...]
 
     def class_log_probs(self, x: Array) -> Array:
         return jax.nn.logsumexp(self.component_log_probs(x), axis=-1)

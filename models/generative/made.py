@@ -117,12 +117,9 @@ class MADE(GenerativeModel):
         per-class output logits of the Laplace-smoothed feature frequencies, so that with the
         zero-initialised output and direct weights the model starts as ``bnb`` (``alpha=1``)."""
         onehot, counts = class_counts(y, w, self.num_classes)
-        self.log_class_prior[...] = jnp.log(counts / counts.sum())
+        self.set_class_prior(counts)
         p = (onehot.T @ self.binary(x) + 1.0) / (counts[:, None] + 2.0)
         self.class_weights[-1][...] = jnp.log(p) - jnp.log1p(-p)
-
-    def log_prior(self) -> Array:
-        return self.log_class_prior[...]
 
     def binary(self, x: Array) -> Array:
         """The 0/1 features the model sees, ``x > binarize``."""

@@ -65,10 +65,7 @@ class GaussianNB(GenerativeModel):
         eps = self.var_smoothing * weighted_feature_variance(x, w).max()
         self.mean[...] = mean
         self.var[...] = var + eps
-        self.log_class_prior[...] = jnp.log(counts / counts.sum())
-
-    def log_prior(self) -> Array:
-        return self.log_class_prior[...]
+        self.set_class_prior(counts)
 
     def class_log_probs(self, x: Array) -> Array:
         mean, var = self.mean[...], self.var[...]
@@ -118,10 +115,7 @@ class BernoulliNB(GenerativeModel):
         ones = onehot.T @ self._binary(x)
         p = (ones + self.alpha) / (counts[:, None] + 2.0 * self.alpha)
         self.logit_p[...] = jnp.log(p) - jnp.log1p(-p)
-        self.log_class_prior[...] = jnp.log(counts / counts.sum())
-
-    def log_prior(self) -> Array:
-        return self.log_class_prior[...]
+        self.set_class_prior(counts)
 
     def class_log_probs(self, x: Array) -> Array:
         logit = self.logit_p[...]

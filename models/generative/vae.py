@@ -143,10 +143,7 @@ class VAE(GenerativeModel):
     def estimate(self, x: Array, y: Array, w: Array) -> None:
         """Set only the class log-prior, from weighted class counts."""
         _, counts = class_counts(y, w, self.num_classes)
-        self.log_class_prior[...] = jnp.log(counts / counts.sum())
-
-    def log_prior(self) -> Array:
-        return self.log_class_prior[...]
+        self.set_class_prior(counts)
 
     def decoder_variance(self) -> Array:
         """Per-feature variance of the Gaussian decoder, ``[D]`` (at least ``min_variance``)."""
