@@ -79,10 +79,11 @@ def build_template(task: Task, spec: ModelSpec):
     return spec.build(task.dim, task.num_classes, nnx.Rngs(0), task.feature_kind)
 
 
-def build_programs(task: Task, spec: ModelSpec, cell_batch: int = DEFAULT_CELL_BATCH):
-    """The (unjitted) fit and evaluate functions of a grid, each mapping over cells."""
+def build_programs(task: Task, spec: ModelSpec, template, cell_batch: int = DEFAULT_CELL_BATCH):
+    """The (unjitted) fit and evaluate functions of a grid, each mapping over cells.
+
+    ``template`` is ``build_template(task, spec)``: its graph and declared properties."""
     dim, num_classes = task.dim, task.num_classes
-    template = build_template(task, spec)
     graphdef, _ = nnx.split(template)
     standardize = task.preprocess == "standardize"
     density = reports_density(template, task)
@@ -179,7 +180,8 @@ def run_cells(
     cells = plan.make_cells_for(
         task.y_pool, task.num_classes, pairs, validation=spec.cls.needs_validation
     )
-    fit_grid, eval_grid = build_programs(task, spec, cell_batch)
+    template = build_template(task, spec)
+    fit_grid, eval_grid = build_programs(task, spec, template, cell_batch)
     keys = jax.vmap(jax.random.key)(jnp.asarray(cells.seeds, dtype=jnp.uint32))
     keys = jax.vmap(jax.random.fold_in)(keys, jnp.asarray(cells.sizes, dtype=jnp.uint32))
     fit_args = (
@@ -216,7 +218,6 @@ def run_cells(
             "seed": int(cells.seeds[i]),
             "x": metrics.pop("samples")[i],
         }
-    template = build_template(task, spec)
     return GridResult(_rows(task, spec, template, cells, metrics, timing), timing, samples)
 
 
