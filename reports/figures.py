@@ -1,27 +1,48 @@
 """Figures of stored rows, rendered off-screen.
 
-Figures are built as `matplotlib.figure.Figure` objects and saved through the Agg (PNG) and SVG
-canvases directly, never through pyplot: no GUI backend, no global backend switch, and nothing
-left open in pyplot's figure registry.
+Figures are built as `matplotlib.figure.Figure` objects and saved through the Agg (PNG), SVG and
+PDF canvases directly, never through pyplot: no GUI backend, no global backend switch, and
+nothing left open in pyplot's figure registry (a figure is freed once its last reference goes).
+Every figure is written by `save_figure` as OUT_DIR/figures/<stem>.{png,svg,pdf}; the SVG and
+PDF files carry no dates, so the same rows give byte-identical files.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from reports.stats import check_unique_cells, summarize
 from results.store import safe_name
 
 LINESTYLES = {"discriminative": "-", "generative": "--", "hybrid": "-.", "reference": (0, (5, 1))}
-FORMATS = ("png", "svg")
-_RC = {"svg.hashsalt": "gdbench", "svg.fonttype": "path"}
-_METADATA = {"png": {"Software": None}, "svg": {"Date": None, "Creator": None}}
+PARADIGM_COLORS = {
+    "discriminative": "#0173B2",
+    "generative": "#DE8F05",
+    "hybrid": "#029E73",
+    "reference": "#7F7F7F",
+}
+FORMATS = ("png", "svg", "pdf")
+PNG_DPI = 150
+FIGURE_DIR = "figures"
+CROSSOVER_COLUMNS = ("pair", "n_train", "mean_diff", "lo", "hi", "n_star", "n_star_lo", "n_star_hi")
+# Paths as SVG glyphs and TrueType (Type 42) fonts in PDFs (journals refuse Type 3 fonts); no
+# dates or tool versions in the files, so that they are reproducible byte for byte.
+_RC = {"svg.hashsalt": "gdbench", "svg.fonttype": "path", "pdf.fonttype": 42}
+_METADATA = {
+    "png": {"Software": None},
+    "svg": {"Date": None, "Creator": None},
+    "pdf": {"CreationDate": None, "Creator": None, "Producer": None},
+}
 
 
 def _dash(style) -> tuple | str:
@@ -30,29 +51,48 @@ def _dash(style) -> tuple | str:
     return named[style] if isinstance(style, str) else style[1]
 
 
+def save_figure(fig: Figure, out_dir: str | Path, stem: str) -> list[Path]:
+    """Save `fig` as OUT_DIR/figures/<stem>.png (150 dpi), .svg and .pdf.
+
+    `stem` must already be a file-name-safe name (see `results.store.safe_name`); a bad stem
+    raises `ValueError`. Creates the figures directory if needed and returns the three paths
+    written, in the order of `FORMATS`.
+    """
+    if not stem or safe_name(stem) != stem:
+        raise ValueError(f"figure stem {stem!r} is not a safe file name ([A-Za-z0-9._-] only)")
+    fig_dir = Path(out_dir) / FIGURE_DIR
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    with matplotlib.rc_context(_RC):
+        for ext in FORMATS:
+            path = fig_dir / f"{stem}.{ext}"
+            fig.savefig(path, format=ext, dpi=PNG_DPI, metadata=_METADATA[ext], bbox_inches="tight")
+            written.append(path)
+    return written
+
+
+def model_colors(models) -> dict[str, tuple[float, float, float]]:
+    """A colour per model name: the seaborn "colorblind" palette over the sorted names, so
+    the same set of models gets the same colours in every figure of a report."""
+    names = sorted({str(m) for m in models})
+    return dict(zip(names, sns.color_palette("colorblind", len(names)), strict=True))
+
+
 def learning_curves(df: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     """One figure per task of test error (1 - accuracy) against n_train (log scale).
 
     Each model is a line of the mean over ok seeds with its 95% t-interval as a band (clipped
     to [0, 1]); colour is the model, line style the paradigm (discriminative solid, generative
     dashed); synthetic tasks get a dotted line at the Bayes error (1 - bayes_accuracy). Writes
-    out_dir/figures/learning_curve_<task>.{png,svg} and returns the paths written.
+    out_dir/figures/learning_curve_<task>.{png,svg,pdf} and returns the paths written.
     """
     check_unique_cells(df)
-    fig_dir = Path(out_dir) / "figures"
-    fig_dir.mkdir(parents=True, exist_ok=True)
-    models = sorted(df["model"].unique())
-    colors = dict(zip(models, sns.color_palette("colorblind", len(models)), strict=True))
+    colors = model_colors(df["model"].unique())
     written = []
     for task in sorted(df["task"].unique()):
         rows = df[df["task"] == task]
         fig = _learning_curve_figure(rows, task, colors)
-        stem = fig_dir / f"learning_curve_{safe_name(task)}"
-        with matplotlib.rc_context(_RC):
-            for ext in FORMATS:
-                path = stem.with_suffix(f".{ext}")
-                fig.savefig(path, format=ext, metadata=_METADATA[ext], bbox_inches="tight")
-                written.append(path)
+        written += save_figure(fig, out_dir, f"learning_curve_{safe_name(task)}")
     return written
 
 
@@ -100,7 +140,7 @@ def _learning_curve_figure(rows: pd.DataFrame, task: str, colors: dict) -> Figur
     ax.minorticks_off()
     ax.set_xlabel("training examples (n_train, log scale)")
     ax.set_ylabel("test error (1 − accuracy)")
-    ax.set_title(f"{task}: learning curves (mean, 95% t-interval over seeds)")
+    ax.set_title(f"{_tex(task)}: learning curves (mean, 95% t-interval over seeds)")
     ax.grid(True, which="both", alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize="small", frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0))
@@ -112,16 +152,15 @@ def sample_grids(samples: list[dict], out_dir: str | Path) -> list[Path]:
 
     Each panel shows one row per class (``SAMPLES_PER_CLASS`` images); pixel values are drawn
     on the task's own scale, shared by all panels of the figure. Tasks without an image
-    shape get no figure. Returns the PNG and SVG paths written.
+    shape get no figure. Writes out_dir/figures/samples_<task>.{png,svg,pdf} and returns the
+    paths written.
     """
-    fig_dir = Path(out_dir) / "figures"
     by_task: dict[str, list[dict]] = {}
     for item in samples:
         if item.get("image_shape"):
             by_task.setdefault(item["task"], []).append(item)
     written = []
     for task, items in sorted(by_task.items()):
-        fig_dir.mkdir(parents=True, exist_ok=True)
         shape = tuple(items[0]["image_shape"])
         panels = [("real (test set)", items[0]["real"])]
         panels += [(f"{it['model']} (n={it['n_train']})", it["samples"]) for it in items]
@@ -133,16 +172,11 @@ def sample_grids(samples: list[dict], out_dir: str | Path) -> list[Path]:
         for k, (title, x) in enumerate(panels):
             ax = fig.add_subplot(rows, cols, k + 1)
             ax.imshow(_mosaic(x, shape), cmap="gray_r", vmin=low, vmax=high)
-            ax.set_title(title, fontsize="small")
+            ax.set_title(_tex(title), fontsize="small")
             ax.set_xticks([])
             ax.set_yticks([])
-        fig.suptitle(f"{task}: samples per class (one row per class)")
-        stem = fig_dir / f"samples_{safe_name(task)}"
-        with matplotlib.rc_context(_RC):
-            for ext in FORMATS:
-                path = stem.with_suffix(f".{ext}")
-                fig.savefig(path, format=ext, metadata=_METADATA[ext], bbox_inches="tight")
-                written.append(path)
+        fig.suptitle(f"{_tex(task)}: samples per class (one row per class)")
+        written += save_figure(fig, out_dir, f"samples_{safe_name(task)}")
     return written
 
 
@@ -156,3 +190,278 @@ def _mosaic(x: np.ndarray, shape: tuple[int, int], gap: int = 1) -> np.ndarray:
             image = x[c, j].reshape(h, w)
             out[c * (h + gap) : c * (h + gap) + h, j * (w + gap) : j * (w + gap) + w] = image
     return out
+
+
+def accuracy_vs_compute(df: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+    """Accuracy against fit time at each task's largest n_train: one facet per task.
+
+    Each model is one point, labelled with its name and coloured by paradigm: x is the mean
+    fit time per cell in seconds (log scale; `fit_s` is the grid's fit wall time divided by its
+    cells, so all seeds of a grid share it), y the mean test accuracy over ok seeds with its 95%
+    Student-t interval as an error bar. A model whose cells at that size are partly not ok is
+    labelled "(k not ok)"; one with no ok cell (or no positive fit time) is named in the facet
+    title as not shown. Writes out_dir/figures/accuracy_vs_compute.{png,svg,pdf} and returns
+    the paths written; [] when no (task, model) has an ok cell with a fit time.
+    """
+    fig = _accuracy_vs_compute_figure(df)
+    return [] if fig is None else save_figure(fig, out_dir, "accuracy_vs_compute")
+
+
+def _accuracy_vs_compute_figure(df: pd.DataFrame) -> Figure | None:
+    if df.empty:
+        return None
+    check_unique_cells(df)
+    largest = df.groupby("task")["n_train"].transform("max")
+    stats = summarize(df[df["n_train"] == largest], ["accuracy", "fit_s"])
+    stats["plotted"] = (stats["accuracy_count"] > 0) & (stats["fit_s_mean"] > 0)
+    if not stats["plotted"].any():
+        return None
+    tasks = sorted(stats["task"].unique())
+    fig, axes = _facets(len(tasks), width=4.4, height=3.6)
+    for ax, task in zip(axes, tasks, strict=True):
+        rows = stats[stats["task"] == task]
+        for r in rows[rows["plotted"]].itertuples():
+            color = PARADIGM_COLORS.get(r.paradigm, "black")
+            ax.errorbar(
+                r.fit_s_mean,
+                r.accuracy_mean,
+                yerr=_half(r.accuracy_ci95),
+                fmt="o",
+                color=color,
+                markersize=5,
+                capsize=2.5,
+                linewidth=1.0,
+            )
+            label = r.model + (f" ({r.n_not_ok} not ok)" if r.n_not_ok else "")
+            ax.annotate(
+                _tex(label),
+                (r.fit_s_mean, r.accuracy_mean),
+                xytext=(4, 3),
+                textcoords="offset points",
+                fontsize=7,
+                color=color,
+            )
+        n = int(rows["n_train"].iloc[0])
+        ax.set_title(_tex(f"{task} (n_train = {n})") + _not_shown(rows), fontsize="medium")
+        ax.set_xscale("log")
+        ax.margins(x=0.25, y=0.15)
+        ax.set_xlabel("fit time per cell (s, log scale)")
+        ax.set_ylabel("test accuracy")
+        ax.grid(True, which="both", alpha=0.3)
+    paradigms = [p for p in PARADIGM_COLORS if p in set(stats.loc[stats["plotted"], "paradigm"])]
+    handles = [
+        Line2D([], [], marker="o", linestyle="", color=PARADIGM_COLORS[p], label=p)
+        for p in paradigms
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
+    fig.suptitle("Test accuracy vs fit time at the largest training size (95% t-interval)")
+    return fig
+
+
+def likelihood_vs_accuracy(df: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+    """Bits per dimension (x) against test accuracy (y) of the models with a likelihood.
+
+    Uses the (task, model) pairs with at least one ok row of finite `bits_per_dim`, at each
+    task's largest n_train among them: one point per model with 95% Student-t intervals over
+    ok seeds on both axes, coloured by model (same colours as the learning curves of `df`),
+    one facet per task. Models whose likelihood is a bound (`likelihood_is_bound`, e.g. a VAE's
+    ELBO/IWAE) are drawn hollow, exact likelihoods filled. Writes
+    out_dir/figures/likelihood_vs_accuracy.{png,svg,pdf} and returns the paths written; [] (and
+    no file) when no row has a finite bits_per_dim.
+    """
+    fig = _likelihood_vs_accuracy_figure(df)
+    return [] if fig is None else save_figure(fig, out_dir, "likelihood_vs_accuracy")
+
+
+def _likelihood_vs_accuracy_figure(df: pd.DataFrame) -> Figure | None:
+    if df.empty or "bits_per_dim" not in df.columns:
+        return None
+    check_unique_cells(df)
+    bpd = pd.to_numeric(df["bits_per_dim"], errors="coerce").astype(float)
+    finite = (df["status"] == "ok") & np.isfinite(bpd)
+    if not finite.any():
+        return None
+    colors = model_colors(df["model"].unique())
+    pairs = set(zip(df.loc[finite, "task"], df.loc[finite, "model"], strict=True))
+    keep = pd.Series(
+        [(t, m) in pairs for t, m in zip(df["task"], df["model"], strict=True)], index=df.index
+    )
+    rows = df[keep].assign(bits_per_dim=bpd[keep])
+    largest = rows.loc[finite[keep]].groupby("task")["n_train"].max()
+    rows = rows[rows["n_train"] == rows["task"].map(largest)]
+    stats = summarize(rows, ["accuracy", "bits_per_dim"])
+    bound = rows.get("likelihood_is_bound", pd.Series(False, index=rows.index))
+    bound = bound.astype("boolean").fillna(False).astype(bool)
+    is_bound = rows.assign(_bound=bound).groupby(["task", "model"])["_bound"].any()
+    stats["plotted"] = stats["bits_per_dim_count"] > 0
+    tasks = sorted(stats["task"].unique())
+    fig, axes = _facets(len(tasks), width=4.4, height=3.6)
+    for ax, task in zip(axes, tasks, strict=True):
+        task_rows = stats[stats["task"] == task]
+        for r in task_rows[task_rows["plotted"]].itertuples():
+            color = colors[r.model]
+            hollow = bool(is_bound.get((task, r.model), False))
+            ax.errorbar(
+                r.bits_per_dim_mean,
+                r.accuracy_mean,
+                xerr=_half(r.bits_per_dim_ci95),
+                yerr=_half(r.accuracy_ci95),
+                fmt="o",
+                color=color,
+                markerfacecolor="white" if hollow else color,
+                markeredgecolor=color,
+                markeredgewidth=1.3,
+                markersize=6,
+                capsize=2.5,
+                linewidth=1.0,
+            )
+            label = r.model + (f" ({r.n_not_ok} not ok)" if r.n_not_ok else "")
+            ax.annotate(
+                _tex(label),
+                (r.bits_per_dim_mean, r.accuracy_mean),
+                xytext=(5, 3),
+                textcoords="offset points",
+                fontsize=7,
+                color=color,
+            )
+        n = int(task_rows["n_train"].iloc[0])
+        ax.set_title(_tex(f"{task} (n_train = {n})") + _not_shown(task_rows), fontsize="medium")
+        ax.margins(x=0.2, y=0.15)
+        ax.set_xlabel("bits per dimension (lower is better)")
+        ax.set_ylabel("test accuracy")
+        ax.grid(True, alpha=0.3)
+    handles = [
+        Line2D([], [], marker="o", linestyle="", color="black", label="exact likelihood"),
+        Line2D(
+            [],
+            [],
+            marker="o",
+            linestyle="",
+            color="black",
+            markerfacecolor="white",
+            label="hollow: bound (ELBO/IWAE), true bits/dim is lower",
+        ),
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncols=2, frameon=False)
+    fig.suptitle("Likelihood vs accuracy at the largest training size (95% t-intervals)")
+    return fig
+
+
+def crossover_plot(per_size: Mapping[str, pd.DataFrame], out_dir: str | Path) -> list[Path]:
+    """Per task, the paired error difference err_generative - err_discriminative against n_train.
+
+    `per_size` maps a task name to a frame with the columns of `CROSSOVER_COLUMNS`: `pair`
+    (e.g. "gnb_shared vs logreg"), `n_train`, `mean_diff` (mean paired difference of test
+    error, a fraction), its 95% interval `lo`..`hi`, and the pair's crossover size `n_star`
+    with its interval `n_star_lo`..`n_star_hi` (NaN when there is none; `n_star_hi` may be
+    inf). Each pair is a line with its band; a zero line marks equal error (above it the
+    discriminative model has the lower error); a finite n* is a vertical dashed line with its
+    interval shaded, or a legend note when it lies more than 10x outside the measured sizes.
+    Writes out_dir/figures/crossover_<task>.{png,svg,pdf} for each task with rows and returns
+    the paths written ([] for no rows). A missing column raises `ValueError` naming it.
+    """
+    written = []
+    for task in sorted(per_size):
+        frame = per_size[task]
+        if frame is None or len(frame) == 0:
+            continue
+        missing = [c for c in CROSSOVER_COLUMNS if c not in frame.columns]
+        if missing:
+            raise ValueError(
+                f"crossover table of task {task!r} has no column {missing[0]!r}; "
+                f"expected columns: {', '.join(CROSSOVER_COLUMNS)}"
+            )
+        fig = _crossover_figure(frame, str(task))
+        written += save_figure(fig, out_dir, f"crossover_{safe_name(str(task))}")
+    return written
+
+
+def _crossover_figure(frame: pd.DataFrame, task: str) -> Figure:
+    frame = frame.assign(pair=frame["pair"].astype(str))
+    pairs = sorted(frame["pair"].unique())
+    colors = dict(zip(pairs, sns.color_palette("colorblind", len(pairs)), strict=True))
+    sizes = np.sort(frame["n_train"].astype(float).unique())
+    left, right = sizes.min() / 1.25, sizes.max() * 1.25
+    fig = Figure(figsize=(6.4, 4.0), dpi=150, layout="constrained")
+    ax = fig.add_subplot()
+    ax.axhline(0.0, color="black", linewidth=0.9)
+    for pair in pairs:
+        g = frame[frame["pair"] == pair].sort_values("n_train")
+        color = colors[pair]
+        x = g["n_train"].astype(float).to_numpy()
+        ax.plot(x, g["mean_diff"], marker="o", markersize=3.5, color=color, label=_tex(pair))
+        ax.fill_between(x, g["lo"], g["hi"], color=color, alpha=0.2, linewidth=0)
+        n_star, lo, hi = (_first_value(g[c]) for c in ("n_star", "n_star_lo", "n_star_hi"))
+        if math.isnan(n_star):
+            ax.plot([], [], linestyle="", label="  n*: no crossover found")
+            continue
+        note = f"  n* ≈ {n_star:.3g}"
+        if not (math.isnan(lo) and math.isnan(hi)):
+            note += f" (95% CI {_num(lo)}–{_num(hi)})"
+        if sizes.min() / 10 <= n_star <= sizes.max() * 10:
+            left, right = min(left, n_star / 1.25), max(right, n_star * 1.25)
+            ax.axvline(n_star, color=color, linestyle="--", linewidth=1.2, label=note)
+            # An open interval (inf) is shaded to beyond the right edge; the x limits clip it.
+            far = sizes.max() * 100
+            span_lo = n_star if math.isnan(lo) else max(lo, sizes.min() / 100)
+            span_hi = n_star if math.isnan(hi) else min(hi, far)
+            if span_hi > span_lo:
+                ax.axvspan(span_lo, span_hi, color=color, alpha=0.1, linewidth=0)
+        else:
+            ax.plot([], [], linestyle="", label=note + ", outside the plotted range")
+    ax.set_xscale("log")
+    ax.set_xlim(left, right)
+    ticks = [int(n) for n in sizes]
+    ax.set_xticks(ticks, [str(n) for n in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel("training examples (n_train, log scale)")
+    ax.set_ylabel("test error difference\n(generative − discriminative)")
+    ax.set_title(f"{_tex(task)}: paired error difference (mean, 95% CI over seeds)")
+    ax.text(
+        0.01,
+        0.99,
+        "above 0: discriminative has lower error",
+        transform=ax.transAxes,
+        va="top",
+        fontsize=7,
+        color="0.35",
+    )
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="small", frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    return fig
+
+
+def _facets(count: int, width: float, height: float) -> tuple[Figure, list[Axes]]:
+    """A constrained-layout figure with `count` axes, at most three per row."""
+    cols = min(3, count)
+    rows = -(-count // cols)
+    fig = Figure(figsize=(width * cols, height * rows + 0.6), dpi=150, layout="constrained")
+    return fig, [fig.add_subplot(rows, cols, k + 1) for k in range(count)]
+
+
+def _not_shown(rows: pd.DataFrame) -> str:
+    """A second title line naming the models of `rows` that could not be plotted."""
+    hidden = sorted(rows.loc[~rows["plotted"], "model"])
+    return "\n" + _tex(f"not shown (no ok cell): {', '.join(hidden)}") if hidden else ""
+
+
+def _half(ci: float) -> float:
+    """An interval half-width for an error bar: 0 where it is undefined (fewer than 2 seeds)."""
+    return float(ci) if np.isfinite(ci) else 0.0
+
+
+def _first_value(values: pd.Series) -> float:
+    """The first non-NaN value of `values` as a float (inf kept), NaN if there is none."""
+    v = pd.to_numeric(values, errors="coerce").astype(float).dropna()
+    return float(v.iloc[0]) if len(v) else math.nan
+
+
+def _num(value: float) -> str:
+    if math.isnan(value):
+        return "?"
+    return "∞" if math.isinf(value) else f"{value:.3g}"
+
+
+def _tex(text: str) -> str:
+    """`text` with dollar signs escaped, so matplotlib shows it literally (no mathtext)."""
+    return str(text).replace("$", r"\$")
