@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 SUITE ?= quick
 RUN_DIR ?= runs/$(SUITE)
 
-.PHONY: install run report test lint format clean
+.PHONY: install run report reference test browser lint format clean
 
 # (Re)install whenever pyproject.toml changes; the stamp records a finished install.
 $(STAMP): pyproject.toml
@@ -24,10 +24,37 @@ run: install
 report: install
 	$(BIN)/gdbench report $(RUN_DIR) --out $(RUN_DIR)/report
 
-test: install
+# The committed reference runs the README cites (results/reference/): each suite from a cold
+# compilation cache, then its report. Takes about half an hour on a 2-core CPU.
+REFERENCE_SUITES ?= quick ngjordan
+reference: install
+	for s in $(REFERENCE_SUITES); do \
+	  cache=$$(mktemp -d) && \
+	  $(BIN)/gdbench run --suite $$s --out results/reference/$$s --compile-cache $$cache \
+	    --no-progress && \
+	  rm -rf $$cache && \
+	  $(BIN)/gdbench report results/reference/$$s --out results/reference/$$s/report || exit 1; \
+	done
+
+test: install browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -rsfE
+
+# Headless Chromium for the HTML report's browser test (tests/test_html.py), which is skipped
+# without it. Installed with apt-get when we are root; never needed by `make run`.
+browser:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing chromium (apt-get) for the HTML browser test"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 \
+	  || { apt-get update -qq >/dev/null 2>&1 \
+	       && apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1; } \
+	  || echo "WARNING: could not install chromium with apt-get; the HTML browser test will be skipped"; \
+	else \
+	  echo "note: chromium not found (install it, e.g. apt-get install chromium, as root); the HTML browser test will be skipped"; \
+	fi
 
 lint: install
 	$(BIN)/ruff check .

@@ -57,10 +57,34 @@ def _parser() -> argparse.ArgumentParser:
         help="continue the run in --out (also the default when its configuration matches)",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    cache = run.add_mutually_exclusive_group()
+    cache.add_argument(
+        "--compile-cache",
+        type=Path,
+        metavar="DIR",
+        help="persistent XLA compilation cache (default: $GDBENCH_COMPILE_CACHE, else "
+        "~/.cache/gdbench/xla)",
+    )
+    cache.add_argument(
+        "--no-compile-cache", action="store_true", help="compile every program afresh"
+    )
 
     rep = sub.add_parser("report", help="write a report (Markdown, CSV, figures) of runs")
     rep.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
     rep.add_argument("--out", type=Path, help="report directory (default: RUN_DIR/report)")
+
+    cmp = sub.add_parser(
+        "compare", help="compare two runs cell by cell (paired over seeds) and their timings"
+    )
+    cmp.add_argument("run_a", type=Path, metavar="RUN_A")
+    cmp.add_argument("run_b", type=Path, metavar="RUN_B")
+    cmp.add_argument("--out", type=Path, help="write the Markdown report to this file")
+    cmp.add_argument(
+        "--metrics",
+        type=_csv,
+        help="comma-separated quality metrics (default: accuracy,nll,ece,brier,log_lik,"
+        "bits_per_dim)",
+    )
 
     sub.add_parser("env", help="devices, versions and a measured matmul peak")
     return p
@@ -88,7 +112,11 @@ def _cmd_list(args) -> int:
 
 
 def _cmd_run(args) -> int:
-    from bench import suites
+    from bench import compile_cache, suites
+
+    cache_dir = compile_cache.enable(
+        None if args.no_compile_cache else args.compile_cache or compile_cache.default_dir()
+    )
 
     suite = suites.get(args.suite)
     from bench import runner
@@ -115,6 +143,9 @@ def _cmd_run(args) -> int:
         runner.execute(prepared, on_grid)
     finally:
         bar.close()
+    if cache_dir is not None:
+        hits, asked = compile_cache.counts()
+        print(f"compile cache {cache_dir}: {hits} of {asked} programs loaded from it")
     print(f"run written to {out}  (report: gdbench report {out})")
     return 0
 
@@ -125,6 +156,40 @@ def _cmd_report(args) -> int:
     out = args.out or args.runs[0] / "report"
     written = reports.build_report(args.runs, out)
     print(f"report written to {out}: {', '.join(sorted(str(k) for k in written))}")
+    return 0
+
+
+def _cmd_compare(args) -> int:
+    import results
+    from reports import compare
+
+    frames = []
+    for run_dir in (args.run_a, args.run_b):
+        rows = results.load(run_dir)
+        if rows.empty:
+            raise UsageError(f"no result rows in {run_dir}: no grid of it has finished yet")
+        frames.append(rows)
+    names = tuple(Path(p).absolute().name for p in (args.run_a, args.run_b))
+    if names[0] == names[1]:
+        names = (str(args.run_a), str(args.run_b))
+    try:
+        result = compare.compare_runs(
+            *frames, metrics=args.metrics or compare.QUALITY_METRICS, names=names
+        )
+    except compare.CompareError as e:
+        raise UsageError(str(e)) from None
+    text = compare.compare_markdown(result)
+    if args.out is None:
+        print(text, end="")
+        return 0
+    if args.out.is_dir():
+        raise UsageError(f"--out '{args.out}' is a directory; give a file name, e.g. compare.md")
+    try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    except OSError as e:
+        raise UsageError(f"cannot write --out '{args.out}': {e.strerror or e}") from None
+    print(f"comparison written to {args.out}")
     return 0
 
 
@@ -154,7 +219,13 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    commands = {"list": _cmd_list, "run": _cmd_run, "report": _cmd_report, "env": _cmd_env}
+    commands = {
+        "list": _cmd_list,
+        "run": _cmd_run,
+        "report": _cmd_report,
+        "compare": _cmd_compare,
+        "env": _cmd_env,
+    }
     try:
         return commands[args.command](args)
     except KeyboardInterrupt:

@@ -72,9 +72,10 @@ def check_sizes(sizes, seeds, pool_size: int, num_classes: int, task: str) -> No
         raise PlanError(f"seeds must be non-negative, got {min(seeds)}")
 
 
-def auto_sizes(pool_size: int, num_classes: int, count: int) -> tuple[int, ...]:
-    """``count`` log-spaced sizes from ``max(10, 2C)`` to the whole pool (distinct integers)."""
-    low = min(max(10, 2 * num_classes), pool_size)
+def auto_sizes(pool_size: int, num_classes: int, count: int, smallest: int = 10) -> tuple[int, ...]:
+    """``count`` log-spaced sizes from ``max(smallest, 2C)`` to the whole pool (distinct
+    integers; fewer than ``count`` when the range is too narrow)."""
+    low = min(max(smallest, 2 * num_classes), pool_size)
     sizes = np.unique(np.round(np.geomspace(low, pool_size, count)).astype(int))
     return tuple(int(s) for s in sizes)
 

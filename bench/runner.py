@@ -40,7 +40,11 @@ class RunConfig:
     seeds: tuple[int, ...]
     sizes: tuple[int, ...] | None
     size_count: int
+    smallest: int = 10
     cell_batch: int = engine.DEFAULT_CELL_BATCH
+    #: The suite's (generative, discriminative, description) pairs present in this run, in
+    #: canonical model spellings; for the report, not part of the run's identity.
+    pairs: tuple[tuple[str, str, str], ...] = ()
 
     def to_json(self) -> dict:
         """The configuration as it is stored in (and read back from) a run's manifest."""
@@ -72,13 +76,22 @@ def make_config(
         seeds=tuple(range(n_seeds)),
         sizes=tuple(sorted(set(sizes))) if sizes else suite.sizes,
         size_count=suite.size_count,
+        smallest=suite.smallest,
+        pairs=_pairs_present(suite, model_specs),
     )
+
+
+def _pairs_present(suite: Suite, model_specs: tuple[str, ...]) -> tuple[tuple[str, str, str], ...]:
+    canonical = [
+        (model_registry.get(g).spec, model_registry.get(d).spec, why) for g, d, why in suite.pairs
+    ]
+    return tuple(p for p in canonical if p[0] in model_specs and p[1] in model_specs)
 
 
 def sizes_for(config: RunConfig, task) -> tuple[int, ...]:
     if config.sizes is not None:
         return config.sizes
-    return plan.auto_sizes(task.pool_size, task.num_classes, config.size_count)
+    return plan.auto_sizes(task.pool_size, task.num_classes, config.size_count, config.smallest)
 
 
 def part_name(task: str, model: str, keys: list[str]) -> str:

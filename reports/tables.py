@@ -79,32 +79,14 @@ def _task_section(rows: pd.DataFrame, task: str) -> list[str]:
         else:
             seeds, cells = "0 (not run)", [DASH] * len(HEADLINE)
         body.append([model, paradigm[model], seeds, *cells])
-    lines += _table(header, body)
+    lines += table(header, body)
     if bound:
         lines += ["", f"{BOUND_MARK} bound on the likelihood (ELBO-like), not the exact value."]
         lines += _elbo_line(rows[rows["n_train"] == largest])
     reference = _synthetic_line(rows)
     if reference:
         lines += ["", reference]
-    lines += ["", "Test accuracy by training-set size (mean ± 95% t-interval over seeds):", ""]
-    lines += _learning_curve_table(rows, paradigm)
     return [*lines, ""]
-
-
-def _learning_curve_table(rows: pd.DataFrame, paradigm: pd.Series) -> list[str]:
-    stats = summarize(rows, ["accuracy"], by=("model", "n_train")).set_index(["model", "n_train"])
-    sizes = sorted(int(n) for n in rows["n_train"].unique())
-    body = []
-    for model in sorted(paradigm.index):
-        cells = []
-        for n in sizes:
-            if (model, n) in stats.index:
-                g = stats.loc[(model, n)]
-                cells.append(fmt_mean_ci(g["accuracy_mean"], g["accuracy_ci95"], 3))
-            else:
-                cells.append(DASH)
-        body.append([model, paradigm[model], *cells])
-    return _table(["model", "paradigm", *(f"n={n}" for n in sizes)], body)
 
 
 def _compute_table(df: pd.DataFrame) -> list[str]:
@@ -139,7 +121,7 @@ def _compute_table(df: pd.DataFrame) -> list[str]:
         ]
         for _, g in grids.iterrows()
     ]
-    return _table(header, body)
+    return table(header, body)
 
 
 def _not_ok_section(df: pd.DataFrame) -> list[str]:
@@ -153,7 +135,7 @@ def _not_ok_section(df: pd.DataFrame) -> list[str]:
         for _, r in bad.iterrows()
     ]
     title = f"## Cells not ok ({len(bad)} of {len(df)}, excluded from all statistics)"
-    return [title, "", *_table([*keys, "status", "message"], body), ""]
+    return [title, "", *table([*keys, "status", "message"], body), ""]
 
 
 def _elbo_line(rows: pd.DataFrame) -> list[str]:
@@ -210,7 +192,7 @@ def likelihood_table(df: pd.DataFrame) -> str:
         f"size, mean over seeds. {BOUND_MARK}: a bound (VAE: importance-weighted), not exact. "
         f"{DASH}: the model has no likelihood of that task's data.",
         "",
-        *_table(["model", "paradigm", *tasks], body),
+        *table(["model", "paradigm", *tasks], body),
         "",
     ]
     return "\n".join(lines)
@@ -249,7 +231,8 @@ def _cell(text: object) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ").replace("\r", " ")
 
 
-def _table(header: list[str], body: list[list[str]]) -> list[str]:
+def table(header: list[str], body: list[list[str]]) -> list[str]:
+    """Lines of a Markdown pipe table (cells escaped)."""
     lines = ["| " + " | ".join(_cell(h) for h in header) + " |"]
     lines.append("|" + "|".join("---" for _ in header) + "|")
     lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in body]

@@ -184,3 +184,45 @@ def test_env_reports_devices_versions_and_peak(capsys, monkeypatch):
     code, out, _ = run_cli(capsys, "env")
     assert code == 0
     assert "jax: 0." in out and "device 0: cpu" in out and "12.5 GFLOP/s" in out
+
+
+def test_second_run_loads_its_programs_from_the_compile_cache(tmp_path, capsys):
+    """In one process JAX would reuse programs anyway; a fresh process shows the disk cache."""
+    cache = tmp_path / "xla"
+    argv = ["-m", "bench.cli", "run", *SMALL, "--no-progress", "--compile-cache", str(cache)]
+    root = Path(__file__).resolve().parents[1]
+    for name in ("first", "second"):
+        subprocess.run([sys.executable, *argv, "--out", str(tmp_path / name)], check=True, cwd=root)
+    grids = {
+        name: json.loads((tmp_path / name / "manifest.json").read_text())["grids"]
+        for name in ("first", "second")
+    }
+    assert [g["cached_programs"] for g in grids["first"].values()] == [0, 0]
+    assert [g["cached_programs"] for g in grids["second"].values()] == [2, 2]
+    # Same programs, same numbers.
+    cols = ["task", "model", "n_train", "seed", "accuracy", "nll", "log_lik"]
+    first, second = (results.load(tmp_path / n)[cols] for n in ("first", "second"))
+    pd.testing.assert_frame_equal(first, second)
+
+
+def test_no_compile_cache_flag_compiles_afresh(tmp_path, capsys):
+    code, out, _ = run_cli(
+        capsys, "run", *SMALL, "--out", str(tmp_path / "r"), "--no-progress", "--no-compile-cache"
+    )
+    assert code == 0 and "compile cache" not in out
+
+
+def test_run_on_bundled_tasks_imports_no_plotting_tfds_or_reports(tmp_path):
+    code = (
+        "import sys\n"
+        "from bench import cli\n"
+        f"cli.main(['run', *{SMALL!r}, '--out', {str(tmp_path / 'r')!r}, '--no-progress'])\n"
+        "heavy = ('matplotlib', 'seaborn', 'tensorflow_datasets', 'tensorflow', 'reports',\n"
+        "         'markdown')\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & set(heavy)))\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
+    ).stdout
+    assert out.strip().splitlines()[-1] == "[]"

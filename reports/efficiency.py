@@ -1,0 +1,226 @@
+"""The report's sample-efficiency section: learning curves with bootstrap intervals, power-law
+fits, and for each generative/discriminative pair the crossover size n* (Ng & Jordan, 2001).
+
+Statistics come from `reports.curves`; this module only chooses the pairs and lays out the
+Markdown. Error is 1 - test accuracy throughout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+import pandas as pd
+
+from reports import curves
+from reports.tables import DASH, table
+
+#: Training-set error within this distance of the fitted asymptote counts as "reached".
+EPS = 0.01
+
+REGIME_TEXT = {
+    "crossover": "crossover",
+    "discriminative_always": "discriminative better throughout",
+    "generative_always": "generative better throughout",
+    "no_difference": "no significant difference",
+    "mixed": "mixed",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Efficiency:
+    """What the report shows about sample efficiency."""
+
+    markdown: str
+    #: One row per (task, pair): `reports.curves.crossover_table` plus a `tests` column.
+    crossovers: pd.DataFrame
+    #: One row per (task, model): `reports.curves.curve_summary`.
+    fits: pd.DataFrame
+    #: Per task, the paired difference curves in `reports.figures.crossover_plot`'s format.
+    per_size: dict[str, pd.DataFrame]
+
+
+def choose_pairs(
+    df: pd.DataFrame, suite_pairs: Sequence[Sequence[str]] = ()
+) -> list[tuple[str, str, str]]:
+    """(generative, discriminative, what it tests) pairs to compare.
+
+    The run's suite pairs (its manifest's ``config.pairs``) where both models have rows; without
+    any, every generative x discriminative pair present, labelled "all pairs".
+    """
+    models = set(df["model"])
+    chosen = [(g, d, why) for g, d, why in suite_pairs if g in models and d in models]
+    if chosen:
+        return chosen
+    paradigm = df.groupby("model")["paradigm"].first()
+    gens = sorted(paradigm.index[paradigm == "generative"])
+    discs = sorted(paradigm.index[paradigm == "discriminative"])
+    return [(g, d, "") for g in gens for d in discs]
+
+
+def efficiency(
+    df: pd.DataFrame, suite_pairs: Sequence[Sequence[str]] = (), n_boot: int = 2000
+) -> Efficiency:
+    """Crossovers, learning-curve fits and per-size curves of the rows `df` (all runs)."""
+    pairs = choose_pairs(df, suite_pairs)
+    tests = {(g, d): why for g, d, why in pairs}
+    per_size: dict[str, list[pd.DataFrame]] = {}
+    rows = []
+    for task in sorted(df["task"].unique()):
+        task_rows = df[df["task"] == task]
+        present = set(task_rows["model"])
+        for g, d, why in pairs:
+            if g not in present or d not in present:
+                continue
+            cx = curves.crossover(task_rows, task, g, d, n_boot=n_boot)
+            rows.append(_crossover_row(cx, why))
+            per_size.setdefault(task, []).append(
+                cx.per_size.assign(
+                    pair=f"{g} vs {d}",
+                    n_star=cx.n_star,
+                    n_star_lo=cx.n_star_lo,
+                    n_star_hi=cx.n_star_hi,
+                )
+            )
+    crossovers = pd.DataFrame(rows)
+    fits = curves.curve_summary(df, eps=EPS)
+    boot = curves.bootstrap_curves(df, "error", n_boot=n_boot)
+    lines = ["## Sample efficiency", ""]
+    lines += _crossover_lines(crossovers, bool(suite_pairs) and bool(tests))
+    lines += _fit_lines(fits)
+    lines += _curve_lines(boot)
+    return Efficiency(
+        markdown="\n".join(lines).rstrip() + "\n",
+        crossovers=crossovers,
+        fits=fits,
+        per_size={t: pd.concat(frames, ignore_index=True) for t, frames in per_size.items()},
+    )
+
+
+def _crossover_row(cx: curves.Crossover, why: str) -> dict:
+    ps = cx.per_size
+    return {
+        "task": cx.task,
+        "generative": cx.generative,
+        "discriminative": cx.discriminative,
+        "tests": why,
+        "regime": cx.regime,
+        "n_star": cx.n_star,
+        "n_star_lo": cx.n_star_lo,
+        "n_star_hi": cx.n_star_hi,
+        "boot_fraction": cx.boot_fraction,
+        "n_sizes": int((ps["n_pairs"] > 0).sum()),
+        "min_pairs": int(ps["n_pairs"].min()) if len(ps) else 0,
+        "n_not_ok": int(ps["n_not_ok"].sum()),
+        "description": cx.describe(),
+    }
+
+
+def _crossover_lines(crossovers: pd.DataFrame, from_suite: bool) -> list[str]:
+    lines = [
+        "### Generative vs discriminative: crossover size n*",
+        "",
+        "Each pair is compared on identical training subsets (same size and seed), so the "
+        "differences are paired: per size, the mean of err(generative) - err(discriminative) "
+        "with a bootstrap 95% CI over seeds and a paired t-test (alpha 0.05). "
+        "n* is where the mean difference curve last crosses zero upward (interpolated in "
+        'log n), with a bootstrap 95% CI over seeds; "regime" says which model wins where.',
+        "",
+    ]
+    if not from_suite:
+        lines += ["The run's suite names no pairs: every generative x discriminative pair.", ""]
+    if crossovers.empty:
+        return [*lines, "No task has both a generative and a discriminative model.", ""]
+    body = []
+    for _, r in crossovers.iterrows():
+        body.append(
+            [
+                r["task"],
+                f"{r['generative']} vs {r['discriminative']}",
+                r["tests"] or DASH,
+                REGIME_TEXT.get(r["regime"], r["regime"]),
+                _n_star(r),
+                f"{r['n_sizes']} × ≥{r['min_pairs']}",
+                r["description"],
+            ]
+        )
+    header = ["task", "pair", "tests", "regime", "n* (95% CI)", "sizes × pairs", "finding"]
+    return [*lines, *table(header, body), ""]
+
+
+def _n_star(r: pd.Series) -> str:
+    if not math.isfinite(r["n_star"]):
+        return DASH
+    lo, hi = r["n_star_lo"], r["n_star_hi"]
+    text = f"{r['n_star']:.0f}"
+    if math.isfinite(lo):
+        text += f" ({lo:.0f}–{hi:.0f})" if math.isfinite(hi) else f" ({lo:.0f}–∞)"
+    return text
+
+
+def _fit_lines(fits: pd.DataFrame) -> list[str]:
+    lines = [
+        "### Learning-curve fits",
+        "",
+        "err(n) = c + a·n^(−b) fitted to each mean learning curve; intervals are bootstrap 95% "
+        f'over seeds. "n to c+{EPS}" is the training size at which the fitted curve comes '
+        f"within {EPS} of its asymptote c; AULC is the mean error over the measured sizes on a "
+        "log n axis (lower: better sample efficiency).",
+        "",
+    ]
+    body = []
+    for _, r in fits.iterrows():
+        body.append(
+            [
+                r["task"],
+                r["model"],
+                r["paradigm"],
+                _num(r["at_largest"], 3) + (f" (n={r['largest_n']:.0f})" if r["n_sizes"] else ""),
+                _interval(r["c"], r["c_lo"], r["c_hi"], 3) + ("" if r["converged"] else " ‡"),
+                _interval(r["n_within"], r["n_within_lo"], r["n_within_hi"], 0),
+                _interval(r["aulc"], r["aulc_lo"], r["aulc_hi"], 3),
+            ]
+        )
+    header = ["task", "model", "paradigm", "error at largest n", "asymptote c", f"n to c+{EPS}"]
+    lines += table([*header, "AULC"], body)
+    if not fits.empty and not fits["converged"].all():
+        lines += ["", "‡ the fit did not converge (fewer than 3 sizes with data, or degenerate)."]
+    return [*lines, ""]
+
+
+def _curve_lines(boot: pd.DataFrame) -> list[str]:
+    lines = [
+        "### Learning curves",
+        "",
+        "Test error by training-set size: mean over seeds (bootstrap 95% CI).",
+        "",
+    ]
+    for task, rows in boot.groupby("task", sort=True):
+        sizes = sorted(int(n) for n in rows["n_train"].unique())
+        body = []
+        for model, g in rows.groupby("model", sort=True):
+            by_n = g.set_index("n_train")
+            cells = [
+                _interval(by_n.at[n, "mean"], by_n.at[n, "lo"], by_n.at[n, "hi"], 3)
+                if n in by_n.index
+                else DASH
+                for n in sizes
+            ]
+            body.append([model, *cells])
+        lines += [f"#### {task}", "", *table(["model", *(f"n={n}" for n in sizes)], body), ""]
+    return lines
+
+
+def _num(value: float, decimals: int) -> str:
+    return DASH if value is None or not math.isfinite(value) else f"{value:.{decimals}f}"
+
+
+def _interval(value: float, lo: float, hi: float, decimals: int) -> str:
+    if value is None or not math.isfinite(value):
+        return DASH
+    text = _num(value, decimals)
+    if lo is not None and math.isfinite(lo):
+        hi_text = _num(hi, decimals) if math.isfinite(hi) else "∞"
+        text += f" ({_num(lo, decimals)}–{hi_text})"
+    return text
