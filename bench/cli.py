@@ -155,7 +155,12 @@ def _cmd_report(args) -> int:
 
     out = args.out or args.runs[0] / "report"
     written = reports.build_report(args.runs, out)
-    print(f"report written to {out}: {', '.join(sorted(str(k) for k in written))}")
+    figures = sum(1 for k in written if k.startswith("figures/") and k.endswith(".png"))
+    tables = sum(1 for k in written if k.startswith("tables/"))
+    print(
+        f"report written to {out}: open {out / 'index.html'} (also report.md, {tables} LaTeX "
+        f"tables, {figures} figures as PNG/SVG/PDF, results.csv, references.bib)"
+    )
     return 0
 
 

@@ -138,6 +138,17 @@ def _fmt_n(n: float) -> str:
     return f"{n:.0f}" if abs(n) >= 10 else f"{n:.3g}"
 
 
+def format_n_star(n: float, n_min: float, n_max: float) -> str:
+    """A crossing size as text: "<n_min" for the below-range code 0, ">n_max" for inf."""
+    if n is None or math.isnan(n):
+        return "—"
+    if n == 0:
+        return f"<{_fmt_n(n_min)}"
+    if math.isinf(n):
+        return f">{_fmt_n(n_max)}"
+    return _fmt_n(n)
+
+
 # --------------------------------------------------------------------------------------------
 # 1. bootstrap learning curves
 
@@ -535,11 +546,13 @@ class Crossover:
     significantly worse at any larger size (NaN if none). `n_star` (training examples, a real
     number; set only in the "crossover" regime) is where the mean difference curve crosses
     zero from below for the last time (d <= 0 at one size, > 0 at the next and at every larger
-    size), interpolated linearly in log(n) between the two sizes; when the mean curve never
-    crosses (d > 0 at every size, significant only from `n_significant`), n_star is
-    `n_significant`. `n_star_lo`/`n_star_hi` is the percentile-bootstrap interval of the
-    crossing over resampled seed columns (resamples without a crossing left out) and
-    `boot_fraction` the fraction of resamples whose mean difference curve crosses at all.
+    size), interpolated linearly in log(n) between the two sizes. Values outside the measured
+    range are censored: 0.0 means "below the smallest size" (the mean curve is > 0 at every
+    size) and inf "above the largest" (it is <= 0 at the largest size); `format_n_star`
+    writes them as "<n_min" and ">n_max". `n_star_lo`/`n_star_hi` is the percentile-bootstrap
+    interval of the same statistic over resampled seed columns (order statistics, so censored
+    resamples keep the interval's end censored) and `boot_fraction` the fraction of resamples
+    whose mean difference curve crosses inside the measured range.
 
     `regime`: "crossover" (generative better or tied at small n, discriminative significantly
     better from n*), "discriminative_always" (discriminative significantly better already at
@@ -592,20 +605,17 @@ class Crossover:
             )
         before = sizes < self.n_significant
         gen_sig = sizes[before & (better == "generative")]
-        if gen_sig.size:
-            head = f"{gen} better up to n={_fmt_n(gen_sig[-1])}"
-        else:
-            head = (
-                f"{gen} and {disc} not significantly different below n={_fmt_n(self.n_significant)}"
-            )
+        head = f"{gen} better up to n={_fmt_n(gen_sig[-1])}; " if gen_sig.size else ""
         pct = f"{self.confidence:.0%}".replace("%", "% CI")
-        if math.isfinite(self.n_star_lo) and math.isfinite(self.n_star_hi):
-            ci = f" ({pct} {_fmt_n(self.n_star_lo)}–{_fmt_n(self.n_star_hi)})"
-        elif math.isfinite(self.n_star_lo):
-            ci = f" ({pct} {_fmt_n(self.n_star_lo)}–inf)"
-        else:
+        lo_hi = (self.n_star_lo, self.n_star_hi)
+        if all(math.isnan(v) for v in lo_hi):
             ci = " (no bootstrap CI)"
-        text = f"{head}; {disc} better from n*={_fmt_n(self.n_star)}{ci}"
+        else:
+            lo, hi = (format_n_star(v, sizes[0], sizes[-1]) for v in lo_hi)
+            ci = f" ({pct} {lo}–{hi})"
+        text = (
+            f"{head}; {disc} better from n*={format_n_star(self.n_star, sizes[0], sizes[-1])}{ci}"
+        )
         if self.boot_fraction < 0.9:
             text += f"; crossing in {self.boot_fraction:.0%} of bootstrap resamples"
         return text
@@ -614,8 +624,10 @@ class Crossover:
 def _crossings(logn: np.ndarray, d: np.ndarray) -> np.ndarray:
     """Where each row of `d` (R x S mean difference curves over sizes exp(logn), NaN = size
     missing) last crosses zero from below: log-interpolated between the last size with d <= 0
-    and the next size with data, provided the curve stays > 0 from there on. Returns training
-    sizes (R,), NaN for rows without such a crossing."""
+    and the next size with data, the curve staying > 0 from there on. Returns training sizes
+    (R,), with two censored codes: 0.0 when d > 0 at every size (the crossing lies below the
+    smallest size) and inf when d <= 0 at the largest size (above the largest, if anywhere);
+    NaN for rows without data."""
     r, s = d.shape
     valid = np.isfinite(d)
     nonpos = valid & (d <= 0)
@@ -630,7 +642,20 @@ def _crossings(logn: np.ndarray, d: np.ndarray) -> np.ndarray:
     xj, xk = logn[j], logn[np.where(ok, k, j)]
     with np.errstate(divide="ignore", invalid="ignore"):
         x = xj + (0.0 - dj) / (dk - dj) * (xk - xj)
-    return np.where(ok, np.exp(x), np.nan)
+    out = np.where(ok, np.exp(x), np.nan)
+    out = np.where(valid.any(axis=1) & ~has_j, 0.0, out)  # positive throughout: below range
+    return np.where(has_j & ~has_k, np.inf, out)  # non-positive at the end: above range
+
+
+def _censored_interval(x: np.ndarray, confidence: float) -> tuple[float, float]:
+    """Percentile interval of values that may be 0 (below range) or inf (above range): order
+    statistics (no interpolation), so a censored end stays censored."""
+    x = x[~np.isnan(x)]
+    if x.size == 0:
+        return math.nan, math.nan
+    tail = (1.0 - confidence) / 2.0
+    lo, hi = np.quantile(x, [tail, 1.0 - tail], method="inverted_cdf")
+    return float(lo), float(hi)
 
 
 def _pairs(df: pd.DataFrame, task: str, gen: str, disc: str, metric: str):
@@ -732,14 +757,10 @@ def crossover(
         idx = rng.integers(0, dt.shape[1], size=(int(n_boot), dt.shape[1]))
         reps = _nanmean(dt[:, idx], axis=2).T  # (R, S)
         cross = _crossings(logn, reps)
-        found = np.isfinite(cross)
-        boot_fraction = float(found.mean())
-        if regime == "crossover" and found.any():
-            lo, hi = _interval(cross[found], confidence)
-    if regime == "crossover":
-        n_star = point if math.isfinite(point) else first_sig
-    else:
-        n_star = math.nan
+        boot_fraction = float((np.isfinite(cross) & (cross > 0)).mean())
+        if regime == "crossover":
+            lo, hi = _censored_interval(cross, confidence)
+    n_star = point if regime == "crossover" else math.nan
     return Crossover(
         task=task,
         generative=generative,

@@ -37,7 +37,8 @@ class Efficiency:
     crossovers: pd.DataFrame
     #: One row per (task, model): `reports.curves.curve_summary`.
     fits: pd.DataFrame
-    #: Per task, the paired difference curves in `reports.figures.crossover_plot`'s format.
+    #: Per task, the paired difference curves in `reports.figures.crossover_plot`'s format
+    #: (without suite pairs: each generative model against one discriminative model).
     per_size: dict[str, pd.DataFrame]
 
 
@@ -84,6 +85,18 @@ def efficiency(
                 )
             )
     crossovers = pd.DataFrame(rows)
+    if not any(why for _, _, why in pairs):
+        # Every pair: plot each generative model against one discriminative model only
+        # (logistic regression when present), or the figure would hold dozens of curves.
+        discs = sorted({d for _, d, _ in pairs})
+        keep = next(
+            (d for d in ("logreg", "logreg?C=10000") if d in discs), discs[0] if discs else ""
+        )
+        per_size = {
+            t: [f for f in frames if f["pair"].iloc[0].endswith(f" vs {keep}")]
+            for t, frames in per_size.items()
+        }
+        per_size = {t: frames for t, frames in per_size.items() if frames}
     fits = curves.curve_summary(df, eps=EPS)
     boot = curves.bootstrap_curves(df, "error", n_boot=n_boot)
     lines = ["## Sample efficiency", ""]
@@ -100,6 +113,7 @@ def efficiency(
 
 def _crossover_row(cx: curves.Crossover, why: str) -> dict:
     ps = cx.per_size
+    tested = ps.loc[ps["n_pairs"] > 0, "n_train"]
     return {
         "task": cx.task,
         "generative": cx.generative,
@@ -111,6 +125,8 @@ def _crossover_row(cx: curves.Crossover, why: str) -> dict:
         "n_star_hi": cx.n_star_hi,
         "boot_fraction": cx.boot_fraction,
         "n_sizes": int((ps["n_pairs"] > 0).sum()),
+        "n_min": float(tested.min()) if len(tested) else math.nan,
+        "n_max": float(tested.max()) if len(tested) else math.nan,
         "min_pairs": int(ps["n_pairs"].min()) if len(ps) else 0,
         "n_not_ok": int(ps["n_not_ok"].sum()),
         "description": cx.describe(),
@@ -150,12 +166,15 @@ def _crossover_lines(crossovers: pd.DataFrame, from_suite: bool) -> list[str]:
 
 
 def _n_star(r: pd.Series) -> str:
-    if not math.isfinite(r["n_star"]):
+    """n* and its interval; censored values as "<n_min" / ">n_max" (see `curves.Crossover`)."""
+    if math.isnan(r["n_star"]):
         return DASH
-    lo, hi = r["n_star_lo"], r["n_star_hi"]
-    text = f"{r['n_star']:.0f}"
-    if math.isfinite(lo):
-        text += f" ({lo:.0f}–{hi:.0f})" if math.isfinite(hi) else f" ({lo:.0f}–∞)"
+    text = curves.format_n_star(r["n_star"], r["n_min"], r["n_max"])
+    if not math.isnan(r["n_star_lo"]):
+        lo, hi = (
+            curves.format_n_star(r[k], r["n_min"], r["n_max"]) for k in ("n_star_lo", "n_star_hi")
+        )
+        text += f" ({lo}–{hi})"
     return text
 
 

@@ -21,6 +21,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from reports.curves import format_n_star
 from reports.stats import check_unique_cells, summarize
 from results.store import safe_name
 
@@ -395,10 +396,16 @@ def _crossover_figure(frame: pd.DataFrame, task: str) -> Figure:
         if math.isnan(n_star):
             ax.plot([], [], linestyle="", label="  n*: no crossover found")
             continue
-        note = f"  n* ≈ {n_star:.3g}"
+        n_min, n_max = sizes.min(), sizes.max()
+        note = f"  n* {format_n_star(n_star, n_min, n_max)}"
+        if not note.startswith(("  n* <", "  n* >")):
+            note = f"  n* ≈ {format_n_star(n_star, n_min, n_max)}"
         if not (math.isnan(lo) and math.isnan(hi)):
-            note += f" (95% CI {_num(lo)}–{_num(hi)})"
-        if sizes.min() / 10 <= n_star <= sizes.max() * 10:
+            lo_text, hi_text = (format_n_star(v, n_min, n_max) for v in (lo, hi))
+            note += f" (95% CI {lo_text}–{hi_text})"
+        if n_star == 0 or math.isinf(n_star):  # censored: outside the measured sizes
+            ax.plot([], [], linestyle="", label=note)
+        elif sizes.min() / 10 <= n_star <= sizes.max() * 10:
             left, right = min(left, n_star / 1.25), max(right, n_star * 1.25)
             ax.axvline(n_star, color=color, linestyle="--", linewidth=1.2, label=note)
             # An open interval (inf) is shaded to beyond the right edge; the x limits clip it.

@@ -389,3 +389,38 @@ def test_curve_summary_recovers_asymptotes_and_aulc():
     assert s.loc["gnb", "at_largest"] == pytest.approx(mean.loc[("gnb", SIZES[-1])])
     assert s.loc["gnb", "largest_n"] == SIZES[-1]
     assert (s["n_sizes"] == len(SIZES)).all() and (s["n_seeds"] == 30).all()
+
+
+def test_crossing_below_the_smallest_size_is_censored_not_invented():
+    """Discriminative better in the mean at every size but significant only at large n: the
+    mean curve never crosses zero in range, so n* is "<10", and so is the interval's low end."""
+    rng = np.random.default_rng(11)
+    base = 0.2 + rng.normal(0, 0.03, (len(SIZES), 40))
+    delta = np.where(np.asarray(SIZES) < 300, 0.0005, 0.05)[:, None]
+    noise = rng.normal(0, 0.02, base.shape) * (np.asarray(SIZES) < 300)[:, None]
+    gen = base + delta + noise - noise.mean(axis=1, keepdims=True)  # mean diff exactly delta
+    cx = curves.crossover(
+        frame({"g": ("generative", gen), "d": ("discriminative", base)}, SIZES), "t", "g", "d"
+    )
+    assert cx.regime == "crossover" and cx.n_significant >= 300
+    assert cx.n_star == 0.0 and cx.n_star_lo == 0.0
+    assert cx.n_star_lo <= cx.n_star <= cx.n_star_hi
+    assert "d better from n*=<10 (95% CI <10–" in cx.describe()
+
+
+def test_point_estimate_lies_in_its_interval_for_noisy_crossings():
+    checked = 0
+    for seed in range(8):
+        df, _, _ = crossing_rows(seeds=8, sd=0.05, seed=seed)
+        cx = curves.crossover(df, "t", "gnb", "logreg", n_boot=500)
+        if cx.regime == "crossover":
+            checked += 1
+            assert cx.n_star_lo <= cx.n_star <= cx.n_star_hi
+    assert checked >= 4
+
+
+@pytest.mark.parametrize(
+    ("n", "text"), [(0.0, "<10"), (math.inf, ">1280"), (87.4, "87"), (math.nan, "—")]
+)
+def test_format_n_star(n, text):
+    assert curves.format_n_star(n, 10, 1280) == text
