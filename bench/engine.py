@@ -3,13 +3,28 @@
 ``run_grid`` builds both programs once, compiles them ahead of time (timed apart), runs them on
 all (size, seed) cells at once with ``jax.vmap`` (in chunks of ``cell_batch`` cells through
 ``jax.lax.map`` when the grid is large, still one program), and returns one result row per cell.
+
+Measurement (``GridTiming``):
+
+- compile: wall seconds of lowering and compiling both programs, ahead of time;
+- run time: the first execution of each program is the warm-up, and its outputs are the results
+  kept; then ``steady_state`` times repeats with ``jax.block_until_ready`` (adaptive, see
+  there) and reports their median, min and max;
+- cost: ``program_cost`` reads XLA's cost analysis (FLOPs, bytes accessed) of each compiled
+  program with every while-loop body counted as often as the loop runs (XLA's own
+  ``cost_analysis()`` counts a loop body once, which undercounts a ``lax.scan`` of 400 steps
+  400-fold), and XLA's memory analysis (peak bytes);
+- achieved FLOP/s of the fit program and its fraction of ``bench.env.device_peak()``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
+import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -17,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from bench import compile_cache, plan
+from bench import compile_cache, env, plan
 from bench.fit import run_plan
 from bench.metrics import classification_metrics
 from models.base import GenerativeModel
@@ -28,10 +43,113 @@ from tasks.base import Task
 DEFAULT_CELL_BATCH = 256
 
 
+#: Steady-state timing policy of ``run_cells`` (see ``steady_state``; read at call time): timed
+#: repeats after the warm-up run continue while their total is under REPEAT_BUDGET_S seconds,
+#: at least once and at most MAX_REPEATS times; a program whose warm-up run took longer than
+#: SLOW_S seconds is not repeated (its warm-up run is the measurement, repeats = 0). The extra
+#: time per program is then at most about REPEAT_BUDGET_S + SLOW_S, and on the quick suite
+#: (where most programs run for milliseconds) about a tenth of the run. The warm-up run can be
+#: several times slower than later ones (buffer allocation, XLA:CPU runtime set-up), so a
+#: repeats = 0 time overstates the steady state; programs that slow are long enough for that
+#: to matter less.
+REPEAT_BUDGET_S = 0.5
+MAX_REPEATS = 5
+SLOW_S = 2.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Repeats:
+    """Wall seconds of one compiled program: the warm-up execution and the timed repeats.
+
+    ``median_s``, ``min_s`` and ``max_s`` are over the repeats; with no repeats they are the
+    warm-up time (which includes first-run costs: buffer allocation, thread start-up)."""
+
+    first_s: float
+    times_s: tuple[float, ...] = ()
+
+    @property
+    def count(self) -> int:
+        """Number of timed repeats (0: the warm-up run is the only measurement)."""
+        return len(self.times_s)
+
+    @property
+    def median_s(self) -> float:
+        """Median seconds of one execution over the repeats (the warm-up if none)."""
+        return statistics.median(self.times_s) if self.times_s else self.first_s
+
+    @property
+    def min_s(self) -> float:
+        """Fastest repeat, seconds (the warm-up if none)."""
+        return min(self.times_s) if self.times_s else self.first_s
+
+    @property
+    def max_s(self) -> float:
+        """Slowest repeat, seconds (the warm-up if none)."""
+        return max(self.times_s) if self.times_s else self.first_s
+
+
+def steady_state(
+    run: Callable[[], Any],
+    first_s: float,
+    budget_s: float = REPEAT_BUDGET_S,
+    max_repeats: int = MAX_REPEATS,
+    slow_s: float = SLOW_S,
+) -> Repeats:
+    """Time repeats of ``run`` (one execution of a compiled program) after its warm-up run.
+
+    ``first_s`` is the warm-up run's wall seconds. If it exceeds ``slow_s`` there are no
+    repeats; otherwise ``run`` is timed (``jax.block_until_ready`` on its outputs, which are
+    then dropped) at least once, and again while the repeats' total stays under ``budget_s``,
+    at most ``max_repeats`` times. Returns the warm-up and repeat times in seconds.
+    """
+    if max_repeats < 1:
+        raise ValueError(f"max_repeats must be at least 1, got {max_repeats}")
+    if budget_s < 0 or slow_s < 0:
+        raise ValueError(f"budget_s and slow_s must be >= 0, got {budget_s} and {slow_s}")
+    times: list[float] = []
+    if first_s > slow_s:
+        return Repeats(float(first_s))
+    while len(times) < max_repeats and (not times or sum(times) < budget_s):
+        t = time.perf_counter()
+        jax.block_until_ready(run())
+        times.append(time.perf_counter() - t)
+    return Repeats(float(first_s), tuple(times))
+
+
+@dataclasses.dataclass(frozen=True)
+class ProgramCost:
+    """XLA's static cost of one compiled program.
+
+    ``flops`` and ``bytes_accessed``: XLA's cost analysis (HloCostAnalysis) of the optimized
+    program, every while-loop body counted as often as its known trip count (NaN when that
+    cannot be computed). ``static_flops``: XLA's ``cost_analysis()`` as reported, loop bodies
+    counted once. ``unknown_loops``: while loops without a known trip count, counted once
+    each (``flops`` is then a lower bound). ``peak_bytes``: XLA's memory analysis, the peak
+    of live buffers (arguments, outputs and temporaries), bytes; NaN if not reported.
+    ``note``: why a value is NaN, else "".
+    """
+
+    flops: float
+    bytes_accessed: float
+    peak_bytes: float
+    static_flops: float
+    unknown_loops: int = 0
+    note: str = ""
+
+
 @dataclasses.dataclass(frozen=True)
 class GridTiming:
-    """Wall seconds of one grid: compile (lower + compile, both programs), fit, evaluate.
+    """Measurements of one grid (all its cells together): seconds, FLOPs, bytes.
 
+    ``compile_s``: lowering + compiling both programs (ahead of time). ``fit_s`` and
+    ``predict_s``: steady-state median seconds of one execution of the fit and evaluate
+    programs (``steady_state``), with ``*_first_s`` (the warm-up run, whose outputs are the
+    results), ``*_min_s``, ``*_max_s``, ``*_repeats`` and the repeat times ``*_times_s``.
+    ``flops``: fit + evaluate FLOPs and ``fit_flops`` the fit program's (``program_cost``,
+    loops counted by trip count); ``static_flops``: XLA's loop-once count of both;
+    ``bytes_accessed``: fit + evaluate bytes accessed; ``peak_bytes``: the larger of the two
+    programs' peak memory. ``device_peak``: ``bench.env.DevicePeak.to_json()`` of the device.
+    ``measure_s``: seconds spent on repeats and cost analysis (not part of any time above).
     ``cached_programs`` counts the grid's programs (of 2) that the persistent compilation cache
     supplied, in which case ``compile_s`` is mostly the time to load them."""
 
@@ -40,6 +158,37 @@ class GridTiming:
     predict_s: float
     flops: float
     cached_programs: int = 0
+    fit_first_s: float = math.nan
+    fit_min_s: float = math.nan
+    fit_max_s: float = math.nan
+    fit_repeats: int = 0
+    fit_times_s: tuple[float, ...] = ()
+    predict_first_s: float = math.nan
+    predict_min_s: float = math.nan
+    predict_max_s: float = math.nan
+    predict_repeats: int = 0
+    predict_times_s: tuple[float, ...] = ()
+    fit_flops: float = math.nan
+    static_flops: float = math.nan
+    bytes_accessed: float = math.nan
+    peak_bytes: float = math.nan
+    unknown_loops: int = 0
+    cost_note: str = ""
+    device_peak: dict | None = None
+    measure_s: float = 0.0
+
+    @property
+    def flop_rate(self) -> float:
+        """Achieved FLOP/s of the fit program: ``fit_flops / fit_s`` (NaN if unknown)."""
+        if not (self.fit_s > 0) or not math.isfinite(self.fit_flops):
+            return math.nan
+        return self.fit_flops / self.fit_s
+
+    @property
+    def peak_fraction(self) -> float:
+        """``flop_rate`` as a fraction of the device's peak FLOP/s (NaN if either unknown)."""
+        peak = (self.device_peak or {}).get("flops", math.nan)
+        return self.flop_rate / peak if peak and peak > 0 else math.nan
 
 
 def _standardizer(x: jax.Array, w: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -144,14 +293,176 @@ def build_programs(task: Task, spec: ModelSpec, template, cell_batch: int = DEFA
     return fit_grid, eval_grid
 
 
-def _cost_flops(compiled) -> float:
+_COMPUTATION = re.compile(r"^(ENTRY\s+)?%(\S+)\s+\(.*\{\s*$")
+_WHILE_BODY = re.compile(r"\swhile\(.*?\bbody=%([\w.\-]+)")
+_TRIP_COUNT = re.compile(r'"known_trip_count":\{"n":"(\d+)"\}')
+#: Attributes of an HLO instruction that name the computations it calls.
+_CALLED = re.compile(
+    r"\b(?:calls|to_apply|body|condition|branch_computations|true_computation"
+    r"|false_computation|called_computations)=(\{[^}]*\}|%[\w.\-]+)"
+)
+_NAME = re.compile(r"%([\w.\-]+)")
+
+
+def _called(line: str) -> list[str]:
+    """Names of the computations an HLO instruction line calls."""
+    return [name for group in _CALLED.findall(line) for name in _NAME.findall(group)]
+
+
+def _static_cost(compiled) -> dict:
     try:
         cost = compiled.cost_analysis()
     except Exception:  # noqa: BLE001 - not every backend reports costs
-        return math.nan
+        return {}
     if isinstance(cost, list | tuple):
         cost = cost[0] if cost else {}
-    return float(cost.get("flops", math.nan)) if cost else math.nan
+    return dict(cost or {})
+
+
+def _peak_bytes(compiled) -> float:
+    """Peak bytes of live buffers from XLA's memory analysis; NaN if the backend has none.
+
+    ``peak_memory_in_bytes`` (XLA's heap simulation over the buffer assignment) when reported,
+    else argument + output + temporary - aliased bytes (all buffers live at once)."""
+    try:
+        stats = compiled.memory_analysis()
+    except Exception:  # noqa: BLE001 - not every backend reports memory
+        return math.nan
+    if stats is None:
+        return math.nan
+    peak = getattr(stats, "peak_memory_in_bytes", 0) or 0
+    if peak > 0:
+        return float(peak)
+    parts = ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes")
+    total = sum(getattr(stats, p, 0) or 0 for p in parts) - (stats.alias_size_in_bytes or 0)
+    return float(total) if total > 0 else math.nan
+
+
+def _module_text(compiled) -> tuple[str, Any]:
+    """Optimized HLO text of the program (no metadata, constants in full) and its client."""
+    from jaxlib import _hlo
+
+    options = _hlo.HloPrintOptions()
+    options.print_metadata = False
+    options.print_large_constants = True
+    executable = compiled.runtime_executable()
+    return executable.hlo_modules()[0].to_string(options), executable.client
+
+
+def _loop_aware_cost(compiled) -> tuple[float, float, int]:
+    """(FLOPs, bytes accessed, loops without known trip count) of a compiled program.
+
+    XLA's HloCostAnalysis visits a while loop's body once. Here the optimized module is split
+    into its computations; the cost of a loop body (itself a module with the body as entry)
+    is added (trip count - 1) more times, recursively for nested loops. The trip count is the
+    ``known_trip_count`` XLA's loop analysis annotates (every ``lax.scan`` has one).
+    """
+    from jax._src.lib import _jax
+    from jaxlib import _hlo
+
+    text, client = _module_text(compiled)
+    lines = text.splitlines()
+    comps: dict[str, list[str]] = {}
+    entry, current = None, None
+    for line in lines[1:]:
+        if current is None:
+            m = _COMPUTATION.match(line)
+            if m:
+                current = m.group(2)
+                comps[current] = [line]
+                entry = current if m.group(1) else entry
+            continue
+        comps[current].append(line)
+        if line == "}":
+            current = None
+    if entry is None:
+        raise ValueError("no ENTRY computation in the HLO module text")
+    calls = {
+        name: {r for line in body[1:] for r in _called(line) if r in comps}
+        for name, body in comps.items()
+    }
+    head = lines[0].split(",")[0]  # "HloModule <name>": layouts and schedule belong to entry
+
+    def reachable(root: str) -> list[str]:
+        seen, stack = [], [root]
+        while stack:
+            name = stack.pop()
+            if name not in seen:
+                seen.append(name)
+                stack.extend(sorted(calls[name] - {name}))
+        return seen
+
+    loop_once: dict[str, tuple[float, float]] = {}
+
+    def cost_once(root: str) -> tuple[float, float]:
+        """XLA's cost of computation ``root`` as a module's entry (its loops counted once)."""
+        if root not in loop_once:
+            parts = [head, ""]
+            for name in reversed(reachable(root)):
+                body = comps[name]
+                first = re.sub(r"^ENTRY\s+", "", body[0])
+                parts += [("ENTRY " if name == root else "") + first, *body[1:], ""]
+            module = _hlo.hlo_module_from_text("\n".join(parts))
+            cost = _jax.hlo_module_cost_analysis(client, module)
+            loop_once[root] = (
+                float(cost.get("flops", 0.0)),
+                float(cost.get("bytes accessed", 0.0)),
+            )
+        return loop_once[root]
+
+    extra_memo: dict[str, tuple[float, float, int]] = {}
+
+    def extra(name: str) -> tuple[float, float, int]:
+        """Cost of ``name`` with loops run their trip counts, minus its loop-once cost."""
+        if name in extra_memo:
+            return extra_memo[name]
+        flops, nbytes, unknown = 0.0, 0.0, 0
+        for line in comps[name][1:]:
+            m = _WHILE_BODY.search(line)
+            if m is None:
+                for ref in {r for r in _called(line) if r in comps and r != name}:
+                    f, b, u = extra(ref)
+                    flops, nbytes, unknown = flops + f, nbytes + b, unknown + u
+                continue
+            body = m.group(1)
+            trip = _TRIP_COUNT.search(line)
+            n = int(trip.group(1)) if trip else 1
+            unknown += 0 if trip else 1
+            once_f, once_b = cost_once(body)
+            f, b, u = extra(body)
+            flops += n * (once_f + f) - once_f
+            nbytes += n * (once_b + b) - once_b
+            unknown += u
+        extra_memo[name] = (flops, nbytes, unknown)
+        return extra_memo[name]
+
+    once_f, once_b = cost_once(entry)
+    f, b, unknown = extra(entry)
+    return once_f + f, once_b + b, unknown
+
+
+def program_cost(compiled) -> ProgramCost:
+    """FLOPs, bytes accessed and peak memory of a compiled program (``jax.stages.Compiled``).
+
+    See ``ProgramCost``. A program without while loops gets XLA's ``cost_analysis()`` numbers
+    directly; if the loop-aware analysis fails for a program with loops, its FLOPs and bytes
+    are NaN (with the reason in ``note``) rather than the loop-once undercount."""
+    static = _static_cost(compiled)
+    static_flops = float(static.get("flops", math.nan)) if static else math.nan
+    static_bytes = float(static.get("bytes accessed", math.nan)) if static else math.nan
+    peak = _peak_bytes(compiled)
+    try:
+        flops, nbytes, unknown = _loop_aware_cost(compiled)
+    except Exception as error:  # noqa: BLE001 - an unparsable module: report, do not crash
+        note = f"loop-aware cost analysis failed: {type(error).__name__}: {error}"[:300]
+        try:
+            has_loops = " while(" in _module_text(compiled)[0]
+        except Exception:  # noqa: BLE001
+            has_loops = True
+        if has_loops:
+            return ProgramCost(math.nan, math.nan, peak, static_flops, 0, note)
+        return ProgramCost(static_flops, static_bytes, peak, static_flops, 0, "")
+    return ProgramCost(flops, nbytes, peak, static_flops, unknown)
 
 
 def run_grid(
@@ -197,23 +508,56 @@ def run_cells(
     )
     test = (jnp.asarray(task.x_test), jnp.asarray(task.y_test))
 
-    hits_before, _ = compile_cache.counts()
+    # Persistent-cache hits are counted around .compile() only: tracing (in .lower()) may run
+    # small programs of its own (jax.ensure_compile_time_eval), which are not the grid's.
     t0 = time.perf_counter()
-    fit_compiled = jax.jit(fit_grid).lower(*fit_args).compile()
+    fit_lowered = jax.jit(fit_grid).lower(*fit_args)
+    hits_before = compile_cache.counts()[0]
+    fit_compiled = fit_lowered.compile()
+    cached = compile_cache.counts()[0] - hits_before
     t1 = time.perf_counter()
-    fitted = jax.block_until_ready(fit_compiled(*fit_args))
+    fitted = jax.block_until_ready(fit_compiled(*fit_args))  # warm-up: these are the results
     t2 = time.perf_counter()
-    eval_compiled = jax.jit(eval_grid).lower(fitted, *test).compile()
+    policy = {"budget_s": REPEAT_BUDGET_S, "max_repeats": MAX_REPEATS, "slow_s": SLOW_S}
+    fit_rep = steady_state(lambda: fit_compiled(*fit_args), t2 - t1, **policy)
     t3 = time.perf_counter()
-    metrics = jax.block_until_ready(eval_compiled(fitted, *test))
+    eval_lowered = jax.jit(eval_grid).lower(fitted, *test)
+    hits_before = compile_cache.counts()[0]
+    eval_compiled = eval_lowered.compile()
+    cached += compile_cache.counts()[0] - hits_before
     t4 = time.perf_counter()
+    metrics = jax.block_until_ready(eval_compiled(fitted, *test))
+    t5 = time.perf_counter()
+    eval_rep = steady_state(lambda: eval_compiled(fitted, *test), t5 - t4, **policy)
+    t6 = time.perf_counter()
+    fit_cost, eval_cost = program_cost(fit_compiled), program_cost(eval_compiled)
+    peak = env.device_peak()
+    t7 = time.perf_counter()
     metrics = jax.tree.map(np.asarray, metrics)
     timing = GridTiming(
-        compile_s=(t1 - t0) + (t3 - t2),
-        fit_s=t2 - t1,
-        predict_s=t4 - t3,
-        flops=_cost_flops(fit_compiled) + _cost_flops(eval_compiled),
-        cached_programs=compile_cache.counts()[0] - hits_before,
+        compile_s=(t1 - t0) + (t4 - t3),
+        fit_s=fit_rep.median_s,
+        predict_s=eval_rep.median_s,
+        flops=fit_cost.flops + eval_cost.flops,
+        cached_programs=cached,
+        fit_first_s=fit_rep.first_s,
+        fit_min_s=fit_rep.min_s,
+        fit_max_s=fit_rep.max_s,
+        fit_repeats=fit_rep.count,
+        fit_times_s=fit_rep.times_s,
+        predict_first_s=eval_rep.first_s,
+        predict_min_s=eval_rep.min_s,
+        predict_max_s=eval_rep.max_s,
+        predict_repeats=eval_rep.count,
+        predict_times_s=eval_rep.times_s,
+        fit_flops=fit_cost.flops,
+        static_flops=fit_cost.static_flops + eval_cost.static_flops,
+        bytes_accessed=fit_cost.bytes_accessed + eval_cost.bytes_accessed,
+        peak_bytes=float(np.fmax(fit_cost.peak_bytes, eval_cost.peak_bytes)),
+        unknown_loops=fit_cost.unknown_loops + eval_cost.unknown_loops,
+        cost_note="; ".join(filter(None, [fit_cost.note, eval_cost.note])),
+        device_peak=peak.to_json(),
+        measure_s=(t3 - t2) + (t6 - t5) + (t7 - t6),
     )
     samples = None
     if "samples" in metrics:
@@ -289,6 +633,7 @@ def _rows(task, spec, template, cells, metrics, timing) -> list[dict[str, Any]]:
         )
     rows = []
     n_val = cells.n_val
+    measured = _measurement_columns(timing, m_cells, len(task.y_test))
     for i in range(m_cells):
         m = {k: float(v[i]) for k, v in metrics.items()}
         status, message = _status(m, density)
@@ -304,13 +649,33 @@ def _rows(task, spec, template, cells, metrics, timing) -> list[dict[str, Any]]:
                 "bits_per_dim": -log_lik / (task.dim * math.log(2.0)),
                 "likelihood_is_bound": bool(template.likelihood_is_bound) if density else None,
                 "elbo": m["elbo"] if density else math.nan,
-                "fit_s": timing.fit_s / m_cells,
-                "predict_s": timing.predict_s / m_cells,
-                "compile_s": timing.compile_s,
+                **measured,
                 "grid_cells": m_cells,
-                "flops": timing.flops / m_cells,
                 "status": status,
                 "message": "; ".join(filter(None, [message, note])),
             }
         )
     return rows
+
+
+def _measurement_columns(timing: GridTiming, cells: int, n_test: int) -> dict[str, float]:
+    """The timing and cost columns of every row of a grid (results.schema says the units):
+    grid seconds, FLOPs and bytes divided by the grid's cells; rates and peaks per grid."""
+    return {
+        "fit_s": timing.fit_s / cells,
+        "fit_s_min": timing.fit_min_s / cells,
+        "fit_s_max": timing.fit_max_s / cells,
+        "fit_repeats": float(timing.fit_repeats),
+        "predict_s": timing.predict_s / cells,
+        "predict_s_min": timing.predict_min_s / cells,
+        "predict_s_max": timing.predict_max_s / cells,
+        "predict_repeats": float(timing.predict_repeats),
+        "predict_per_s": n_test * cells / timing.predict_s if timing.predict_s > 0 else math.nan,
+        "compile_s": timing.compile_s,
+        "flops": timing.flops / cells,
+        "fit_flops": timing.fit_flops / cells,
+        "bytes": timing.bytes_accessed / cells,
+        "peak_bytes": timing.peak_bytes,
+        "flop_rate": timing.flop_rate,
+        "peak_fraction": timing.peak_fraction,
+    }

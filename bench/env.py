@@ -1,7 +1,16 @@
-"""``gdbench env``: devices, library versions and a measured matmul peak."""
+"""``gdbench env``: devices, library versions, a measured matmul peak, and the device peak that
+``% of peak`` in results is relative to.
+
+``device_peak()`` is the float32 peak FLOP/s of the device a run uses: on CPU (and on an
+accelerator missing from ``PUBLISHED_PEAKS``) a measured matmul peak, taken once per process;
+on a known GPU or TPU the manufacturer's published figure.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import re
 import time
 
 import jax
@@ -9,9 +18,85 @@ import jax.numpy as jnp
 
 from results import provenance
 
+#: Size and repeats of the measured matmul peak (``matmul_peak_flops``).
+MATMUL_N = 2048
+MATMUL_REPEATS = 5
 
-def matmul_peak_flops(n: int = 2048, repeats: int = 5) -> float:
-    """Best-of-``repeats`` float32 FLOP/s of an ``n x n`` matmul on the default device."""
+_NVIDIA_H100 = (
+    "NVIDIA H100 Tensor Core GPU datasheet, https://www.nvidia.com/en-us/data-center/h100/"
+)
+_NVIDIA_H200 = (
+    "NVIDIA H200 Tensor Core GPU datasheet, https://www.nvidia.com/en-us/data-center/h200/"
+)
+_NVIDIA_A100 = (
+    "NVIDIA A100 Tensor Core GPU datasheet, https://www.nvidia.com/en-us/data-center/a100/"
+)
+_NVIDIA_L4 = "NVIDIA L4 Tensor Core GPU datasheet, https://www.nvidia.com/en-us/data-center/l4/"
+_NVIDIA_V100 = (
+    "NVIDIA V100 Tensor Core GPU datasheet, https://www.nvidia.com/en-us/data-center/v100/"
+)
+_TPU_V4 = "Google Cloud TPU v4 documentation, https://cloud.google.com/tpu/docs/v4"
+_TPU_V5E = "Google Cloud TPU v5e documentation, https://cloud.google.com/tpu/docs/v5e"
+_GPU_BASIS = (
+    "published float32 (CUDA-core, dense) peak; float32 matmuls that XLA runs on tensor "
+    "cores as TF32 can exceed it"
+)
+_TPU_BASIS = (
+    "published bfloat16 peak (TPUs publish no float32 figure; JAX's default float32 matmul "
+    "precision on TPU runs bfloat16 passes on the MXU)"
+)
+
+#: Published peaks per chip, FLOP/s: (regular expression matched against the lower-cased
+#: ``jax.Device.device_kind``, name, FLOP/s, basis, source). The first match wins, so the
+#: specific variants (PCIe, NVL) come before the general name. device_kind strings as CUDA and
+#: libtpu report them, e.g. "NVIDIA H100 80GB HBM3" (SXM5), "NVIDIA H100 PCIe", "NVIDIA H100
+#: NVL", "NVIDIA H200", "NVIDIA A100-SXM4-40GB", "NVIDIA L4", "Tesla V100-SXM2-16GB",
+#: "TPU v4", "TPU v5 lite" (= v5e).
+PUBLISHED_PEAKS: tuple[tuple[str, str, float, str, str], ...] = (
+    # H100: FP32 67 TFLOPS (SXM5), 51 TFLOPS (PCIe), 60 TFLOPS (NVL).
+    (r"\bh100\b.*\bpcie\b", "NVIDIA H100 PCIe", 51e12, _GPU_BASIS, _NVIDIA_H100),
+    (r"\bh100\b.*\bnvl\b", "NVIDIA H100 NVL", 60e12, _GPU_BASIS, _NVIDIA_H100),
+    (r"\bh100\b", "NVIDIA H100 SXM", 67e12, _GPU_BASIS, _NVIDIA_H100),
+    # H200: FP32 67 TFLOPS (SXM), 60 TFLOPS (NVL).
+    (r"\bh200\b.*\bnvl\b", "NVIDIA H200 NVL", 60e12, _GPU_BASIS, _NVIDIA_H200),
+    (r"\bh200\b", "NVIDIA H200 SXM", 67e12, _GPU_BASIS, _NVIDIA_H200),
+    # A100 (SXM4 and PCIe, 40 and 80 GB): FP32 19.5 TFLOPS.
+    (r"\ba100\b", "NVIDIA A100", 19.5e12, _GPU_BASIS, _NVIDIA_A100),
+    # L4: FP32 30.3 TFLOPS. (\b keeps "L40S" out.)
+    (r"\bl4\b", "NVIDIA L4", 30.3e12, _GPU_BASIS, _NVIDIA_L4),
+    # V100: FP32 15.7 TFLOPS (SXM2), 14 TFLOPS (PCIe), 16.4 TFLOPS (V100S PCIe).
+    (r"\bv100s\b", "NVIDIA V100S PCIe", 16.4e12, _GPU_BASIS, _NVIDIA_V100),
+    (r"\bv100\b.*\bpcie\b", "NVIDIA V100 PCIe", 14e12, _GPU_BASIS, _NVIDIA_V100),
+    (r"\bv100\b", "NVIDIA V100 SXM2", 15.7e12, _GPU_BASIS, _NVIDIA_V100),
+    # TPU v4: 275 TFLOPS bf16 per chip. ("TPU v4 lite", v4i, is another chip.)
+    (r"^tpu v4$", "TPU v4", 275e12, _TPU_BASIS, _TPU_V4),
+    # TPU v5e: 197 TFLOPS bf16 per chip; JAX calls it "TPU v5 lite".
+    (r"^tpu v5(e| lite)$", "TPU v5e", 197e12, _TPU_BASIS, _TPU_V5E),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class DevicePeak:
+    """A device's peak FLOP/s and where the number comes from.
+
+    ``flops``: FLOP/s per device; ``kind``: "measured" or "published"; ``basis``: what the
+    number is (e.g. the matmul size); ``source``: citation of a published figure, else "".
+    """
+
+    device_kind: str
+    flops: float
+    kind: str
+    basis: str
+    source: str = ""
+
+    def to_json(self) -> dict:
+        """The peak as a JSON-ready dict (stored in a run's manifest)."""
+        return dataclasses.asdict(self)
+
+
+def matmul_peak_flops(n: int = MATMUL_N, repeats: int = MATMUL_REPEATS) -> float:
+    """Best-of-``repeats`` float32 FLOP/s (2 n^3 / seconds) of an ``n x n`` matmul on the
+    default device, after one untimed warm-up run."""
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
     f = jax.jit(lambda x: x @ x)
     f(a).block_until_ready()
@@ -23,7 +108,40 @@ def matmul_peak_flops(n: int = 2048, repeats: int = 5) -> float:
     return 2.0 * n**3 / best
 
 
+def published_peak(device_kind: str) -> DevicePeak | None:
+    """The published peak FLOP/s of a GPU/TPU by its ``device_kind``, or None if not listed."""
+    kind = device_kind.strip().lower()
+    for pattern, name, flops, basis, source in PUBLISHED_PEAKS:
+        if re.search(pattern, kind):
+            return DevicePeak(device_kind, flops, "published", f"{name}: {basis}", source)
+    return None
+
+
+def device_peak(device: jax.Device | None = None) -> DevicePeak:
+    """Peak FLOP/s of ``device`` (default: the first device): the published figure for a
+    GPU/TPU in ``PUBLISHED_PEAKS``, else the measured matmul peak (measured once per process
+    and device kind, a few seconds on a CPU)."""
+    device = device or jax.devices()[0]
+    if device.platform != "cpu":
+        known = published_peak(device.device_kind)
+        if known is not None:
+            return known
+    return _measured_peak(device.platform, device.device_kind)
+
+
+@functools.cache
+def _measured_peak(platform: str, device_kind: str) -> DevicePeak:
+    flops = matmul_peak_flops()
+    basis = (
+        f"measured: float32 {MATMUL_N}x{MATMUL_N} matmul, best of {MATMUL_REPEATS}, "
+        f"on {platform} ({device_kind})"
+    )
+    return DevicePeak(device_kind, flops, "measured", basis)
+
+
 def describe() -> str:
+    """The text ``gdbench env`` prints: versions, devices, the measured matmul peak and the
+    peak that results' ``peak_fraction`` is relative to."""
     info = provenance.collect()
     lines = [f"gdbench {info.get('gdbench_version')}"]
     if info.get("git_commit"):
@@ -36,5 +154,17 @@ def describe() -> str:
     for d in jax.devices():
         lines.append(f"device {d.id}: {d.platform} {d.device_kind}")
     peak = matmul_peak_flops()
-    lines.append(f"measured float32 matmul peak (2048^3, best of 5): {peak / 1e9:.1f} GFLOP/s")
+    lines.append(
+        f"measured float32 matmul peak ({MATMUL_N}^3, best of {MATMUL_REPEATS}): "
+        f"{peak / 1e9:.1f} GFLOP/s"
+    )
+    device = jax.devices()[0]
+    known = published_peak(device.device_kind) if device.platform != "cpu" else None
+    if known is None:
+        lines.append("peak used for % of peak in results: the measured matmul peak above")
+    else:
+        lines.append(
+            f"peak used for % of peak in results: {known.flops / 1e9:.0f} GFLOP/s, "
+            f"{known.basis} ({known.source})"
+        )
     return "\n".join(lines)

@@ -80,9 +80,64 @@ COLUMNS: dict[str, Column] = {
         "(log_lik then holds the tighter importance-weighted bound); NaN otherwise",
         required=False,
     ),
-    "fit_s": Column("float64", "seconds: grid fit wall time / grid_cells (amortized per cell)"),
+    "fit_s": Column(
+        "float64",
+        "seconds per cell: steady-state median wall time of the grid's fit program over its "
+        "timed repeats (fit_repeats; the first, warm-up run when 0) / grid_cells",
+    ),
+    "fit_s_min": Column(
+        "float64",
+        "seconds per cell: fastest timed repeat of the grid's fit / grid_cells (the warm-up "
+        "run when fit_repeats is 0); NaN if not measured",
+        required=False,
+        default=np.nan,
+    ),
+    "fit_s_max": Column(
+        "float64",
+        "seconds per cell: slowest timed repeat of the grid's fit / grid_cells; NaN if not "
+        "measured",
+        required=False,
+        default=np.nan,
+    ),
+    "fit_repeats": Column(
+        "float64",
+        "timed repeats of the grid's fit program after its warm-up run (whose outputs are the "
+        "results); 0 = the warm-up run is the only measurement; NaN if not recorded",
+        required=False,
+        default=np.nan,
+    ),
     "predict_s": Column(
-        "float64", "seconds: grid evaluation wall time / grid_cells (amortized per cell)"
+        "float64",
+        "seconds per cell: steady-state median wall time of the grid's evaluation program "
+        "over its timed repeats (predict_repeats; the warm-up run when 0) / grid_cells",
+    ),
+    "predict_s_min": Column(
+        "float64",
+        "seconds per cell: fastest timed repeat of the grid's evaluation / grid_cells; NaN if "
+        "not measured",
+        required=False,
+        default=np.nan,
+    ),
+    "predict_s_max": Column(
+        "float64",
+        "seconds per cell: slowest timed repeat of the grid's evaluation / grid_cells; NaN if "
+        "not measured",
+        required=False,
+        default=np.nan,
+    ),
+    "predict_repeats": Column(
+        "float64",
+        "timed repeats of the grid's evaluation program after its warm-up run; 0 = the warm-up "
+        "run is the only measurement; NaN if not recorded",
+        required=False,
+        default=np.nan,
+    ),
+    "predict_per_s": Column(
+        "float64",
+        "evaluation throughput, test examples per second: test examples x grid_cells / the "
+        "grid's median evaluation seconds; per grid, same value on every row; NaN if unknown",
+        required=False,
+        default=np.nan,
     ),
     "compile_s": Column(
         "float64",
@@ -91,7 +146,45 @@ COLUMNS: dict[str, Column] = {
     "grid_cells": Column("int64", "number of cells in the grid this row was run in"),
     "flops": Column(
         "float64",
-        "floating-point operations per cell; NaN if unknown",
+        "floating-point operations per cell, fit + evaluation programs: XLA's cost analysis "
+        "with every loop body counted by its trip count (rows of earlier gdbench versions: "
+        "XLA's loop-once count, when fit_repeats is NaN) / grid_cells; NaN if unknown",
+        required=False,
+        default=np.nan,
+    ),
+    "fit_flops": Column(
+        "float64",
+        "floating-point operations per cell of the fit program alone (as flops); NaN if unknown",
+        required=False,
+        default=np.nan,
+    ),
+    "bytes": Column(
+        "float64",
+        "bytes accessed per cell, fit + evaluation programs: XLA's cost analysis (operands and "
+        "results of every operation after fusion, loop bodies by trip count) / grid_cells; "
+        "NaN if unknown",
+        required=False,
+        default=np.nan,
+    ),
+    "peak_bytes": Column(
+        "float64",
+        "peak device memory of the grid, bytes: the larger of its two programs' peaks of live "
+        "buffers (arguments, outputs, temporaries) from XLA's memory analysis; per grid, same "
+        "value on every row; NaN where the backend does not report it",
+        required=False,
+        default=np.nan,
+    ),
+    "flop_rate": Column(
+        "float64",
+        "achieved FLOP/s of the fit program: fit_flops / fit_s (per grid); NaN if unknown",
+        required=False,
+        default=np.nan,
+    ),
+    "peak_fraction": Column(
+        "float64",
+        "flop_rate / the device's peak FLOP/s (CPU: measured float32 matmul peak; known "
+        "GPU/TPU: published peak; which one is in the run manifest's provenance.device_peak); "
+        "may exceed 1 (e.g. TF32 tensor cores); NaN if unknown",
         required=False,
         default=np.nan,
     ),
@@ -129,7 +222,25 @@ COLUMNS: dict[str, Column] = {
 }
 
 _UNIT_INTERVAL = ("accuracy", "ece", "bayes_accuracy")
-_NON_NEGATIVE = ("nll", "fit_s", "predict_s", "compile_s", "flops")
+_NON_NEGATIVE = (
+    "nll",
+    "fit_s",
+    "fit_s_min",
+    "fit_s_max",
+    "predict_s",
+    "predict_s_min",
+    "predict_s_max",
+    "predict_per_s",
+    "compile_s",
+    "flops",
+    "fit_flops",
+    "bytes",
+    "peak_bytes",
+    "flop_rate",
+    "peak_fraction",
+)
+#: Counts stored as float64 (NaN: not recorded): non-negative integers when present.
+_COUNTS = ("fit_repeats", "predict_repeats")
 _TOL = 1e-6  # float32 round-off allowed at the ends of a metric's range
 
 
@@ -229,6 +340,11 @@ def _check_values(frame: pd.DataFrame) -> None:
     for name in _NON_NEGATIVE:
         _check_range(frame, name, 0.0, np.inf)
     _check_range(frame, "brier", 0.0, 2.0)
+    for name in _COUNTS:
+        values = frame[name].dropna()
+        if ((values < 0) | (values != np.round(values))).any():
+            bad = float(values[(values < 0) | (values != np.round(values))].iloc[0])
+            raise SchemaError(f"column {name!r} has {bad!r}; must be a whole number >= 0")
     if (frame["n_train"] < 1).any():
         raise SchemaError("column 'n_train' must be >= 1")
     if ((frame["n_val"] < 0) | (frame["n_val"] >= frame["n_train"])).any():

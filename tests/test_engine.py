@@ -102,6 +102,12 @@ def test_grid_cell_equals_a_single_fit(spec_name: str, rtol: float):
     assert len(rows) == len(GRID_SIZES) * len(GRID_SEEDS)
     assert all(r["status"] == "ok" for r in rows)
     assert timing.fit_s > 0 and timing.compile_s > 0
+    # Every model's programs go through the loop-aware cost analysis (tests/test_timing.py
+    # checks its numbers): finite FLOPs and bytes, every loop's trip count known.
+    assert timing.cost_note == "" and timing.unknown_loops == 0
+    assert 0 < timing.fit_flops < timing.flops and timing.bytes_accessed > 0
+    assert timing.static_flops <= timing.flops * (1 + 1e-9)
+    assert timing.fit_min_s <= timing.fit_s <= timing.fit_max_s
     by_cell = {(r["n_train"], r["seed"]): r for r in rows}
     assert set(by_cell) == {(n, s) for n in GRID_SIZES for s in GRID_SEEDS}
     n_test = len(task.y_test)

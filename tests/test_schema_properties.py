@@ -56,8 +56,8 @@ VALUE: dict[str, st.SearchStrategy] = {
     "ece": st.one_of(floats(0.0, 1.0), NAN),
     "bayes_accuracy": st.one_of(floats(0.0, 1.0), NAN),
     "brier": st.one_of(floats(0.0, 2.0), NAN),
-    **{n: st.one_of(floats(0.0, 1e300), NAN) for n in ("nll", "fit_s", "predict_s", "compile_s")},
-    "flops": st.one_of(floats(0.0, 1e300), NAN),
+    **{n: st.one_of(floats(0.0, 1e300), NAN) for n in schema._NON_NEGATIVE},
+    **{n: st.one_of(st.integers(0, 5).map(float), NAN) for n in schema._COUNTS},
     "likelihood_is_bound": st.sampled_from([True, False, None]),
 }
 BY_DTYPE = {
@@ -159,6 +159,12 @@ OUT_OF_RANGE = {
     "ece": floats(1.0 + 1e-5, 1e300),
     "brier": st.one_of(floats(2.0 + 1e-5, 1e300), floats(-1e300, -1e-5)),
     "nll": floats(-1e300, -1e-5),
+    **{
+        n: floats(-1e300, -1e-5)
+        for n in ("fit_s_min", "predict_per_s", "bytes", "peak_bytes", "flop_rate")
+    },
+    "fit_repeats": st.one_of(st.integers(-100, -1).map(float), floats(0.01, 0.99)),
+    "predict_repeats": floats(1.01, 1.99),
 }
 
 
@@ -235,3 +241,45 @@ def test_out_of_range_row_written_behind_the_stores_back_fails_on_load(tmp_path)
     pq.write_table(table, run_dir / store.ROWS_DIR / "t__m.parquet")
     with pytest.raises(SchemaError, match=r"column 'accuracy' has 1\.5, outside \[0\.0, 1\.0\]"):
         results.load(run_dir)
+
+
+#: The columns of rows written before steady-state timing and loop-aware costs (gdbench 0.x
+#: parts on disk): they must still load, the new measurement columns as NaN.
+OLD_COLUMNS = (
+    "task", "model", "paradigm", "n_train", "n_val", "seed", "accuracy", "nll", "ece", "brier",
+    "log_lik", "bits_per_dim", "likelihood_is_bound", "elbo", "fit_s", "predict_s", "compile_s",
+    "grid_cells", "flops", "status", "message", "bayes_accuracy", "true_log_lik",
+    "model_config", "preprocess", "cell_key", "schema_version",
+)  # fmt: skip
+NEW_MEASUREMENTS = (
+    "fit_s_min", "fit_s_max", "fit_repeats", "predict_s_min", "predict_s_max",
+    "predict_repeats", "predict_per_s", "fit_flops", "bytes", "peak_bytes", "flop_rate",
+    "peak_fraction",
+)  # fmt: skip
+
+
+def test_old_parts_without_measurement_columns_still_load(tmp_path):
+    assert set(NEW_MEASUREMENTS) <= set(COLUMNS) and set(OLD_COLUMNS) <= set(COLUMNS)
+    assert not any(COLUMNS[n].required for n in NEW_MEASUREMENTS)
+    old = {
+        "task": "wine", "model": "gnb", "paradigm": "generative", "n_train": 10, "n_val": 0,
+        "seed": 0, "accuracy": 0.9, "nll": 0.3, "ece": 0.05, "brier": 0.2, "log_lik": -12.5,
+        "bits_per_dim": 1.4, "likelihood_is_bound": False, "elbo": math.nan, "fit_s": 0.01,
+        "predict_s": 0.002, "compile_s": 1.5, "grid_cells": 2, "flops": 1.0e6, "status": "ok",
+        "message": "", "bayes_accuracy": math.nan, "true_log_lik": math.nan,
+        "model_config": "{}", "preprocess": "standardize", "cell_key": "k0",
+        "schema_version": schema.SCHEMA_VERSION,
+    }  # fmt: skip
+    frame = pd.DataFrame([old, {**old, "seed": 1, "cell_key": "k1"}])[list(OLD_COLUMNS)]
+    # Written as an older gdbench did: only its columns in the Parquet file.
+    run_dir = tmp_path / "old"
+    store.write_manifest(run_dir, {"name": "old"})
+    (run_dir / store.ROWS_DIR).mkdir()
+    pq.write_table(
+        pa.Table.from_pandas(frame, preserve_index=False), run_dir / store.ROWS_DIR / "p.parquet"
+    )
+    loaded = results.load(run_dir)
+    assert len(loaded) == 2
+    for name in NEW_MEASUREMENTS:
+        assert str(loaded[name].dtype) == "float64" and loaded[name].isna().all(), name
+    assert loaded["fit_s"].tolist() == [0.01, 0.01] and loaded["flops"].tolist() == [1e6, 1e6]

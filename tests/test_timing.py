@@ -1,0 +1,268 @@
+"""Measurement: XLA cost analysis with loops counted by trip count, memory analysis,
+steady-state timing, device peaks, and the measurement columns of engine rows.
+
+References are analytic: the FLOPs of a matmul (2 M N K) and of a loop of matmuls (trip count
+x that), the bytes of a program's operands and results, the published datasheet peaks, and
+for an engine grid the matmul FLOPs of an MLP's training steps. No assertion depends on how
+fast anything runs.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+
+import models
+import tasks
+from bench import engine, env
+from bench.engine import program_cost, run_grid, steady_state
+from results import schema
+
+# --- cost analysis ---------------------------------------------------------------------------
+
+
+def _compile(f, *args):
+    return jax.jit(f).lower(*args).compile()
+
+
+def test_matmul_flops_and_bytes_match_the_analytic_count():
+    m, k, n = 64, 32, 16
+    a, b = jnp.ones((m, k), jnp.float32), jnp.ones((k, n), jnp.float32)
+    cost = program_cost(_compile(lambda x, y: x @ y, a, b))
+    assert cost.flops == 2 * m * k * n
+    assert cost.static_flops == 2 * m * k * n  # no loop: XLA's own count is right
+    # One dot reads both operands and writes its result, float32.
+    assert cost.bytes_accessed == 4 * (m * k + k * n + m * n)
+    assert cost.unknown_loops == 0 and cost.note == ""
+
+
+@pytest.mark.parametrize("length", [1, 7, 40])
+def test_scan_flops_count_every_iteration(length: int):
+    """c <- c @ a + b, ``length`` times: length x (2 d^3 + d^2) FLOPs (plus a loop counter)."""
+    d = 32
+    a, b = jnp.eye(d) * 0.5, jnp.ones((d, d))
+
+    def f(x, a, b):
+        return jax.lax.scan(lambda c, _: (c @ a + b, None), x, None, length=length)[0]
+
+    cost = program_cost(_compile(f, jnp.ones((d, d)), a, b))
+    per_step = 2 * d**3 + d**2
+    assert cost.flops == pytest.approx(length * per_step, rel=1e-3)
+    assert cost.unknown_loops == 0
+    # XLA's cost_analysis() visits the loop body once whatever the trip count.
+    assert cost.static_flops == pytest.approx(per_step, rel=1e-3)
+    # Every iteration reads the two d x d dot operands and writes the result at least.
+    assert cost.bytes_accessed >= length * 3 * d * d * 4
+
+
+def test_nested_loops_multiply_their_trip_counts():
+    d, outer, inner = 16, 3, 5
+    a = jnp.full((d, d), 0.1)
+
+    def f(x, a):
+        def inner_loop(c, _):
+            return jax.lax.scan(lambda z, _: (z @ a, None), c, None, length=inner)[0], None
+
+        return jax.lax.scan(inner_loop, x, None, length=outer)[0]
+
+    cost = program_cost(_compile(f, jnp.ones((d, d)), a))
+    assert cost.flops == pytest.approx(outer * inner * 2 * d**3, rel=1e-3)
+
+
+def test_data_dependent_loop_is_counted_once_and_flagged():
+    d = 16
+    a = jnp.full((d, d), 0.5)
+
+    def f(x, a):
+        return jax.lax.while_loop(lambda c: c.sum() < 1e6, lambda c: c @ a + 1.0, x)
+
+    cost = program_cost(_compile(f, jnp.ones((d, d)), a))
+    assert cost.unknown_loops == 1
+    assert cost.flops >= 2 * d**3  # the body once: a lower bound
+
+
+def test_failed_loop_analysis_gives_nan_not_an_undercount(monkeypatch):
+    def broken(compiled):
+        raise ValueError("unparsable")
+
+    monkeypatch.setattr(engine, "_loop_aware_cost", broken)
+    a = jnp.ones((8, 8))
+    looped = _compile(lambda x: jax.lax.scan(lambda c, _: (c @ c, None), x, None, length=4)[0], a)
+    cost = program_cost(looped)
+    assert math.isnan(cost.flops) and math.isnan(cost.bytes_accessed)
+    assert "loop-aware cost analysis failed: ValueError: unparsable" in cost.note
+    plain = program_cost(_compile(lambda x: x @ x, a))  # no loop: XLA's count is exact
+    assert plain.flops == 2 * 8**3 and plain.note == ""
+
+
+def test_peak_memory_holds_at_least_the_arguments_and_results():
+    x, y = jnp.ones((256, 128), jnp.float32), jnp.ones((128, 64), jnp.float32)
+    cost = program_cost(_compile(lambda p, q: jnp.tanh(p @ q), x, y))
+    arguments = x.nbytes + y.nbytes
+    result = 256 * 64 * 4
+    assert math.isfinite(cost.peak_bytes)
+    assert cost.peak_bytes >= arguments + result
+
+
+# --- steady-state timing ---------------------------------------------------------------------
+
+
+class FakeClock:
+    """perf_counter stand-in: every run of ``work`` advances it by ``step`` seconds."""
+
+    def __init__(self, step: float):
+        self.now, self.step, self.runs = 0.0, step, 0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def work(self):
+        self.runs += 1
+        self.now += self.step
+        return jnp.zeros(3)
+
+
+@pytest.mark.parametrize(
+    "step,budget,max_repeats,expected",
+    [
+        (0.3, 1.0, 5, 4),  # 0.3, 0.6, 0.9 < 1.0 go on; 1.2 stops
+        (0.01, 1.0, 5, 5),  # capped at max_repeats
+        (0.01, 1.0, 3, 3),
+        (1.5, 1.0, 5, 1),  # at least one repeat
+        (0.01, 0.0, 5, 1),
+    ],
+)
+def test_repeats_follow_the_budget(monkeypatch, step, budget, max_repeats, expected):
+    clock = FakeClock(step)
+    monkeypatch.setattr(engine, "time", types.SimpleNamespace(perf_counter=clock.perf_counter))
+    rep = steady_state(clock.work, first_s=step, budget_s=budget, max_repeats=max_repeats)
+    assert rep.count == expected == clock.runs == len(rep.times_s)
+    assert rep.times_s == pytest.approx([step] * expected)
+    assert rep.median_s == pytest.approx(step) and rep.first_s == step
+
+
+def test_slow_warm_up_is_the_only_measurement():
+    calls = []
+    rep = steady_state(lambda: calls.append(1), first_s=3.0, slow_s=2.0)
+    assert calls == [] and rep.count == 0
+    assert rep.median_s == rep.min_s == rep.max_s == 3.0
+
+
+def test_real_repeats_give_a_median_inside_their_range():
+    x = jnp.ones((64, 64))
+    f = jax.jit(lambda a: a @ a)
+    jax.block_until_ready(f(x))
+    rep = steady_state(lambda: f(x), first_s=0.0, budget_s=10.0, max_repeats=5)
+    assert rep.count == 5
+    assert all(t > 0 for t in rep.times_s)
+    assert rep.min_s <= rep.median_s <= rep.max_s
+    assert rep.median_s == pytest.approx(float(np.median(rep.times_s)))
+
+
+def test_bad_repeat_settings_raise():
+    with pytest.raises(ValueError, match="max_repeats must be at least 1, got 0"):
+        steady_state(lambda: None, 0.0, max_repeats=0)
+    with pytest.raises(ValueError, match="must be >= 0"):
+        steady_state(lambda: None, 0.0, budget_s=-1.0)
+
+
+# --- device peaks ----------------------------------------------------------------------------
+
+# Float32 peaks from the manufacturers' datasheets (bfloat16 for TPUs, which publish no
+# float32 figure), by the device_kind strings CUDA and libtpu report.
+DATASHEET = [
+    ("NVIDIA H100 80GB HBM3", 67e12),
+    ("NVIDIA H100 PCIe", 51e12),
+    ("NVIDIA H100 NVL", 60e12),
+    ("NVIDIA H200", 67e12),
+    ("NVIDIA A100-SXM4-40GB", 19.5e12),
+    ("NVIDIA A100 80GB PCIe", 19.5e12),
+    ("NVIDIA L4", 30.3e12),
+    ("Tesla V100-SXM2-16GB", 15.7e12),
+    ("Tesla V100-PCIE-32GB", 14e12),
+    ("TPU v4", 275e12),
+    ("TPU v5 lite", 197e12),
+]
+
+
+@pytest.mark.parametrize("kind,flops", DATASHEET)
+def test_published_peaks(kind: str, flops: float):
+    peak = env.published_peak(kind)
+    assert peak is not None and peak.flops == flops and peak.kind == "published"
+    assert peak.source.startswith(("NVIDIA", "Google Cloud")) and "https://" in peak.source
+
+
+@pytest.mark.parametrize("kind", ["cpu", "NVIDIA L40S", "TPU v4 lite", "NVIDIA GeForce RTX 4090"])
+def test_unlisted_devices_have_no_published_peak(kind: str):
+    assert env.published_peak(kind) is None
+
+
+def test_cpu_peak_is_measured_once_per_process(monkeypatch):
+    calls = []
+    monkeypatch.setattr(env, "matmul_peak_flops", lambda: calls.append(1) or 4.0e10)
+    env._measured_peak.cache_clear()
+    try:
+        first, second = env.device_peak(), env.device_peak()
+    finally:
+        env._measured_peak.cache_clear()
+    assert calls == [1]
+    assert first == second and first.flops == 4.0e10 and first.kind == "measured"
+    assert "2048x2048 matmul" in first.basis
+
+
+def test_env_names_the_published_peak_on_a_known_gpu(monkeypatch):
+    gpu = types.SimpleNamespace(id=0, platform="gpu", device_kind="NVIDIA H100 PCIe")
+    monkeypatch.setattr(env.jax, "devices", lambda: [gpu])
+    monkeypatch.setattr(env.jax, "default_backend", lambda: "gpu")
+    monkeypatch.setattr(env, "matmul_peak_flops", lambda: 3.0e13)
+    text = env.describe()
+    assert "device 0: gpu NVIDIA H100 PCIe" in text
+    assert "measured float32 matmul peak (2048^3, best of 5): 30000.0 GFLOP/s" in text
+    assert "peak used for % of peak in results: 51000 GFLOP/s, NVIDIA H100 PCIe" in text
+    assert env.device_peak(gpu).flops == 51e12
+
+
+def test_measured_matmul_peak_is_a_positive_rate():
+    assert 0 < env.matmul_peak_flops(n=128, repeats=2) < math.inf
+
+
+# --- engine rows -----------------------------------------------------------------------------
+
+
+def test_rows_carry_consistent_measurements():
+    """An MLP grid on wine: every measurement column is present, finite where measured, and
+    consistent; the fit's FLOPs cover the matmuls of every training step (which XLA's loop-once
+    count misses by the number of steps)."""
+    task = tasks.load("wine")
+    steps, batch, hidden = 60, 64, 32
+    spec = models.get(f"mlp?steps={steps}&batch_size={batch}&hidden={hidden}")
+    rows, timing = run_grid(task, spec, (10, 30), (0, 1))
+    cells = len(rows)
+    frame = schema.validate(pd.DataFrame(rows))
+    assert len(frame) == cells == 4
+    n_test = len(task.y_test)
+    for r in rows:
+        assert r["fit_s_min"] <= r["fit_s"] <= r["fit_s_max"]
+        assert r["predict_s_min"] <= r["predict_s"] <= r["predict_s_max"]
+        assert r["fit_repeats"] in (0, 1, 2, 3, 4, 5) and r["predict_repeats"] in range(6)
+        assert r["fit_s"] > 0 and r["predict_s"] > 0 and r["compile_s"] > 0
+        assert r["predict_per_s"] * r["predict_s"] == pytest.approx(n_test)
+        assert 0 < r["fit_flops"] < r["flops"] and r["bytes"] > 0
+        assert r["flop_rate"] == pytest.approx(r["fit_flops"] / r["fit_s"])
+        assert r["peak_fraction"] == pytest.approx(r["flop_rate"] / timing.device_peak["flops"])
+        inputs = task.x_pool.nbytes + task.y_pool.nbytes
+        assert r["peak_bytes"] >= inputs
+    assert timing.fit_repeats == rows[0]["fit_repeats"] and timing.unknown_loops == 0
+    # Matmuls of one step per cell: forward (D x H, H x C), weight gradients of both layers
+    # and the input gradient of the second: 2 batch (2 D H + 3 H C).
+    d, c = task.dim, task.num_classes
+    matmuls = steps * 2 * batch * (2 * d * hidden + 3 * hidden * c)
+    per_cell = rows[0]["fit_flops"]
+    assert matmuls <= per_cell <= 2.5 * matmuls
+    assert timing.static_flops < per_cell * cells / 10  # what the loop-once count would say
