@@ -3,6 +3,11 @@
 A model spec is ``NAME`` or ``NAME?key=value&key=value`` (e.g. ``logreg?C=inf``,
 ``mlp?hidden=64-64&steps=800``): the name picks the class, the query overrides hyperparameters
 of its constructor. Classes are imported lazily, so listing models imports no model code.
+
+``sk:<Estimator>`` names a scikit-learn estimator run as a non-JAX reference (paradigm
+``reference``, see ``bench.reference``), e.g. ``sk:LogisticRegression?C=10000``; its
+hyperparameters are the estimator's ``get_params()`` names. scikit-learn is imported only when
+such a spec is parsed.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import importlib
 import inspect
 import json
 import math
+import re
+import types
 from typing import Any
 
 #: name -> (module, class, one-line description). Order is the display order.
@@ -74,6 +81,39 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
     ),
     "mlp": ("models.discriminative.mlp", "MLP", "ReLU MLP, AdamW, validation model selection"),
 }
+
+
+#: Prefix of the scikit-learn reference models.
+SK_PREFIX = "sk:"
+
+#: sk:<Estimator> -> (scikit-learn module, one-line description). Order is the display order.
+SKLEARN: dict[str, tuple[str, str]] = {
+    "GaussianNB": ("sklearn.naive_bayes", "Gaussian naive Bayes"),
+    "BernoulliNB": ("sklearn.naive_bayes", "Bernoulli naive Bayes"),
+    "LinearDiscriminantAnalysis": ("sklearn.discriminant_analysis", "LDA"),
+    "QuadraticDiscriminantAnalysis": ("sklearn.discriminant_analysis", "QDA"),
+    "LogisticRegression": ("sklearn.linear_model", "logistic regression (L2, lbfgs)"),
+    "SVC": ("sklearn.svm", "kernel SVM (RBF), Platt-calibrated by CalibratedClassifierCV"),
+    "LinearSVC": ("sklearn.svm", "linear SVM, Platt-calibrated by CalibratedClassifierCV"),
+    "KNeighborsClassifier": ("sklearn.neighbors", "k nearest neighbours"),
+    "DecisionTreeClassifier": ("sklearn.tree", "decision tree"),
+    "RandomForestClassifier": ("sklearn.ensemble", "random forest"),
+    "MLPClassifier": ("sklearn.neural_network", "MLP (adam)"),
+}
+
+#: Estimators without probabilities of their own: gdbench wraps them in
+#: ``CalibratedClassifierCV(method="sigmoid", ensemble=False)`` (scikit-learn 1.9 deprecates
+#: ``SVC(probability=True)`` in favour of it). See ``bench.reference``.
+SK_CALIBRATED = ("SVC", "LinearSVC")
+
+#: Constructor parameters gdbench sets itself (not hyperparameters of a spec).
+_SK_FIXED = ("random_state", "probability")
+
+SK_CALIBRATION = (
+    "Platt scaling (sigmoid): CalibratedClassifierCV(ensemble=False), stratified k-fold "
+    "cross-validation on the cell's training subset (shuffled with the cell's seed), "
+    "k = min(5, smallest class count)"
+)
 
 
 class ModelSpecError(ValueError):
@@ -154,22 +194,31 @@ class ModelSpec:
 
 
 def names() -> list[str]:
-    return list(REGISTRY)
+    """Every model name: the JAX models, then the ``sk:<Estimator>`` references."""
+    return [*REGISTRY, *(SK_PREFIX + e for e in SKLEARN)]
 
 
 def describe(name: str) -> str:
+    """The one-line description of a model name (from ``names()``)."""
+    if name.startswith(SK_PREFIX):
+        return f"non-JAX scikit-learn reference (CPU): {SKLEARN[name[len(SK_PREFIX) :]][1]}"
     return REGISTRY[name][2]
 
 
 def paradigm_of(name: str) -> str:
-    """The paradigm of a registered model (imports its module)."""
+    """The paradigm of a registered model (imports its module; "reference" for ``sk:``)."""
+    if name.startswith(SK_PREFIX):
+        return "reference"
     module, cls_name, _ = REGISTRY[name]
     return getattr(importlib.import_module(module), cls_name).paradigm
 
 
-def get(spec: str) -> ModelSpec:
-    """Parse ``NAME[?k=v&...]`` into a ``ModelSpec``; raises ``ModelSpecError`` with a hint."""
+def get(spec: str) -> ModelSpec | ReferenceSpec:
+    """Parse ``NAME[?k=v&...]`` into a ``ModelSpec`` (a ``ReferenceSpec`` for
+    ``sk:<Estimator>``); raises ``ModelSpecError`` (one line, with a hint) for a bad spec."""
     name, _, query = spec.partition("?")
+    if name.startswith(SK_PREFIX):
+        return _get_reference(name, query)
     if name not in REGISTRY:
         raise ModelSpecError(
             f"unknown model '{name}'{suggest(name, names())}; valid: {', '.join(names())}"
@@ -233,3 +282,169 @@ def canonical(name: str, overrides: dict[str, Any]) -> str:
     if not overrides:
         return name
     return name + "?" + "&".join(f"{k}={_format_value(v)}" for k, v in sorted(overrides.items()))
+
+
+@dataclasses.dataclass(frozen=True)
+class ReferenceSpec:
+    """A scikit-learn estimator with its hyperparameters: a non-JAX reference model.
+
+    Duck-compatible with ``ModelSpec`` where the runner and the store need it (``name``,
+    ``spec``, ``paradigm``, ``cls.calibration``, ``config_json``), but it is fitted by
+    ``bench.reference``, never by the JAX engine (``build`` raises ``TypeError``).
+    ``hparams`` holds the non-default overrides, sorted, with parsed values.
+    """
+
+    name: str
+    spec: str
+    estimator: str
+    module: str
+    hparams: tuple[tuple[str, Any], ...]
+
+    paradigm = "reference"
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether probabilities come from a CalibratedClassifierCV wrapper (Platt scaling)."""
+        return self.estimator in SK_CALIBRATED
+
+    @property
+    def cls(self) -> types.SimpleNamespace:
+        """The class-level facts the runner reads from a model class."""
+        calibration = SK_CALIBRATION if self.calibrated else "native predict_proba"
+        return types.SimpleNamespace(
+            paradigm="reference",
+            calibration=calibration,
+            needs_validation=False,
+            likelihood_is_bound=False,
+        )
+
+    @property
+    def estimator_class(self) -> type:
+        """The scikit-learn estimator class (imports its module)."""
+        return getattr(importlib.import_module(self.module), self.estimator)
+
+    def make_estimator(self, seed: int | None = None):
+        """A fresh, unfitted estimator with this spec's hyperparameters and, where the
+        estimator takes one, ``random_state=seed`` (not yet wrapped for calibration)."""
+        est = self.estimator_class()
+        params = est.get_params()
+        fixed = {"random_state": seed} if "random_state" in params else {}
+        return est.set_params(**fixed, **dict(self.hparams))
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The estimator's non-default constructor parameters (``random_state`` excluded)."""
+        return dict(self.hparams)
+
+    def config_json(self) -> str:
+        """JSON of the non-default parameters, the estimator's import path, the scikit-learn
+        version, how ``random_state`` is set and how probabilities are obtained."""
+        import sklearn
+
+        def enc(v):
+            if isinstance(v, float) and math.isinf(v):
+                return "inf"
+            return list(v) if isinstance(v, tuple) else v
+
+        config = {k: enc(v) for k, v in sorted(self.config.items())}
+        takes_seed = "random_state" in self.estimator_class().get_params()
+        return json.dumps(
+            {
+                **config,
+                "random_state": "seed" if takes_seed else None,
+                "sklearn": f"{self.module}.{self.estimator} {sklearn.__version__}",
+                "calibration": self.cls.calibration,
+            }
+        )
+
+    def build(self, *args, **kwargs):
+        raise TypeError(
+            f"model '{self.spec}' is a scikit-learn reference: it runs through "
+            "bench.reference, not the JAX engine"
+        )
+
+
+_INT = re.compile(r"[+-]?\d+")
+
+
+def _literal(text: str) -> Any:
+    """A query value of a parameter whose default is None or a string: None, a bool, an int,
+    a float or the text itself."""
+    if text.lower() == "none":
+        return None
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    if _INT.fullmatch(text):
+        return int(text)
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _parse_sk_value(text: str, default: Any) -> Any:
+    if isinstance(default, bool | tuple):
+        return _parse_value(text, default)
+    if isinstance(default, int | float):
+        value = _literal(text)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(text)
+        return float(value) if isinstance(default, float) else value
+    return _literal(text)
+
+
+def _example(default: Any) -> str:
+    return _format_value(default) if isinstance(default, tuple) else repr(default)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal values of the same kind (``True`` is not ``1``, ``1`` is ``1.0``)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b
+    return type(a) is type(b) and a == b
+
+
+def _get_reference(name: str, query: str) -> ReferenceSpec:
+    estimator = name[len(SK_PREFIX) :]
+    if estimator not in SKLEARN:
+        valid = [SK_PREFIX + e for e in SKLEARN]
+        raise ModelSpecError(
+            f"unknown scikit-learn reference '{name}'{suggest(name, valid)}; "
+            f"valid: {', '.join(valid)}"
+        )
+    module = SKLEARN[estimator][0]
+    cls = getattr(importlib.import_module(module), estimator)
+    defaults = cls().get_params()
+    tunable = [k for k, v in defaults.items() if k not in _SK_FIXED and not _same(v, "deprecated")]
+    hparams: dict[str, Any] = {}
+    for item in filter(None, query.split("&")):
+        key, eq, text = item.partition("=")
+        if key not in tunable or not eq:
+            raise ModelSpecError(
+                f"model '{name}' has no hyperparameter '{key}'{suggest(key, tunable)}; "
+                f"valid: {', '.join(tunable)} (write {name}?key=value)"
+            )
+        default = defaults[key]
+        try:
+            hparams[key] = _parse_sk_value(text, default)
+        except ValueError:
+            raise ModelSpecError(
+                f"bad value '{text}' for {name} hyperparameter '{key}' "
+                f"(expected {type(default).__name__}, like {_example(default)})"
+            ) from None
+    overrides = {k: v for k, v in sorted(hparams.items()) if not _same(v, defaults[k])}
+    spec = ReferenceSpec(
+        name=name,
+        spec=canonical(name, overrides),
+        estimator=estimator,
+        module=module,
+        hparams=tuple(overrides.items()),
+    )
+    try:
+        spec.make_estimator(0)._validate_params()
+    except (ValueError, TypeError) as err:
+        first = (str(err).strip().splitlines() or [""])[0]
+        raise ModelSpecError(f"bad hyperparameters for model '{name}': {first}") from None
+    return spec
