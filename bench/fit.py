@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 from jax.flatten_util import ravel_pytree
@@ -32,9 +33,19 @@ def newton(model: Model, stage: Newton, x: jax.Array, y: jax.Array, w: jax.Array
     The relative damping keeps the factorization stable in float32 when H is singular (e.g.
     along the unpenalized softmax intercepts' common shift); it changes the steps, not the
     minimiser, where g = 0.
+
+    Generalized linear models (``stage.linear_scores``) take a structured path with the same
+    steps: gradient, exact Hessian and line search are formed from the linear scores
+    (``_linear_newton``), never by autodiff through the data.
     """
     graphdef, params, rest = nnx.split(model, stage.wrt, ...)
     flat0, unravel = ravel_pytree(params)
+    if stage.linear_scores is not None:
+        layout = _linear_layout(graphdef, unravel, rest, flat0, stage.linear_scores)
+        if layout is not None:
+            flat = _linear_newton(graphdef, unravel, rest, stage, flat0, layout, x, y, w)
+            nnx.update(model, unravel(flat))
+            return
 
     def objective(flat):
         m = nnx.merge(graphdef, unravel(flat), rest)
@@ -45,71 +56,139 @@ def newton(model: Model, stage: Newton, x: jax.Array, y: jax.Array, w: jax.Array
 
     eye = jnp.eye(flat0.shape[0], dtype=flat0.dtype)
     hessian = jax.hessian(objective)
-    if stage.linear_scores is not None:
-        hessian = _linear_model_hessian(graphdef, unravel, rest, stage, x, y, w)
 
     def step(flat, _):
         g = jax.grad(objective)(flat)
         h = hessian(flat)
-        damping = _NEWTON_DAMPING * (1.0 + jnp.trace(h) / h.shape[0])
-        factor = jax.scipy.linalg.cho_factor(h + damping * eye)
-        direction = -jax.scipy.linalg.cho_solve(factor, g)
-        direction = jnp.where(jnp.isfinite(direction), direction, 0.0)
-        candidates = flat[None, :] + _STEP_LENGTHS[:, None] * direction[None, :]
-        values = jax.vmap(objective)(candidates)
-        values = jnp.where(jnp.isfinite(values), values, jnp.inf)
-        return candidates[jnp.argmin(values)], None
+        return _damped_step(flat, g, h, eye, jax.vmap(objective)), None
 
     flat, _ = jax.lax.scan(step, flat0, None, length=stage.steps)
     nnx.update(model, unravel(flat))
 
 
-def _linear_model_hessian(graphdef, unravel, rest, stage: Newton, x, y, w):
-    """Exact Hessian of ``sum_i w_i l(x_i W + b, y_i) + penalty`` in Kronecker form.
+def _newton_direction(g, h, eye):
+    """``-(H + lambda I)^{-1} g`` with ``lambda = 1e-4 (1 + tr(H) / P)``; non-finite -> 0."""
+    damping = _NEWTON_DAMPING * (1.0 + jnp.trace(h) / h.shape[0])
+    factor = jax.scipy.linalg.cho_factor(h + damping * eye)
+    direction = -jax.scipy.linalg.cho_solve(factor, g)
+    return jnp.where(jnp.isfinite(direction), direction, 0.0)
 
-    With ``u_i = [x_i, 1]`` and ``A_i = d^2 l / ds^2`` (K x K), the data term's Hessian over
-    ``[W; b]`` is ``sum_i w_i (u_i u_i^T) kron A_i``; the penalty's comes from autodiff. The
-    result is permuted to the order of the flattened ``wrt`` state.
+
+def _damped_step(flat, g, h, eye, objectives):
+    """The best of the ``_STEP_LENGTHS`` multiples of the damped Newton direction.
+
+    ``objectives(candidates [S, P]) -> [S]`` evaluates the objective at each candidate."""
+    direction = _newton_direction(g, h, eye)
+    candidates = flat[None, :] + _STEP_LENGTHS[:, None] * direction[None, :]
+    values = objectives(candidates)
+    values = jnp.where(jnp.isfinite(values), values, jnp.inf)
+    return candidates[jnp.argmin(values)]
+
+
+def _linear_layout(graphdef, unravel, rest, flat0, names):
+    """Static positions in the flattened ``wrt`` state of ``[W; b]`` (row-major), or None.
+
+    Computed at trace time from the state's structure (no data involved): ``index[j]`` is the
+    flat position of entry ``j`` of ``[W; b].reshape(-1)``. None when ``wrt`` holds variables
+    other than ``W`` and ``b`` (the generic path then applies).
     """
-    weight_name, bias_name = stage.linear_scores
+    weight_name, bias_name = names
+    positions = np.arange(flat0.shape[0], dtype=np.float64)
+    with jax.ensure_compile_time_eval():
+        m = nnx.merge(graphdef, unravel(jnp.asarray(positions, flat0.dtype)), rest)
+        weight = np.asarray(getattr(m, weight_name)[...])
+        bias = np.asarray(getattr(m, bias_name)[...])
+    if weight.ndim != 2 or bias.shape != weight.shape[1:]:
+        return None
+    index = np.concatenate([weight, bias[None, :]], axis=0).reshape(-1).astype(np.int64)
+    if sorted(index.tolist()) != list(range(flat0.shape[0])):
+        return None
+    return index, weight.shape
+
+
+def _linear_newton(graphdef, unravel, rest, stage: Newton, flat0, layout, x, y, w):
+    """Damped Newton for ``sum_i w_i l(x_i W + b, y_i) + penalty``, in ``[W; b]`` order.
+
+    The same iteration as the generic path (same damping, same candidate step lengths, same
+    choice among them), with its pieces formed from the structure: with ``u_i = [x_i, 1]``,
+    scores ``s_i = u_i theta`` (``theta = [W; b]``, ``[D+1, K]``) and ``A_i = d^2 l / ds^2``,
+
+    - gradient ``U^T (w * dl/ds) + grad penalty``;
+    - Hessian ``sum_i w_i (u_i u_i^T) kron A_i + hess penalty``, one weighted ``U^T U`` product
+      per entry of ``A`` (one in all for a single output), not an ``[N, (D+1)^2]`` outer product;
+    - line search on scores ``s + t U d``: one matrix-vector product for every candidate.
+    """
+    index, (dim, k) = layout
+    inverse = np.argsort(index)  # flat position -> entry of theta
     u = jnp.concatenate([x, jnp.ones((x.shape[0], 1), x.dtype)], axis=1)
+    # Examples along the last axis for the products that contract over them: XLA's CPU
+    # batched matmuls (these are batched over cells by vmap) run several times faster in this
+    # layout than when contracting over the leading axis of ``u``.
+    ut = u.T
+    active = w > 0
 
-    def split_wb(flat):
-        m = nnx.merge(graphdef, unravel(flat), rest)
-        return m, getattr(m, weight_name)[...], getattr(m, bias_name)[...]
+    def to_flat(theta):
+        return theta.reshape(-1)[inverse]
 
-    def penalty(flat):
-        m = nnx.merge(graphdef, unravel(flat), rest)
-        return getattr(m, stage.penalty)() if stage.penalty is not None else jnp.zeros(())
+    def model_at(theta):
+        return nnx.merge(graphdef, unravel(to_flat(theta)), rest)
 
-    def hessian(flat):
-        m, weight, bias = split_wb(flat)
-        scores = x @ weight + bias
-        per_example = jax.vmap(
-            jax.hessian(lambda s, t: m.score_loss(s[None], t[None])[0]), in_axes=(0, 0)
-        )(scores, y)
-        n, dim1, k = u.shape[0], u.shape[1], scores.shape[1]
-        # One matmul: [D1*D1, N] @ [N, K*K], then reorder (d, e, k, l) -> (d, k, e, l).
-        outer = ((u * w[:, None])[:, :, None] * u[:, None, :]).reshape(n, dim1 * dim1)
-        data = (outer.T @ per_example.reshape(n, k * k)).reshape(dim1, dim1, k, k)
-        data = data.transpose(0, 2, 1, 3).reshape(dim1 * k, dim1 * k)
-        # Map (row d of [W; b], column k) to positions in the flattened state.
-        index = _flat_positions(graphdef, unravel, rest, flat, weight_name, bias_name)
-        h = jnp.zeros((flat.shape[0], flat.shape[0]), flat.dtype)
-        h = h.at[index[:, None], index[None, :]].set(data)
-        return h + jax.hessian(penalty)(flat)
+    template = model_at(flat0[index].reshape(dim + 1, k))
+    score_loss = template.score_loss
 
-    return hessian
+    def penalty(theta):
+        if stage.penalty is None:
+            return jnp.zeros((), theta.dtype)
+        return getattr(model_at(theta.reshape(dim + 1, k)), stage.penalty)()
+
+    def data_loss(scores):
+        return _weighted_sum(score_loss(scores, y), w)
+
+    def single_loss(s, t):
+        return score_loss(s[None], t[None])[0]
+
+    eye = jnp.eye((dim + 1) * k, dtype=flat0.dtype)
+
+    def step(theta, _):
+        vec = theta.reshape(-1)
+        scores = u @ theta
+        g_scores = jax.grad(data_loss)(scores)  # [N, K], zero outside the subset
+        g = (ut @ g_scores).reshape(-1) + jax.grad(penalty)(vec)
+        curv = jax.vmap(jax.hessian(single_loss))(scores, y)  # [N, K, K]
+        curv = jnp.where(active[:, None, None], w[:, None, None] * curv, 0.0)
+        h = _kron_hessian(u, ut, curv) + jax.hessian(penalty)(vec)
+        direction = _newton_direction(g, h, eye)
+        moved = u @ direction.reshape(dim + 1, k)  # how the scores move per unit step
+
+        def value(t):
+            return data_loss(scores + t * moved) + penalty(vec + t * direction)
+
+        values = jax.vmap(value)(_STEP_LENGTHS.astype(vec.dtype))
+        values = jnp.where(jnp.isfinite(values), values, jnp.inf)
+        best = _STEP_LENGTHS.astype(vec.dtype)[jnp.argmin(values)]
+        return (vec + best * direction).reshape(dim + 1, k), None
+
+    theta, _ = jax.lax.scan(step, flat0[index].reshape(dim + 1, k), None, length=stage.steps)
+    return to_flat(theta)
 
 
-def _flat_positions(graphdef, unravel, rest, flat, weight_name, bias_name):
-    """Positions in ``flat`` of the entries of ``[W; b]`` in row-major order."""
-    positions = jnp.arange(flat.shape[0], dtype=jnp.float32)
-    m = nnx.merge(graphdef, unravel(positions.astype(flat.dtype)), rest)
-    stacked = jnp.concatenate(
-        [getattr(m, weight_name)[...], getattr(m, bias_name)[...][None, :]], axis=0
-    )
-    return stacked.reshape(-1).astype(jnp.int32)
+def _kron_hessian(u, ut, curv):
+    """``sum_i (u_i u_i^T) kron curv_i`` as a ``[(D+1) K, (D+1) K]`` matrix in (d, k) order.
+
+    ``ut`` is ``u.T`` (``[D+1, N]``)."""
+    n, dim1 = u.shape
+    k = curv.shape[1]
+    if k == 1:
+        return (ut * curv[None, :, 0, 0]) @ u
+    if k * k <= dim1:
+        # [D1, N] @ [N, D1*K*K] -> (d, e, k, l)
+        right = (u[:, :, None, None] * curv[:, None, :, :]).reshape(n, dim1 * k * k)
+        data = (ut @ right).reshape(dim1, dim1, k, k)
+    else:
+        # [D1*D1, N] @ [N, K*K] -> (d, e, k, l)
+        outer = (u[:, :, None] * u[:, None, :]).reshape(n, dim1 * dim1)
+        data = (outer.T @ curv.reshape(n, k * k)).reshape(dim1, dim1, k, k)
+    return data.transpose(0, 2, 1, 3).reshape(dim1 * k, dim1 * k)
 
 
 def gradient(

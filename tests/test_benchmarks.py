@@ -1,0 +1,223 @@
+"""Smoke tests of the benchmark code paths (bench/benchmarks) on tiny grids; no timing asserted.
+
+What is checked against independent references:
+
+- the scikit-learn loop fits exactly the cells gdbench fits (same subsets from ``bench.plan``,
+  standardized with the same statistics as the engine's ``_standardizer``), and the two agree
+  on the test accuracy of every cell: Gaussian naive Bayes exactly, logistic regression with
+  C = 1e4 against scikit-learn solved to a tight tolerance;
+- the accuracy-agreement summary against a hand computation;
+- the analytic matmul FLOP count of the MLP against the FLOPs of the ``dot_general``
+  operations in the jaxpr of a real training step;
+- the baseline script runs as a process without importing JAX;
+- the PyTorch mirror of the MLP learns digits (skipped without torch, which is never a
+  dependency of gdbench).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.extend.core
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import models
+import tasks
+from bench import engine, plan
+from bench.benchmarks import common, mlp_torch, ngjordan, scaling, sklearn_loop
+from bench.benchmarks.__main__ import main as bench_main
+from bench.benchmarks.grid import CompiledGrid
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _cells(task, pairs):
+    return plan.make_cells_for(task.y_pool, task.num_classes, pairs, validation=False)
+
+
+def test_sklearn_loop_standardizes_like_the_engine():
+    task = tasks.load("breast_cancer")
+    cells = _cells(task, [(25, 3)])
+    fit = cells.w_train[0] > 0
+    mean, scale = sklearn_loop.standardizer(task.x_pool[fit].astype(np.float64))
+    e_mean, e_scale = engine._standardizer(jnp.asarray(task.x_pool), jnp.asarray(cells.w_train[0]))
+    np.testing.assert_allclose(mean, np.asarray(e_mean), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(scale, np.asarray(e_scale), rtol=1e-4)
+    # Independent: NumPy's population standard deviation of the 25 examples.
+    np.testing.assert_allclose(scale, task.x_pool[fit].astype(np.float64).std(0), rtol=1e-12)
+    # A constant feature keeps scale 1.
+    x = np.ones((4, 2))
+    x[:, 1] = [0.0, 1.0, 2.0, 3.0]
+    _, s = sklearn_loop.standardizer(x)
+    assert s[0] == 1.0 and s[1] == pytest.approx(np.std([0, 1, 2, 3]))
+
+
+def test_gnb_grid_and_sklearn_loop_fit_the_same_cells_and_agree_exactly():
+    task = tasks.load("breast_cancer")
+    pairs = [(n, s) for n in (8, 40, 200) for s in range(3)]
+    grid = CompiledGrid(task, models.get("gnb"), pairs)
+    cells = _cells(task, pairs)
+    # Same subsets on both sides, of the asked sizes.
+    np.testing.assert_array_equal(grid.cells.w_train, cells.w_train)
+    assert (cells.w_train.sum(1) == [n for n, _ in pairs]).all()
+    assert not cells.w_val.any()
+    ours = np.asarray(grid.evaluate(grid.fit())["accuracy"])
+    theirs = sklearn_loop.fit_cells(task, cells, "gnb")
+    assert theirs["cells"] == len(pairs) and theirs["hit_max_iter"] == 0
+    n_test = len(task.y_test)
+    np.testing.assert_array_equal(
+        np.round(ours * n_test), np.round(np.asarray(theirs["accuracy"]) * n_test)
+    )
+    summary = ngjordan.agreement(list(ours), theirs["accuracy"], n_test)
+    assert summary["identical_fraction"] == 1.0 and summary["max_abs_diff"] < 1e-6
+
+
+def test_logreg_grid_agrees_with_converged_sklearn():
+    task = tasks.load("breast_cancer")
+    pairs = [(n, s) for n in (60, 240) for s in range(2)]
+    grid = CompiledGrid(task, models.get("logreg?C=10000"), pairs)
+    ours = np.asarray(grid.evaluate(grid.fit())["accuracy"])
+    ref = sklearn_loop.fit_cells(task, _cells(task, pairs), sklearn_loop.TIGHT)
+    n_test = len(task.y_test)
+    diff = np.abs(np.round(ours * n_test) - np.round(np.asarray(ref["accuracy"]) * n_test))
+    assert diff.max() <= 1, diff
+    assert np.mean(diff == 0) >= 0.75, diff
+
+
+def test_agreement_summary_by_hand():
+    n_test = 4
+    ours = [1.0, 0.5, 0.25]
+    theirs = [1.0, 0.75, 0.25]
+    out = ngjordan.agreement(ours, theirs, n_test)
+    assert out["cells"] == 3
+    assert out["mean_abs_diff"] == pytest.approx(0.25 / 3)
+    assert out["max_abs_diff"] == pytest.approx(0.25)
+    assert out["identical_fraction"] == pytest.approx(2 / 3)
+    assert out["mean_diff"] == pytest.approx(-0.25 / 3)
+    with pytest.raises(ValueError, match="cell counts differ"):
+        ngjordan.agreement([1.0], [1.0, 0.5], n_test)
+
+
+def test_compiled_grid_reuses_programs_for_other_cells_of_the_same_count():
+    task = tasks.load("breast_cancer")
+    spec = models.get("gnb")
+    grid = CompiledGrid(task, spec, [(30, 0), (30, 1)])
+    other = grid.with_pairs([(10, 0), (50, 0)])
+    assert other.fit_compiled is grid.fit_compiled
+    timing, metrics = other.time(repeats=2)
+    assert len(timing.fit_s) == 2 and timing.compile_s > 0
+    fresh = CompiledGrid(task, spec, [(10, 0), (50, 0)])
+    np.testing.assert_array_equal(
+        metrics["accuracy"], np.asarray(fresh.evaluate(fresh.fit())["accuracy"])
+    )
+    with pytest.raises(ValueError, match="need 2 cells"):
+        grid.with_pairs([(10, 0)])
+
+
+def _jaxpr_dot_flops(jaxpr) -> float:
+    """2 x (multiply-adds) of every dot_general in a jaxpr, nested jaxprs included."""
+    total = 0.0
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            (_, rhs_contract), (_, rhs_batch) = eqn.params["dimension_numbers"]
+            lhs, rhs = (v.aval.shape for v in eqn.invars)
+            skip = set(rhs_contract) | set(rhs_batch)
+            rhs_free = [d for i, d in enumerate(rhs) if i not in skip]
+            total += 2.0 * math.prod(lhs) * math.prod(rhs_free)
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+            total += _jaxpr_dot_flops(sub)
+    return total
+
+
+def test_mlp_matmul_flops_match_the_jaxpr_of_a_training_step():
+    hidden, dim, classes, pool = (16, 8), 5, 3, 40
+    model = models.get("mlp?hidden=16-8").build(dim, classes, nnx.Rngs(0))
+    graphdef, params = nnx.split(model)
+    xb = jnp.zeros((mlp_torch.BATCH, dim))
+    yb = jnp.zeros((mlp_torch.BATCH,), jnp.int32)
+
+    def batch_loss(p):
+        return nnx.merge(graphdef, p).loss(xb, yb).mean()
+
+    step = _jaxpr_dot_flops(jax.make_jaxpr(jax.grad(batch_loss))(params).jaxpr)
+    x_pool = jnp.zeros((pool, dim))
+    fwd = _jaxpr_dot_flops(
+        jax.make_jaxpr(lambda p: nnx.merge(graphdef, p).predict_logits(x_pool))(params).jaxpr
+    )
+    steps = 50  # two validation checkpoints
+    expected = steps * step + 2 * fwd
+    assert mlp_torch.matmul_flops(hidden, dim, classes, pool, steps) == pytest.approx(expected)
+
+
+def test_sklearn_script_runs_without_jax(tmp_path):
+    out = tmp_path / "sk.json"
+    cmd = [sys.executable, "-m", "bench.benchmarks.sklearn_loop", "--tasks", "breast_cancer",
+           "--models", "gnb,logreg?C=10000", "--sizes", "10,30", "--seeds", "2",
+           "--out", str(out)]  # fmt: skip
+    subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True, timeout=120)
+    data = json.loads(out.read_text())
+    assert data["jax_imported"] is False
+    assert data["threads"] == 1
+    for model in ("gnb", "logreg?C=10000"):
+        res = data["results"]["breast_cancer"][model]
+        assert res["cells"] == 4 and len(res["accuracy"]) == 4
+        assert all(0.5 < a <= 1.0 for a in res["accuracy"])
+    bad = subprocess.run(
+        [*cmd[:5], "--models", "svm", *cmd[7:]], cwd=ROOT, capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "no scikit-learn baseline for model 'svm'" in bad.stderr
+
+
+def test_cell_data_and_torch_mirror_learn_digits():
+    torch = pytest.importorskip("torch")
+    task = tasks.load("digits")
+    cells = plan.make_cells_for(task.y_pool, task.num_classes, [(400, 0)], validation=True)
+    data = mlp_torch.cell_data(task, cells, 0)
+    assert len(data["y_train"]) + len(data["y_val"]) == 400 and len(data["y_val"]) > 0
+    # Standardized with the train + validation statistics, as the engine does.
+    both = np.concatenate([data["x_train"], data["x_val"]])
+    np.testing.assert_allclose(both.mean(0), 0.0, atol=1e-5)
+    torch.set_num_threads(1)
+    seconds, acc = mlp_torch.torch_fit(data, (32,), seed=0, steps=150)
+    assert seconds > 0 and acc > 0.85
+
+
+def test_spread_sizes_and_grid_sizes():
+    sizes = scaling.spread_sizes(6, 398, 64)
+    assert len(set(sizes)) == 64 and min(sizes) == 6 and max(sizes) == 398
+    assert scaling.spread_sizes(6, 398, 1) == [398]
+    with pytest.raises(ValueError, match="cannot pick 10 distinct sizes"):
+        scaling.spread_sizes(6, 10, 10)
+    grid = ngjordan.grid_sizes()
+    pool = min(tasks.load(t).pool_size for t in ngjordan.TASKS)
+    assert len(grid) == 10 and grid[0] == 6 and grid[-1] == pool
+
+
+def test_lines_verdicts_and_formatting():
+    assert common.Line("s", "m", "", "", 31.0, 30.0).verdict == "PASS"
+    assert common.Line("s", "m", "", "", 29.9, 30.0).verdict == "MISS"
+    assert common.Line("s", "m", "", "", math.nan, 30.0).verdict == "n/a"
+    assert common.Line("s", "m", "", "", 2.0).verdict == ""
+    assert common.fmt_s(2.5) == "2.50 s" and common.fmt_s(0.0123) == "12.3 ms"
+    assert common.fmt_s(4.2e-5) == "42 us" and common.fmt_s(math.nan) == "n/a"
+    assert common.fmt_ratio(0.62, "%") == "62%" and common.fmt_ratio(12.34) == "12.3x"
+    assert common.ratio(10.0, 2.0) == 5.0 and math.isnan(common.ratio(1.0, 0.0))
+    table = common.markdown_table([common.Line("a", "b", "1 s", "2 s", 2.0, 3.0)])
+    assert "| a | b | 1 s | 2 s | 2.0x | ≥ 3.0x | MISS |" in table
+    info = common.machine()
+    assert info["cores"] >= 1 and info["cpu_model"] and "jax" in info["versions"]
+
+
+def test_cli_rejects_unknown_benchmark(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench_main(["--only", "nope"])
+    assert exit_info.value.code == 2
+    assert "unknown benchmark 'nope'" in capsys.readouterr().err
