@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 SUITE ?= quick
 RUN_DIR ?= runs/$(SUITE)
 
-.PHONY: install run report reference test browser lint format clean
+.PHONY: install run report reference test browser lint format clean bench
 
 # (Re)install whenever pyproject.toml changes; the stamp records a finished install.
 $(STAMP): pyproject.toml
@@ -24,17 +24,30 @@ run: install
 report: install
 	$(BIN)/gdbench report $(RUN_DIR) --out $(RUN_DIR)/report
 
-# The committed reference runs the README cites (results/reference/): each suite from a cold
-# compilation cache, then its report. Takes about half an hour on a 2-core CPU.
+# The committed reference runs the README cites (results/reference/), made again from scratch
+# (the old run directories are replaced): each suite from a cold compilation cache, then its
+# report. Takes about half an hour on a 2-core CPU.
 REFERENCE_SUITES ?= quick ngjordan
 reference: install
 	for s in $(REFERENCE_SUITES); do \
-	  cache=$$(mktemp -d) && \
+	  cache=$$(mktemp -d) && rm -rf results/reference/$$s && \
 	  $(BIN)/gdbench run --suite $$s --out results/reference/$$s --compile-cache $$cache \
 	    --no-progress && \
 	  rm -rf $$cache && \
 	  $(BIN)/gdbench report results/reference/$$s --out results/reference/$$s/report || exit 1; \
 	done
+
+# Benchmarks against scikit-learn and PyTorch (bench/benchmarks/): writes BENCH_OUT (Markdown
+# table) and the same name with .json (raw numbers, machine). About 10 minutes on a 2-core CPU;
+# BENCH_FLAGS=--quick for a short smoke run. PyTorch (the MLP baseline) is installed into the
+# venv here if missing; it is never a dependency of gdbench.
+BENCH_OUT ?= results/benchmarks/latest.md
+BENCH_FLAGS ?=
+TORCH_VERSION := 2.13.0
+bench: install
+	@$(BIN)/python -c "import sys, torch; sys.exit(torch.__version__.split('+')[0] != '$(TORCH_VERSION)')" \
+	  2>/dev/null || $(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION)
+	$(BIN)/python -m bench.benchmarks --out $(BENCH_OUT) $(BENCH_FLAGS)
 
 test: install browser
 	$(BIN)/ruff check .

@@ -101,9 +101,10 @@ def _cmd_list(args) -> int:
             print(f"  {name:<15} {treg.describe(name)}")
     if args.what in (None, "models"):
         print("models:")
+        width = max(15, *(len(name) for name in mreg.names()))
         for name in mreg.names():
             paradigm = mreg.paradigm_of(name)
-            print(f"  {name:<15} {paradigm:<15} {mreg.describe(name)}")
+            print(f"  {name:<{width}} {paradigm:<15} {mreg.describe(name)}")
     if args.what in (None, "suites"):
         print("suites:")
         for s in suites.SUITES.values():

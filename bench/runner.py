@@ -20,7 +20,7 @@ import pandas as pd
 
 import models as model_registry
 import tasks as task_registry
-from bench import engine, plan
+from bench import engine, plan, reference
 from bench.codeversion import code_version
 from bench.suites import Suite
 from results import SCHEMA_VERSION, provenance, store
@@ -288,7 +288,10 @@ def _compute_missing(run: PreparedRun, task, spec) -> engine.GridTiming | None:
         return None
     timing, samples = None, None
     try:
-        result = engine.run_cells(task, spec, missing, run.config.cell_batch)
+        if spec.paradigm == "reference":  # sk: models: scikit-learn on the CPU, outside JAX
+            result = reference.run_cells(task, spec, missing)
+        else:
+            result = engine.run_cells(task, spec, missing, run.config.cell_batch)
         rows, timing, samples = result.rows, result.timing, result.samples
     except Exception as error:  # noqa: BLE001 - recorded as failed cells; the sweep goes on
         rows = engine.failed_rows(task, spec, missing, error)
@@ -326,5 +329,13 @@ def _compute_missing(run: PreparedRun, task, spec) -> engine.GridTiming | None:
         **(dataclasses.asdict(timing) if timing else {}),
         "finished_utc": provenance.utc_now(),
     }
-    store.update_manifest(run.out, lambda m: {**m, "grids": {**m["grids"], path.stem: record}})
+
+    def add_record(m: dict) -> dict:
+        m = {**m, "grids": {**m["grids"], path.stem: record}}
+        peak = getattr(timing, "device_peak", None)
+        if peak:  # the peak FLOP/s that peak_fraction is relative to (bench.env.device_peak)
+            m["provenance"] = {**m.get("provenance", {}), "device_peak": peak}
+        return m
+
+    store.update_manifest(run.out, add_record)
     return timing

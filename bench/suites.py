@@ -41,11 +41,13 @@ QUICK = Suite(
     doc=(
         "The classical models of both paradigms plus the VAE and the flow on four offline "
         "tasks (real two-class data, two-class and binarized ten-class digits, a synthetic "
-        "task with known Bayes accuracy and density), 6 sizes x 5 seeds. About 2.5 minutes "
-        "on a 2-core CPU, mostly compilation. Run: gdbench run --suite quick"
+        "task with known Bayes accuracy and density), 6 sizes x 5 seeds, with scikit-learn's "
+        "GaussianNB and LogisticRegression beside them as non-JAX references (sk:, run on "
+        "the CPU on the same subsets). About 2.5 minutes on a 2-core CPU, mostly "
+        "compilation. Run: gdbench run --suite quick"
     ),
     tasks=("breast_cancer", "digits_2v3", "digits_bin", "gauss_corr"),
-    models=(*CLASSICAL, "vae", "flow"),
+    models=(*CLASSICAL, "vae", "flow", "sk:GaussianNB", "sk:LogisticRegression"),
     seeds=5,
 )
 

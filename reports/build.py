@@ -163,8 +163,9 @@ def _report_markdown(
     lines = [
         "# gdbench report",
         "",
-        f"Runs: {runs}. {len(df)} cells, {n_bad} not ok (listed below, excluded from every "
-        f"statistic). All rows: [{RESULTS_CSV}]({RESULTS_CSV}). Cite: "
+        f"Runs: {runs}. {len(df)} cells, {n_bad} not ok"
+        + (" (listed below, excluded from every statistic)" if n_bad else "")
+        + f". All rows: [{RESULTS_CSV}]({RESULTS_CSV}). Cite: "
         f"[{REFERENCES_BIB}]({REFERENCES_BIB}). LaTeX tables: {tex_links or DASH}.",
         "",
         "## Summary",

@@ -613,8 +613,10 @@ class Crossover:
         else:
             lo, hi = (format_n_star(v, sizes[0], sizes[-1]) for v in lo_hi)
             ci = f" ({pct} {lo}–{hi})"
+        n_star = format_n_star(self.n_star, sizes[0], sizes[-1])
         text = (
-            f"{head}; {disc} better from n*={format_n_star(self.n_star, sizes[0], sizes[-1])}{ci}"
+            f"{head}{disc} better from n*={n_star}{ci}, significantly from "
+            f"n={_fmt_n(self.n_significant)}"
         )
         if self.boot_fraction < 0.9:
             text += f"; crossing in {self.boot_fraction:.0%} of bootstrap resamples"

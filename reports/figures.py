@@ -25,7 +25,12 @@ from reports.curves import format_n_star
 from reports.stats import check_unique_cells, summarize
 from results.store import safe_name
 
-LINESTYLES = {"discriminative": "-", "generative": "--", "hybrid": "-.", "reference": (0, (5, 1))}
+LINESTYLES = {
+    "discriminative": "-",
+    "generative": "--",
+    "hybrid": "-.",
+    "reference": (0, (3, 1, 1, 1, 1, 1)),  # dash-dot-dot: scikit-learn references (sk:)
+}
 PARADIGM_COLORS = {
     "discriminative": "#0173B2",
     "generative": "#DE8F05",

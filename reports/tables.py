@@ -24,6 +24,8 @@ HEADERS = {
 }
 BOUND_MARK = "†"
 DASH = "—"
+#: Said wherever rows of scikit-learn reference models (paradigm "reference") are tabulated.
+REFERENCE_NOTE = "sk: models are scikit-learn references run on CPU outside JAX"
 _MESSAGE_CHARS = 200
 
 
@@ -83,23 +85,59 @@ def _task_section(rows: pd.DataFrame, task: str) -> list[str]:
     if bound:
         lines += ["", f"{BOUND_MARK} bound on the likelihood (ELBO-like), not the exact value."]
         lines += _elbo_line(rows[rows["n_train"] == largest])
+    if (paradigm == "reference").any():
+        lines += ["", f"{REFERENCE_NOTE} (same subsets, seeds and metric definitions)."]
     reference = _synthetic_line(rows)
     if reference:
         lines += ["", reference]
     return [*lines, ""]
 
 
+#: Per-grid compute columns, aggregated over a grid's rows (a grid resumed in parts has several
+#: timings: seconds and rates are averaged, the spread is the widest, repeats the fewest).
+_COMPUTE_AGG = {
+    "compile_s": "max",
+    "fit_s": "mean",
+    "fit_s_min": "min",
+    "fit_s_max": "max",
+    "fit_repeats": "min",
+    "predict_per_s": "mean",
+    "flops": "mean",
+    "fit_flops": "mean",
+    "flop_rate": "mean",
+    "peak_fraction": "mean",
+    "peak_bytes": "max",
+}
+COMPUTE_NOTE = (
+    "compile: lowering + compiling the grid's two programs ahead of time. fit s per cell: "
+    "median wall seconds of the grid's fit over timed repeats after a warm-up run / cells "
+    "(min–max of the repeats, number of repeats; 'warm-up only': the first run is the only "
+    "measurement). predict: test examples x cells per second of evaluation. GFLOP per cell: "
+    "XLA cost analysis of fit + evaluation, every loop body counted by its trip count. "
+    "Achieved: fit FLOPs / fit seconds, and its % of the device peak (measured float32 matmul "
+    "peak on CPU, published peak on GPU/TPU; see the run's provenance). Peak memory: XLA memory "
+    "analysis of the larger program, MB = 10^6 bytes."
+)
+#: Marks FLOPs stored by gdbench versions that counted every loop body once (no fit_flops).
+LOOP_ONCE_MARK = "‡"
+LOOP_ONCE_NOTE = (
+    f"{LOOP_ONCE_MARK} FLOPs stored by an earlier gdbench: XLA's count with every loop body "
+    "counted once, an undercount for iterative fits by about their number of steps."
+)
+
+
 def _compute_table(df: pd.DataFrame) -> list[str]:
+    """Per (run, task, model) grid: compile seconds, steady-state fit seconds per cell with
+    spread and repeats, predict throughput, GFLOP per cell, achieved GFLOP/s and % of peak,
+    peak memory; a dash where a value was not measured (e.g. rows of older runs)."""
     grid_key = (["run"] if "run" in df.columns else []) + ["task", "model"]
+    df = df.assign(**{c: math.nan for c in _COMPUTE_AGG if c not in df.columns})
     grids = (
         df.groupby(grid_key, sort=True)
         .agg(
             paradigm=("paradigm", "first"),
             cells=("grid_cells", "max"),
-            compile_s=("compile_s", "max"),
-            fit_s=("fit_s", "mean"),
-            predict_s=("predict_s", "mean"),
-            flops=("flops", "mean"),
+            **{c: (c, how) for c, how in _COMPUTE_AGG.items()},
         )
         .reset_index()
     )
@@ -108,20 +146,63 @@ def _compute_table(df: pd.DataFrame) -> list[str]:
         "paradigm",
         "cells",
         "compile s (per grid)",
-        "fit s (per cell)",
-        "predict s (per cell)",
-        "FLOPs (per cell)",
+        "fit s per cell (min–max, repeats)",
+        "predict examples/s",
+        "GFLOP per cell",
+        "achieved GFLOP/s (% of peak)",
+        "peak memory MB",
     ]
     body = [
         [
             *(str(g[k]) for k in grid_key),
             g["paradigm"],
             str(int(g["cells"])),
-            *(_sig(g[c]) for c in ("compile_s", "fit_s", "predict_s", "flops")),
+            _sig(g["compile_s"]),
+            _fit_cell(g),
+            _sig(g["predict_per_s"]),
+            _sig(g["flops"] / 1e9) + (f" {LOOP_ONCE_MARK}" if _loop_once(g) else ""),
+            _rate_cell(g["flop_rate"], g["peak_fraction"]),
+            _sig(g["peak_bytes"] / 1e6),
         ]
         for _, g in grids.iterrows()
     ]
-    return table(header, body)
+    lines = [*table(header, body), "", COMPUTE_NOTE]
+    if any(_loop_once(g) for _, g in grids.iterrows()):
+        lines += ["", LOOP_ONCE_NOTE]
+    if (grids["paradigm"] == "reference").any():
+        note = (
+            f"{REFERENCE_NOTE}: each cell fitted and timed on its own (after one untimed warm-up "
+            "fit), nothing compiled, FLOPs and memory not measured."
+        )
+        lines += ["", note]
+    return lines
+
+
+def _loop_once(g: pd.Series) -> bool:
+    """Whether a grid's FLOPs come from an older gdbench's loop-once count."""
+    return math.isfinite(g["flops"]) and math.isnan(g["fit_flops"])
+
+
+def _fit_cell(g: pd.Series) -> str:
+    """'median (min–max, k repeats)', 'time (1 repeat)', 'time (warm-up only)', or the median
+    alone when the repeats were not recorded (older rows, scikit-learn references)."""
+    text = _sig(g["fit_s"])
+    repeats = g["fit_repeats"]
+    if text == DASH or repeats is None or math.isnan(repeats):
+        return text
+    if repeats == 0:
+        return f"{text} (warm-up only)"
+    if repeats == 1:
+        return f"{text} (1 repeat)"
+    return f"{text} ({_sig(g['fit_s_min'])}–{_sig(g['fit_s_max'])}, {int(repeats)} repeats)"
+
+
+def _rate_cell(rate: float, fraction: float) -> str:
+    """'GFLOP/s (p%)' of an achieved FLOP/s and its fraction of the device peak."""
+    text = _sig(rate / 1e9)
+    if text != DASH and fraction is not None and math.isfinite(fraction):
+        text += f" ({100 * fraction:.3g}%)"
+    return text
 
 
 def _not_ok_section(df: pd.DataFrame) -> list[str]:

@@ -248,7 +248,8 @@ def test_crossover_recovers_known_crossing_point():
     np.testing.assert_allclose(ps["p_value"], [sps.ttest_1samp(x, 0.0).pvalue for x in diff])
     assert ((ps["lo"] <= ps["mean_diff"]) & (ps["mean_diff"] <= ps["hi"])).all()
     text = cx.describe()
-    assert text.startswith("gnb better up to n=") and "logreg better from n*=" in text
+    assert text.startswith("gnb better up to n=") and "; logreg better from n*=" in text
+    assert ";;" not in text.replace(" ", "") and ", significantly from n=" in text
     assert "95% CI" in text
     again = curves.crossover(df, "t", "gnb", "logreg")
     assert (again.n_star, again.n_star_lo, again.n_star_hi) == (

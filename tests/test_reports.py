@@ -188,11 +188,57 @@ def test_markdown_summary_values(rows):
     assert "Bayes accuracy 0.9500 (Bayes error 0.0500)" in md
     assert "true log p(x) of the test set -1.875 nats per example" in md
     assert md.count("Reference (synthetic task)") == 1
-    assert "| gauss_2d | logreg | discriminative | 20 | 1.5 | 0.25 | 0.01 | 2e+06 |" in md
-    assert "| gauss_2d | vae | generative | 20 | 3 | 0.125 | 0.01 | — |" in md
+    # Compute: rows without the measurement columns (older runs) show dashes for them, and
+    # their FLOPs are marked as the loop-once count.
+    assert "| gauss_2d | logreg | discriminative | 20 | 1.5 | 0.25 | — | 0.002 ‡ | — | — |" in md
+    assert "‡ FLOPs stored by an earlier gdbench" in md
+    assert "| gauss_2d | vae | generative | 20 | 3 | 0.125 | — | — | — | — |" in md
     assert "## Cells not ok (2 of 120, excluded from all statistics)" in md
     assert "| gauss_2d | vae | 80 | 3 | failed | XlaRuntimeError: \\| out of memory |" in md
     assert "| gauss_2d | vae | 80 | 4 | diverged | nan loss |" in md
+
+
+def test_compute_table_shows_steady_state_spread_throughput_and_peak(rows):
+    """Measurement columns as the engine writes them; expected cells from these inputs."""
+    logreg = rows["model"] == "logreg"
+    gnb = rows["model"] == "gnb"
+    rows = rows.assign(
+        fit_flops=np.where(logreg, 1.5e6, np.nan),
+        fit_s_min=np.where(logreg, 0.2, 0.125),
+        fit_s_max=np.where(logreg, 0.375, 0.125),
+        fit_repeats=np.where(logreg, 4.0, np.where(gnb, 0.0, np.nan)),
+        predict_per_s=np.where(logreg, 25000.0, np.nan),
+        flop_rate=np.where(logreg, 6.0e6, np.nan),  # fit FLOP/s
+        peak_fraction=np.where(logreg, 6.0e6 / 1.2e11, np.nan),
+        peak_bytes=np.where(logreg, 3.5e6, np.where(gnb, 125e3, np.nan)),
+    )
+    rows.loc[gnb & (rows["task"] == "breast_cancer"), "fit_repeats"] = 1.0
+    # A grid resumed in two parts: the other part's fastest repeat is faster, fewer repeats.
+    second = logreg & (rows["task"] == "breast_cancer") & (rows["seed"] >= 3)
+    rows.loc[second, ["fit_s_min", "fit_repeats"]] = [0.15, 2.0]
+    md = tables.markdown_summary(rows)
+    section = md[md.index("## Compute") :]
+    header = (
+        "| task | model | paradigm | cells | compile s (per grid) | fit s per cell (min–max, "
+        "repeats) | predict examples/s | GFLOP per cell | achieved GFLOP/s (% of peak) | "
+        "peak memory MB |"
+    )
+    assert header in section
+    assert (
+        "| gauss_2d | logreg | discriminative | 20 | 1.5 | 0.25 (0.2–0.375, 4 repeats) | "
+        "2.5e+04 | 0.002 | 0.006 (0.005%) | 3.5 |" in section
+    )
+    assert (
+        "| breast_cancer | logreg | discriminative | 20 | 1.5 | 0.25 (0.15–0.375, 2 repeats) |"
+        in section
+    )
+    gnb_line = "| gauss_2d | gnb | generative | 20 | 3 | 0.125 (warm-up only) | — | — | — | 0.125 |"
+    assert gnb_line in section
+    assert "| breast_cancer | gnb | generative | 20 | 3 | 0.125 (1 repeat) |" in section
+    assert "| gauss_2d | vae | generative | 20 | 3 | 0.125 | — | — | — | — |" in section
+    assert "median wall seconds of the grid's fit over timed repeats after a warm-up" in section
+    assert "MB = 10^6 bytes" in section
+    assert "‡" not in section  # FLOPs of this gdbench: loops counted by trip count
 
 
 def test_efficiency_learning_curve_table_is_bootstrap_of_the_error(rows):
