@@ -485,13 +485,7 @@ def run_cells(
     cell_batch: int = DEFAULT_CELL_BATCH,
 ) -> GridResult:
     """Fit and evaluate the given (size, seed) cells of one (task, model) in one program."""
-    plan.check_sizes(
-        sorted({n for n, _ in pairs}),
-        sorted({s for _, s in pairs}),
-        task.pool_size,
-        task.num_classes,
-        task.name,
-    )
+    plan.check_pairs(pairs, task)
     cells = plan.make_cells_for(
         task.y_pool, task.num_classes, pairs, validation=spec.cls.needs_validation
     )

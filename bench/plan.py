@@ -72,6 +72,29 @@ def check_sizes(sizes, seeds, pool_size: int, num_classes: int, task: str) -> No
         raise PlanError(f"seeds must be non-negative, got {min(seeds)}")
 
 
+def check_pairs(pairs, task) -> None:
+    """``check_sizes`` for the (size, seed) ``pairs`` of one grid on ``task`` (anything with
+    ``pool_size``, ``num_classes`` and ``name``)."""
+    check_sizes(
+        sorted({n for n, _ in pairs}),
+        sorted({s for _, s in pairs}),
+        task.pool_size,
+        task.num_classes,
+        task.name,
+    )
+
+
+def standardizer(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and scale of the rows of ``x`` (per feature, float64): population standard
+    deviation, 1 where the variance is at most 1e-12. The statistics of
+    ``bench.engine._standardizer`` with 0/1 weights, in NumPy for code that runs outside JAX
+    (the scikit-learn references and the benchmark baseline)."""
+    x = np.asarray(x, dtype=np.float64)
+    mean = x.mean(0)
+    var = ((x - mean) ** 2).mean(0)
+    return mean, np.where(var > 1e-12, np.sqrt(np.maximum(var, 0.0)), 1.0)
+
+
 def auto_sizes(pool_size: int, num_classes: int, count: int, smallest: int = 10) -> tuple[int, ...]:
     """``count`` log-spaced sizes from ``max(smallest, 2C)`` to the whole pool (distinct
     integers; fewer than ``count`` when the range is too narrow)."""

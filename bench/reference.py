@@ -58,15 +58,6 @@ CALIBRATION_FOLDS = 5
 _MESSAGE_CHARS = 300
 
 
-def standardizer(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and scale of the rows of ``x`` (float64, per feature), as ``engine._standardizer``:
-    population standard deviation, 1 where the variance is at most 1e-12."""
-    x = np.asarray(x, dtype=np.float64)
-    mean = x.mean(0)
-    var = ((x - mean) ** 2).mean(0)
-    return mean, np.where(var > 1e-12, np.sqrt(np.maximum(var, 0.0)), 1.0)
-
-
 def probability_metrics(log_proba: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """Accuracy, NLL, Brier score and ECE of class log-probabilities ``log_proba`` ``[B, C]``
     (natural log, each row normalized) against integer labels ``y`` ``[B]``, in float64.
@@ -148,7 +139,7 @@ def cell_data(
     x_train = np.asarray(task.x_pool, dtype=np.float64)[idx]
     x_test = np.asarray(task.x_test, dtype=np.float64)
     if task.preprocess == "standardize":
-        mean, scale = standardizer(x_train)
+        mean, scale = plan.standardizer(x_train)
         x_train, x_test = (x_train - mean) / scale, (x_test - mean) / scale
     return x_train, np.asarray(task.y_pool)[idx], x_test, np.asarray(task.y_test)
 
@@ -164,13 +155,7 @@ def run_cells(task: Task, spec: ReferenceSpec, pairs: list[tuple[int, int]]) -> 
     seeds the task cannot use; an estimator that raises on a cell gives that cell a ``failed``
     row.
     """
-    plan.check_sizes(
-        sorted({n for n, _ in pairs}),
-        sorted({s for _, s in pairs}),
-        task.pool_size,
-        task.num_classes,
-        task.name,
-    )
+    plan.check_pairs(pairs, task)
     cells = plan.make_cells_for(task.y_pool, task.num_classes, pairs, validation=False)
     config = spec.config_json()
     _warm_up(task, spec, cells.w_train[0] + cells.w_val[0], int(cells.seeds[0]))

@@ -21,6 +21,7 @@ from reports.html import INDEX_HTML, write_html
 from reports.stats import summarize
 from reports.tables import DASH, fmt_mean_ci, likelihood_table, markdown_summary, table
 from results import store
+from results.store import manifest_value
 
 REPORT_MD = "report.md"
 RESULTS_CSV = "results.csv"
@@ -101,7 +102,7 @@ def _suite_pairs(manifests: dict[str, dict[str, Any]]) -> list[tuple[str, str, s
 
 
 def _version(manifests: dict[str, dict[str, Any]]) -> str:
-    versions = {str(_lookup(m, "gdbench_version") or "") for m in manifests.values()} - {""}
+    versions = {str(manifest_value(m, "gdbench_version") or "") for m in manifests.values()} - {""}
     return " / ".join(sorted(versions)) or "unknown"
 
 
@@ -271,15 +272,17 @@ def _provenance_table(manifests: dict[str, dict[str, Any]]) -> list[str]:
     header = "| run | gdbench | git commit | jax | device | started (UTC) | finished (UTC) |"
     lines = [header, "|---|---|---|---|---|---|---|"]
     for name, manifest in manifests.items():
-        versions = _lookup(manifest, "versions") or {}
+        versions = manifest_value(manifest, "versions") or {}
         cells = [
             name,
-            _text(_lookup(manifest, "gdbench_version")),
-            _commit(_lookup(manifest, "git_commit"), _lookup(manifest, "git_dirty")),
+            _text(manifest_value(manifest, "gdbench_version")),
+            _commit(manifest_value(manifest, "git_commit"), manifest_value(manifest, "git_dirty")),
             _text(versions.get("jax") if isinstance(versions, dict) else None),
-            _device(_lookup(manifest, "device_kind"), _lookup(manifest, "device_count")),
-            _text(_lookup(manifest, "started_utc")),
-            _text(_lookup(manifest, "finished_utc")),
+            _device(
+                manifest_value(manifest, "device_kind"), manifest_value(manifest, "device_count")
+            ),
+            _text(manifest_value(manifest, "started_utc")),
+            _text(manifest_value(manifest, "finished_utc")),
         ]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return lines
@@ -290,11 +293,11 @@ def _versions_table(manifests: dict[str, dict[str, Any]]) -> list[str]:
     names = list(manifests)
     rows: dict[str, list[str]] = {}
     for i, manifest in enumerate(manifests.values()):
-        versions = _lookup(manifest, "versions")
+        versions = manifest_value(manifest, "versions")
         facts = dict(versions) if isinstance(versions, dict) else {}
         for key in ("python", "platform", "cpu_count", "device_platform"):
-            if _lookup(manifest, key) is not None:
-                facts[key] = _lookup(manifest, key)
+            if manifest_value(manifest, key) is not None:
+                facts[key] = manifest_value(manifest, key)
         for key, value in facts.items():
             rows.setdefault(key, [DASH] * len(names))[i] = _text(value)
     if not rows:
@@ -359,14 +362,6 @@ def _models_table(manifests: dict[str, dict[str, Any]]) -> list[str]:
         cells = [name, _text(info.get("paradigm")), _text(info.get("calibration")), config]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return [*lines, ""]
-
-
-def _lookup(manifest: dict[str, Any], key: str) -> Any:
-    """`key` from the manifest's top level, else from its `provenance` section."""
-    if key in manifest:
-        return manifest[key]
-    provenance = manifest.get("provenance")
-    return provenance.get(key) if isinstance(provenance, dict) else None
 
 
 def _commit(commit: Any, dirty: Any) -> str:

@@ -13,6 +13,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from results.store import manifest_value
+
 TITLE = "gdbench: a JAX benchmark suite comparing discriminative and generative classifiers"
 AUTHOR = "gdbench developers"
 URL = "https://github.com/gdbench/gdbench"
@@ -78,15 +80,19 @@ def _run_entry(
 ) -> str:
     config = manifest.get("config") if isinstance(manifest.get("config"), Mapping) else {}
     suite = config.get("suite")
-    run_version = _lookup(manifest, "gdbench_version")
-    started = _lookup(manifest, "started_utc") or _lookup(manifest, "timestamp_utc")
-    finished = _lookup(manifest, "finished_utc")
+    run_version = manifest_value(manifest, "gdbench_version")
+    started = manifest_value(manifest, "started_utc") or manifest_value(manifest, "timestamp_utc")
+    finished = manifest_value(manifest, "finished_utc")
     facts = []
     if suite:
         facts.append(f"suite {suite}")
     facts.append(f"gdbench {run_version or 'version unknown'}")
-    facts.append(_commit(_lookup(manifest, "git_commit"), _lookup(manifest, "git_dirty")))
-    device = _device(_lookup(manifest, "device_kind"), _lookup(manifest, "device_count"))
+    facts.append(
+        _commit(manifest_value(manifest, "git_commit"), manifest_value(manifest, "git_dirty"))
+    )
+    device = _device(
+        manifest_value(manifest, "device_kind"), manifest_value(manifest, "device_count")
+    )
     if device:
         facts.append(f"device {device}")
     if started:
@@ -130,15 +136,6 @@ def _key(raw: str, used: set[str]) -> str:
 def _escape(text: str) -> str:
     """`text` with LaTeX's special characters escaped."""
     return _LATEX_RE.sub(lambda m: _LATEX[m.group(0)], str(text))
-
-
-def _lookup(manifest: Mapping[str, Any], key: str) -> Any:
-    """`key` from the manifest's top level, else from its `provenance` section (as in
-    reports/build.py)."""
-    if key in manifest:
-        return manifest[key]
-    provenance = manifest.get("provenance")
-    return provenance.get(key) if isinstance(provenance, Mapping) else None
 
 
 def _commit(commit: Any, dirty: Any) -> str:

@@ -17,7 +17,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -94,6 +94,14 @@ def write_manifest(run_dir: str | Path, manifest: dict[str, Any]) -> Path:
     path = run_dir / MANIFEST
     _atomic_write(path, lambda f: f.write(text.encode()))
     return path
+
+
+def manifest_value(manifest: Mapping[str, Any], key: str) -> Any:
+    """`key` from a manifest's top level, else from its `provenance` section (None if absent)."""
+    if key in manifest:
+        return manifest[key]
+    provenance = manifest.get("provenance")
+    return provenance.get(key) if isinstance(provenance, Mapping) else None
 
 
 def read_manifest(run_dir: str | Path) -> dict[str, Any]:

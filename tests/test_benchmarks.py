@@ -47,7 +47,7 @@ def test_sklearn_loop_standardizes_like_the_engine():
     task = tasks.load("breast_cancer")
     cells = _cells(task, [(25, 3)])
     fit = cells.w_train[0] > 0
-    mean, scale = sklearn_loop.standardizer(task.x_pool[fit].astype(np.float64))
+    mean, scale = plan.standardizer(task.x_pool[fit].astype(np.float64))
     e_mean, e_scale = engine._standardizer(jnp.asarray(task.x_pool), jnp.asarray(cells.w_train[0]))
     np.testing.assert_allclose(mean, np.asarray(e_mean), rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(scale, np.asarray(e_scale), rtol=1e-4)
@@ -56,7 +56,7 @@ def test_sklearn_loop_standardizes_like_the_engine():
     # A constant feature keeps scale 1.
     x = np.ones((4, 2))
     x[:, 1] = [0.0, 1.0, 2.0, 3.0]
-    _, s = sklearn_loop.standardizer(x)
+    _, s = plan.standardizer(x)
     assert s[0] == 1.0 and s[1] == pytest.approx(np.std([0, 1, 2, 3]))
 
 

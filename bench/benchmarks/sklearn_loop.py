@@ -47,9 +47,6 @@ from bench import plan
 
 MAX_ITER = 10_000
 
-#: Variance below which a feature keeps scale 1, as ``bench.engine._standardizer``.
-MIN_VARIANCE = 1e-12
-
 
 def estimator(model: str):
     """A fresh scikit-learn estimator standing for gdbench model ``model`` (see module doc)."""
@@ -77,14 +74,6 @@ TIGHT_TOL = 1e-10
 VALID = (*MODELS, TIGHT)
 
 
-def standardizer(x_fit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and scale of ``x_fit``'s features: population standard deviation, 1 where the
-    variance is <= 1e-12 (as ``bench.engine._standardizer`` with 0/1 weights)."""
-    mean = x_fit.mean(0)
-    var = ((x_fit - mean) ** 2).mean(0)
-    return mean, np.where(var > MIN_VARIANCE, np.sqrt(var), 1.0)
-
-
 def fit_cells(task, cells: plan.Cells, model: str, limit: int | None = None) -> dict[str, Any]:
     """Fit and score ``model``'s estimator on every cell (the first ``limit`` if given).
 
@@ -103,7 +92,7 @@ def fit_cells(task, cells: plan.Cells, model: str, limit: int | None = None) -> 
         for i in range(count):
             train = cells.w_train[i] > 0
             scaled = cells.w_train[i] + cells.w_val[i] > 0
-            mean, scale = standardizer(x_pool[scaled])
+            mean, scale = plan.standardizer(x_pool[scaled])
             est = estimator(model).fit((x_pool[train] - mean) / scale, task.y_pool[train])
             predicted = est.predict((x_test - mean) / scale)
             accuracy.append(float((predicted == task.y_test).mean()))
