@@ -1,7 +1,9 @@
-"""Run a model's fit plan: the engine-owned loops (closed form, Newton, AdamW in ``lax.scan``).
+"""Run a model's fit plan: the engine-owned loops (closed form, Newton, AdamW in ``lax.scan``,
+alternating adversarial AdamW updates).
 
-Everything here is a pure function of arrays traced inside one jit-compiled, vmapped grid
-program: no Python loop runs per cell.
+``run_plan`` fits a model in place and returns the traces its stages record (only
+``Adversarial`` stages record any: see ``adversarial``). Everything here is a pure function of
+arrays traced inside one jit-compiled, vmapped grid program: no Python loop runs per cell.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import optax
 from flax import nnx
 from jax.flatten_util import ravel_pytree
 
-from models.base import ClosedForm, Gradient, Iterate, Model, Newton
+from models.base import Adversarial, ClosedForm, Gradient, Iterate, Model, Newton
 
 #: Step lengths tried along each Newton direction; 0 keeps the objective monotone.
 _STEP_LENGTHS = jnp.concatenate([2.0 ** -jnp.arange(10.0), jnp.zeros(1)])
@@ -258,6 +260,101 @@ def iterate(model: Model, stage: Iterate, x, y, w, key) -> None:
     nnx.update(model, state)
 
 
+def _num_classes(model: Model, x: jax.Array) -> int:
+    """C, from the shape of ``predict_logits`` (evaluated abstractly, no computation)."""
+    return int(jax.eval_shape(model.predict_logits, x[:1]).shape[-1])
+
+
+def adversarial(
+    model: Model,
+    stage: Adversarial,
+    x: jax.Array,
+    y: jax.Array,
+    w: jax.Array,
+    key: jax.Array,
+) -> dict[str, jax.Array]:
+    """Alternate discriminator and generator AdamW updates; return the traces.
+
+    Each of the ``stage.steps`` iterations makes ``stage.d_steps`` updates of the variables
+    selected by ``stage.d_wrt`` on ``model.<d_loss>``, then one update of those selected by
+    ``stage.g_wrt`` on ``model.<g_loss>``; every update draws its own minibatch of
+    ``batch_size`` examples with replacement from the training part (probabilities ``w``
+    normalised, as ``gradient`` does) and its own PRNG key. Both optimisers are AdamW with the
+    stage's ``(b1, b2)``, weight decay and their own learning rates. Nested ``lax.scan``: no
+    Python loop runs per step, so the function traces under ``jit`` and maps over cells.
+
+    Every ``trace_every`` iterations a trace point is recorded: ``model.<trace_method>`` on a
+    fixed evaluation batch (``trace_batch`` training examples drawn once) with a fresh key,
+    and ``samples_per_class`` draws per class from ``model.<sample_method>`` with the same
+    per-class keys at every point (the same latent noise, so the draws can be followed).
+
+    Returns:
+      ``{name: [T]}`` for every entry of the trace method's dict (``T = steps //
+      trace_every``), ``"trace_step"``: ``[T]`` int32 iterations done at each point, and
+      ``"trace_samples"``: ``[T, C, samples_per_class, D]`` in the model's input units.
+    """
+    graphdef, d_params, g_params, rest = nnx.split(model, stage.d_wrt, stage.g_wrt, ...)
+
+    def adamw(learning_rate: float) -> optax.GradientTransformation:
+        return optax.adamw(learning_rate, b1=stage.b1, b2=stage.b2, weight_decay=stage.weight_decay)
+
+    d_tx, g_tx = adamw(stage.d_learning_rate), adamw(stage.g_learning_rate)
+    p_train = w / jnp.maximum(w.sum(), 1.0)
+    num_classes = _num_classes(model, x)
+    k_eval, k_samples, k_run = (jax.random.fold_in(key, i) for i in range(3))
+
+    def method(name, d, g):
+        return getattr(nnx.merge(graphdef, d, g, rest), name)
+
+    def minibatch(k, size):
+        idx = jax.random.choice(k, x.shape[0], (size,), p=p_train)
+        return x[idx], y[idx]
+
+    def d_update(carry, k):
+        d, d_opt, g = carry
+        k_batch, k_loss = jax.random.split(k)
+        xb, yb = minibatch(k_batch, stage.batch_size)
+        grads = jax.grad(lambda p: method(stage.d_loss, p, g)(xb, yb, k_loss))(d)
+        updates, d_opt = d_tx.update(grads, d_opt, d)
+        return (optax.apply_updates(d, updates), d_opt, g), None
+
+    def iteration(carry, k):
+        d, g, d_opt, g_opt = carry
+        k_d, k_batch, k_loss = jax.random.split(k, 3)
+        (d, d_opt, _), _ = jax.lax.scan(
+            d_update, (d, d_opt, g), jax.random.split(k_d, stage.d_steps)
+        )
+        xb, yb = minibatch(k_batch, stage.batch_size)
+        grads = jax.grad(lambda p: method(stage.g_loss, d, p)(xb, yb, k_loss))(g)
+        updates, g_opt = g_tx.update(grads, g_opt, g)
+        return (d, optax.apply_updates(g, updates), d_opt, g_opt), None
+
+    x_eval, y_eval = minibatch(k_eval, stage.trace_batch)
+    class_keys = jax.random.split(k_samples, num_classes)
+
+    def block(carry, k):
+        k_steps, k_trace = jax.random.split(k)
+        carry, _ = jax.lax.scan(iteration, carry, jax.random.split(k_steps, stage.trace_every))
+        m = nnx.merge(graphdef, carry[0], carry[1], rest)
+        diagnostics = dict(getattr(m, stage.trace_method)(x_eval, y_eval, k_trace))
+        draw = getattr(m, stage.sample_method)
+        samples = jax.vmap(lambda kc, c: draw(kc, c, stage.samples_per_class))(
+            class_keys, jnp.arange(num_classes)
+        )
+        return carry, (diagnostics, samples)
+
+    points = stage.steps // stage.trace_every
+    init = (d_params, g_params, d_tx.init(d_params), g_tx.init(g_params))
+    (d, g, _, _), (diagnostics, samples) = jax.lax.scan(
+        block, init, jax.random.split(k_run, points)
+    )
+    nnx.update(model, d, g)
+    traces = {name: jnp.asarray(v) for name, v in diagnostics.items()}
+    traces["trace_step"] = (jnp.arange(1, points + 1) * stage.trace_every).astype(jnp.int32)
+    traces["trace_samples"] = samples
+    return traces
+
+
 def run_plan(
     model: Model,
     x: jax.Array,
@@ -265,8 +362,14 @@ def run_plan(
     w_train: jax.Array,
     w_val: jax.Array,
     key: jax.Array,
-) -> None:
-    """Fit ``model`` in place by running its ``fit_plan`` stages in order."""
+) -> dict[str, jax.Array]:
+    """Fit ``model`` in place by running its ``fit_plan`` stages in order.
+
+    Returns the traces the stages record, merged into one dict (``{}`` for a model without an
+    ``Adversarial`` stage; see ``adversarial`` for their names and shapes). Two stages
+    recording the same trace name are an error.
+    """
+    traces: dict[str, jax.Array] = {}
     for i, stage in enumerate(model.fit_plan()):
         w = w_val if getattr(stage, "split", "train") == "val" else w_train
         if isinstance(stage, ClosedForm):
@@ -277,5 +380,12 @@ def run_plan(
             gradient(model, stage, x, y, w_train, w_val, jax.random.fold_in(key, i))
         elif isinstance(stage, Iterate):
             iterate(model, stage, x, y, w, jax.random.fold_in(key, i))
+        elif isinstance(stage, Adversarial):
+            recorded = adversarial(model, stage, x, y, w, jax.random.fold_in(key, i))
+            clash = sorted(set(recorded) & set(traces))
+            if clash:
+                raise ValueError(f"fit stages record the same traces twice: {clash}")
+            traces.update(recorded)
         else:
             raise TypeError(f"unknown fit stage {stage!r}")
+    return traces

@@ -12,6 +12,8 @@ jit-compiled, vmapped program:
 - ``Gradient``: the engine runs optax (AdamW) on minibatches inside ``lax.scan``, optionally
   keeping the parameters with the best validation loss (neural models).
 - ``Iterate``: the engine scans a model-defined update (an EM step) a fixed number of times.
+- ``Adversarial``: the engine alternates discriminator and generator AdamW updates inside
+  ``lax.scan`` (GANs), recording traces of model-defined diagnostics as it goes.
 
 Every example weight ``w`` is over the whole training pool: 1 marks an example of the cell's
 training subset, 0 one outside it, so that one program serves every (size, seed) cell.
@@ -110,7 +112,75 @@ class Iterate:
     split: Literal["train", "val"] = "train"
 
 
-Stage = ClosedForm | Newton | Gradient | Iterate
+@dataclasses.dataclass(frozen=True)
+class Adversarial:
+    """Alternating discriminator / generator AdamW updates inside ``lax.scan`` (GAN training).
+
+    One iteration makes ``d_steps`` discriminator updates, then one generator update, each on
+    its own minibatch of ``batch_size`` examples drawn with replacement from the cell's
+    training part (as ``Gradient`` draws them). The engine runs ``steps`` iterations (a
+    multiple of ``trace_every``) and returns traces, one point every ``trace_every``
+    iterations (``T = steps // trace_every`` points): the entries of
+    ``model.<trace_method>(x_eval, y_eval, key)`` on a fixed evaluation batch of
+    ``trace_batch`` training examples (drawn once) with a fresh key at each point, each as an
+    array ``[T]``, plus ``trace_step`` (``[T]`` int32, iterations done) and ``trace_samples``
+    (``[T, C, samples_per_class, D]``: ``model.<sample_method>(key_c, c, samples_per_class)``
+    for every class c with the same keys at every point, so the same latent draws are seen
+    to evolve; in the model's input units). See ``bench.fit.adversarial``.
+
+    Attributes:
+      d_wrt, g_wrt: disjoint NNX filters of the discriminator's and the generator's trained
+        variables (every other variable stays fixed).
+      d_loss, g_loss: model methods ``(x_real, y_real, key) -> scalar``, the minibatch losses
+        of the discriminator and of the generator (each minimised over its own variables).
+      steps: generator updates (iterations), a multiple of ``trace_every``.
+      batch_size: real examples per update.
+      d_learning_rate, g_learning_rate: AdamW step sizes (0 freezes that network).
+      b1, b2: Adam moment decay rates; (0.5, 0.999) is the usual GAN setting (Radford et al.
+        2016), a shorter first-moment memory for a moving objective.
+      weight_decay: AdamW decoupled weight decay (both networks).
+      d_steps: discriminator updates per generator update.
+      trace_every: iterations between trace points.
+      trace_method: model method ``(x_real, y_real, key) -> dict[str, scalar]`` giving the
+        diagnostics at a trace point.
+      trace_batch: size of the fixed evaluation batch of real training examples.
+      sample_method: model method ``(key, y, n) -> [n, D]`` drawing samples of class ``y``.
+      samples_per_class: samples per class recorded at each trace point.
+    """
+
+    d_wrt: Any = nnx.PathContains("discriminator")
+    g_wrt: Any = nnx.PathContains("generator")
+    d_loss: str = "d_loss"
+    g_loss: str = "g_loss"
+    steps: int = 1000
+    batch_size: int = 64
+    d_learning_rate: float = 2e-4
+    g_learning_rate: float = 2e-4
+    b1: float = 0.5
+    b2: float = 0.999
+    weight_decay: float = 0.0
+    d_steps: int = 1
+    trace_every: int = 100
+    trace_method: str = "trace"
+    trace_batch: int = 256
+    sample_method: str = "sample"
+    samples_per_class: int = 4
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "d_steps", "trace_every", "trace_batch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.steps % self.trace_every:
+            raise ValueError(
+                f"steps ({self.steps}) must be a multiple of trace_every ({self.trace_every})"
+            )
+        if self.samples_per_class < 0:
+            raise ValueError(f"samples_per_class must be >= 0, got {self.samples_per_class}")
+        if self.d_learning_rate < 0 or self.g_learning_rate < 0 or self.weight_decay < 0:
+            raise ValueError("learning rates and weight_decay must be >= 0")
+
+
+Stage = ClosedForm | Newton | Gradient | Iterate | Adversarial
 
 
 class Model(nnx.Module):

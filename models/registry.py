@@ -80,6 +80,21 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
         "linear SVM (squared hinge), Platt-scaled probabilities",
     ),
     "mlp": ("models.discriminative.mlp", "MLP", "ReLU MLP, AdamW, validation model selection"),
+    "jem": (
+        "models.hybrid.jem",
+        "JEM",
+        "JEM energy classifier (logits as an energy over x), short-run SGLD",
+    ),
+    "hybrid": (
+        "models.hybrid.blend",
+        "BlendedGaussian",
+        "blended objective lam*log p(x,y) + (1-lam)*log p(y|x), Gaussian class-conditionals",
+    ),
+    "gan": (
+        "models.hybrid.gan",
+        "GAN",
+        "class-conditional GAN (projection D + auxiliary classifier), non-saturating loss",
+    ),
 }
 
 
