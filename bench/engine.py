@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from bench import compile_cache, env, plan
+from bench import compile_cache, env, plan, quality
 from bench.fit import run_plan
 from bench.metrics import classification_metrics
 from models.base import GenerativeModel
@@ -151,7 +151,8 @@ class GridTiming:
     programs' peak memory. ``device_peak``: ``bench.env.DevicePeak.to_json()`` of the device.
     ``measure_s``: seconds spent on repeats and cost analysis (not part of any time above).
     ``cached_programs`` counts the grid's programs (of 2) that the persistent compilation cache
-    supplied, in which case ``compile_s`` is mostly the time to load them."""
+    supplied, in which case ``compile_s`` is mostly the time to load them. A model that samples
+    has a third program, the sample-quality one (``build_quality_program``)."""
 
     compile_s: float
     fit_s: float
@@ -176,6 +177,11 @@ class GridTiming:
     cost_note: str = ""
     device_peak: dict | None = None
     measure_s: float = 0.0
+    #: The sample-quality program (models that sample; cells of the grid's largest size):
+    #: compile seconds (included in ``compile_s``) and one execution's seconds.
+    quality_compile_s: float = 0.0
+    quality_s: float = 0.0
+    quality_cells: int = 0
 
     @property
     def flop_rate(self) -> float:
@@ -210,6 +216,14 @@ def reports_density(model, task: Task) -> bool:
     return isinstance(model, GenerativeModel) and model.input_support == task.feature_kind
 
 
+def draws_samples(model, task: Task) -> bool:
+    """Whether the model makes data of this task: a generative model whose density is over the
+    task's kind of features, or a hybrid with a sampler of its own (``gan``, ``jem``)."""
+    if isinstance(model, GenerativeModel):
+        return reports_density(model, task)
+    return callable(getattr(type(model), "sample", None))
+
+
 #: Samples drawn per class from every fitted generative model (stored for the report).
 SAMPLES_PER_CLASS = 10
 
@@ -225,6 +239,8 @@ class GridResult:
     rows: list[dict[str, Any]]
     timing: GridTiming
     samples: dict[str, Any] | None
+    #: Training traces of the grid's largest size (see ``grid_traces``), or None.
+    traces: dict[str, Any] | None = None
 
 
 def build_template(task: Task, spec: ModelSpec):
@@ -240,7 +256,7 @@ def build_programs(task: Task, spec: ModelSpec, template, cell_batch: int = DEFA
     graphdef, _ = nnx.split(template)
     standardize = task.preprocess == "standardize"
     density = reports_density(template, task)
-    generative = isinstance(template, GenerativeModel)
+    sampler = draws_samples(template, task)
 
     def fit_cell(key, w_train, w_val, x_pool, y_pool):
         if standardize:
@@ -250,8 +266,8 @@ def build_programs(task: Task, spec: ModelSpec, template, cell_batch: int = DEFA
         z = (x_pool - shift) / scale
         k_init, k_fit = jax.random.split(key)
         model = spec.build(dim, num_classes, nnx.Rngs(k_init), task.feature_kind)
-        run_plan(model, z, y_pool, w_train, w_val, k_fit)
-        return nnx.state(model), shift, scale, key
+        traces = run_plan(model, z, y_pool, w_train, w_val, k_fit) or {}
+        return nnx.state(model), shift, scale, key, traces
 
     def eval_cell(state, shift, scale, key, x_test, y_test):
         model = nnx.merge(graphdef, state)
@@ -274,7 +290,7 @@ def build_programs(task: Task, spec: ModelSpec, template, cell_batch: int = DEFA
         out["elbo"] = nan
         if density and elbo_joint is not None:
             out["elbo"] = jax.nn.logsumexp(elbo_joint, axis=-1).mean() - jacobian
-        if generative and density and task.image_shape is not None:  # shown for image tasks
+        if sampler and task.image_shape is not None:  # shown for image tasks
             k = jax.random.fold_in(key, 0x5A3)
             draw = lambda c: model.sample(jax.random.fold_in(k, c), c, SAMPLES_PER_CLASS)  # noqa: E731
             out["samples"] = jax.vmap(draw)(jnp.arange(num_classes)) * scale + shift
@@ -288,9 +304,85 @@ def build_programs(task: Task, spec: ModelSpec, template, cell_batch: int = DEFA
 
     def eval_grid(fitted, x_test, y_test):
         fn = lambda c: eval_cell(*c, x_test, y_test)  # noqa: E731
-        return jax.lax.map(fn, fitted, batch_size=min(cell_batch, fitted[1].shape[0]))
+        cells = fitted[:4]  # the fit program's traces are not needed here
+        return jax.lax.map(fn, cells, batch_size=min(cell_batch, fitted[1].shape[0]))
 
     return fit_grid, eval_grid
+
+
+#: Cells per batch of the sample-quality program (its distance matrices are [N_test, N_test]).
+QUALITY_CELL_BATCH = 8
+#: Test examples (the first ones; test sets are stored shuffled) that the feature-space metrics
+#: compare samples against: precision and recall cost [N, N] distances per cell.
+QUALITY_TEST_MAX = 1000
+#: Sample-quality columns of the rows (``bench.quality``), NaN where not computed.
+QUALITY_COLUMNS = ("fd", "classifier_score", "precision", "recall", "cas", "cas_real")
+
+
+def build_quality_program(task: Task, spec: ModelSpec, template):
+    """The (unjitted) sample-quality function of a grid, mapping over fitted cells.
+
+    Per cell: one sample per test example with its label (the first ``QUALITY_TEST_MAX`` test
+    examples), scored against those examples in the task's feature-classifier space
+    (``bench.quality.sample_quality``: Fréchet distance, classifier score, precision, recall);
+    and one sample per example of the cell's training part with its label, on which a fixed
+    logistic regression is trained and scored on the test set (CAS) next to the same
+    classifier trained on the training part itself (``bench.quality.cas``; the training part
+    without any validation part, which is what the model was fitted on). Samples are drawn in
+    the model's standardized units and mapped back to the task's original units, where the
+    feature classifier works.
+    """
+    graphdef, _ = nnx.split(template)
+    num_classes = task.num_classes
+
+    def draw(model, key, y):
+        keys = jax.random.split(key, y.shape[0])
+        return jax.vmap(lambda k, c: model.sample(k, c, 1)[0])(keys, y)
+
+    def quality_cell(state, shift, scale, key, w_train, x_pool, y_pool, x_test, y_test, feat):
+        model = nnx.merge(graphdef, state)
+        k_test, k_pool = jax.random.split(jax.random.fold_in(key, 0x0CA5))
+        x_ref, y_ref = x_test[:QUALITY_TEST_MAX], y_test[:QUALITY_TEST_MAX]
+        x_gen = draw(model, k_test, y_ref) * scale + shift
+        out = quality.sample_quality(feat, x_gen, y_ref, x_ref)
+        x_syn = draw(model, k_pool, y_pool) * scale + shift
+        cas, real = quality.cas(
+            x_syn, y_pool, w_train, x_pool, y_pool, w_train, x_test, y_test, num_classes
+        )
+        return {**{k: out[k] for k in QUALITY_COLUMNS[:4]}, "cas": cas, "cas_real": real}
+
+    def quality_grid(fitted, w_train, x_pool, y_pool, x_test, y_test, feat):
+        fn = lambda c: quality_cell(*c, x_pool, y_pool, x_test, y_test, feat)  # noqa: E731
+        cells = (*fitted[:4], w_train)
+        return jax.lax.map(fn, cells, batch_size=min(QUALITY_CELL_BATCH, w_train.shape[0]))
+
+    return quality_grid
+
+
+def run_quality(task: Task, spec: ModelSpec, template, cells: plan.Cells, fitted):
+    """Sample quality of the cells of the grid's largest size: ``({column: [cells]}, compile
+    seconds, run seconds, cells scored)``; NaN for the other cells."""
+    idx = np.flatnonzero(cells.sizes == cells.sizes.max())
+    net = quality.feature_net(task)
+    sub = jax.tree.map(lambda a: a[idx], tuple(fitted[:4]))
+    args = (
+        sub,
+        jnp.asarray(cells.w_train[idx]),
+        jnp.asarray(task.x_pool),
+        jnp.asarray(task.y_pool),
+        jnp.asarray(task.x_test),
+        jnp.asarray(task.y_test),
+        net.params,
+    )
+    t0 = time.perf_counter()
+    compiled = jax.jit(build_quality_program(task, spec, template)).lower(*args).compile()
+    t1 = time.perf_counter()
+    out = jax.block_until_ready(compiled(*args))
+    t2 = time.perf_counter()
+    columns = {k: np.full(cells.count, np.nan) for k in QUALITY_COLUMNS}
+    for k in QUALITY_COLUMNS:
+        columns[k][idx] = np.asarray(out[k], dtype=np.float64)
+    return columns, t1 - t0, t2 - t1, len(idx)
 
 
 _COMPUTATION = re.compile(r"^(ENTRY\s+)?%(\S+)\s+\(.*\{\s*$")
@@ -528,8 +620,11 @@ def run_cells(
     peak = env.device_peak()
     t7 = time.perf_counter()
     metrics = jax.tree.map(np.asarray, metrics)
+    quality_cols, q_compile, q_run, q_cells = None, 0.0, 0.0, 0
+    if draws_samples(template, task):
+        quality_cols, q_compile, q_run, q_cells = run_quality(task, spec, template, cells, fitted)
     timing = GridTiming(
-        compile_s=(t1 - t0) + (t4 - t3),
+        compile_s=(t1 - t0) + (t4 - t3) + q_compile,
         fit_s=fit_rep.median_s,
         predict_s=eval_rep.median_s,
         flops=fit_cost.flops + eval_cost.flops,
@@ -552,6 +647,9 @@ def run_cells(
         cost_note="; ".join(filter(None, [fit_cost.note, eval_cost.note])),
         device_peak=peak.to_json(),
         measure_s=(t3 - t2) + (t6 - t5) + (t7 - t6),
+        quality_compile_s=q_compile,
+        quality_s=q_run,
+        quality_cells=q_cells,
     )
     samples = None
     if "samples" in metrics:
@@ -562,7 +660,38 @@ def run_cells(
             "seed": int(cells.seeds[i]),
             "x": metrics.pop("samples")[i],
         }
-    return GridResult(_rows(task, spec, template, cells, metrics, timing), timing, samples)
+    traces = grid_traces(cells, fitted)
+    if quality_cols is not None:
+        metrics.update(quality_cols)
+    rows = _rows(task, spec, template, cells, metrics, timing)
+    return GridResult(rows, timing, samples, traces)
+
+
+def grid_traces(cells: plan.Cells, fitted) -> dict[str, Any] | None:
+    """The fit program's training traces (e.g. a GAN's losses) for the largest size of the grid.
+
+    Returns None when the model records none, else ``{"n_train", "seeds", "arrays"}`` where
+    ``arrays`` holds ``trace_step`` ``[T]``, every other trace as ``[S, T]`` over the ``seeds``
+    (ascending), and ``trace_samples`` ``[T, C, k, D]`` of the first seed in the task's original
+    units when the model records samples.
+    """
+    traces = fitted[4]
+    if not traces:
+        return None
+    n = int(cells.sizes.max())
+    idx = np.flatnonzero(cells.sizes == n)
+    idx = idx[np.argsort(cells.seeds[idx], kind="stable")]
+    arrays: dict[str, np.ndarray] = {}
+    for name, value in traces.items():
+        value = np.asarray(value)
+        if name == "trace_step":
+            arrays[name] = value[idx[0]]
+        elif name == "trace_samples":
+            shift, scale = np.asarray(fitted[1][idx[0]]), np.asarray(fitted[2][idx[0]])
+            arrays[name] = value[idx[0]] * scale + shift
+        else:
+            arrays[name] = value[idx]
+    return {"n_train": n, "seeds": [int(s) for s in cells.seeds[idx]], "arrays": arrays}
 
 
 def failed_rows(
@@ -643,6 +772,7 @@ def _rows(task, spec, template, cells, metrics, timing) -> list[dict[str, Any]]:
                 "bits_per_dim": -log_lik / (task.dim * math.log(2.0)),
                 "likelihood_is_bound": bool(template.likelihood_is_bound) if density else None,
                 "elbo": m["elbo"] if density else math.nan,
+                **{k: m.get(k, math.nan) for k in QUALITY_COLUMNS},
                 **measured,
                 "grid_cells": m_cells,
                 "status": status,

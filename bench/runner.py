@@ -286,13 +286,14 @@ def _compute_missing(run: PreparedRun, task, spec) -> engine.GridTiming | None:
     missing = [pair for pair, key in keyed.items() if key not in done]
     if not missing:
         return None
-    timing, samples = None, None
+    timing, samples, traces = None, None, None
     try:
         if spec.paradigm == "reference":  # sk: models: scikit-learn on the CPU, outside JAX
             result = reference.run_cells(task, spec, missing)
         else:
             result = engine.run_cells(task, spec, missing, run.config.cell_batch)
         rows, timing, samples = result.rows, result.timing, result.samples
+        traces = result.traces
     except Exception as error:  # noqa: BLE001 - recorded as failed cells; the sweep goes on
         rows = engine.failed_rows(task, spec, missing, error)
     for row in rows:
@@ -311,6 +312,20 @@ def _compute_missing(run: PreparedRun, task, spec) -> engine.GridTiming | None:
                 "model": spec.spec,
                 "n_train": samples["n_train"],
                 "seed": samples["seed"],
+                "image_shape": list(task.image_shape) if task.image_shape else None,
+                "class_names": list(task.class_names),
+            },
+        )
+    if traces is not None:
+        store.write_traces(
+            run.out,
+            f"{task.name}__{spec.spec}",
+            traces["arrays"],
+            meta={
+                "task": task.name,
+                "model": spec.spec,
+                "n_train": traces["n_train"],
+                "seeds": traces["seeds"],
                 "image_shape": list(task.image_shape) if task.image_shape else None,
                 "class_names": list(task.class_names),
             },

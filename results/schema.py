@@ -80,6 +80,49 @@ COLUMNS: dict[str, Column] = {
         "(log_lik then holds the tighter importance-weighted bound); NaN otherwise",
         required=False,
     ),
+    "fd": Column(
+        "float64",
+        "Fréchet distance between the test set's and the model's class-conditional samples' "
+        "features in gdbench's per-task feature classifier (bench.quality); lower is better; "
+        "models that sample, largest size of the grid only; NaN otherwise",
+        required=False,
+        default=np.nan,
+    ),
+    "classifier_score": Column(
+        "float64",
+        "Inception-Score analogue of the samples, exp E KL(p(y|x) || p(y)) under the feature "
+        "classifier, in [1, C]; higher is better; as fd",
+        required=False,
+        default=np.nan,
+    ),
+    "precision": Column(
+        "float64",
+        "fraction of samples inside the test set's k-NN manifold in feature space "
+        "(Kynkäänniemi et al. 2019); as fd",
+        required=False,
+        default=np.nan,
+    ),
+    "recall": Column(
+        "float64",
+        "fraction of test examples inside the samples' k-NN manifold in feature space; as fd",
+        required=False,
+        default=np.nan,
+    ),
+    "cas": Column(
+        "float64",
+        "Classification Accuracy Score (Ravuri & Vinyals 2019): test accuracy of a fixed "
+        "logistic regression trained on the model's samples, one per training example of the "
+        "cell with its label; as fd",
+        required=False,
+        default=np.nan,
+    ),
+    "cas_real": Column(
+        "float64",
+        "test accuracy of the same classifier trained on the cell's real training subset "
+        "(the reference for cas); as fd",
+        required=False,
+        default=np.nan,
+    ),
     "fit_s": Column(
         "float64",
         "seconds per cell: steady-state median wall time of the grid's fit program over its "
@@ -221,9 +264,11 @@ COLUMNS: dict[str, Column] = {
     ),
 }
 
-_UNIT_INTERVAL = ("accuracy", "ece", "bayes_accuracy")
+_UNIT_INTERVAL = ("accuracy", "ece", "bayes_accuracy", "precision", "recall", "cas", "cas_real")
 _NON_NEGATIVE = (
     "nll",
+    "fd",
+    "classifier_score",
     "fit_s",
     "fit_s_min",
     "fit_s_max",

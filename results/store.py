@@ -40,6 +40,7 @@ MANIFEST = "manifest.json"
 ROWS_DIR = "rows"
 LOCKS_DIR = "locks"
 SAMPLES_DIR = "samples"
+TRACES_DIR = "traces"
 PART_SUFFIX = ".parquet"
 RUN_COLUMN = "run"
 
@@ -275,6 +276,42 @@ def read_samples(run_dir: str | Path) -> list[dict[str, Any]]:
                 item["samples"], item["real"] = data["samples"], data["real"]
         except (OSError, ValueError, KeyError) as err:
             raise CorruptPartError(f"stored samples {path} are unreadable: {err}") from None
+        out.append(item)
+    return out
+
+
+def write_traces(
+    run_dir: str | Path, name: str, arrays: Mapping[str, np.ndarray], meta: dict[str, Any]
+) -> Path:
+    """Store a grid's training traces as RUN_DIR/traces/<name>.npz, atomically.
+
+    ``arrays`` maps a trace name to an array: ``trace_step`` ``[T]`` (optimiser steps of the trace
+    points) and, per diagnostic (e.g. ``d_loss``, ``g_loss``, ``d_acc_real``, ``d_acc_fake``),
+    ``[S, T]`` over the seeds of one training size; ``trace_samples`` ``[T, C, k, D]`` (samples of
+    the first of those seeds at each trace point, in the task's original units) when kept.
+    ``meta`` holds ``task``, ``model``, ``n_train``, ``seeds`` and ``image_shape`` (or None).
+    """
+    directory = Path(run_dir) / TRACES_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / (safe_name(name) + ".npz")
+    meta_json = json.dumps(meta, default=_json_default)
+    payload = {k: np.asarray(v) for k, v in arrays.items()}
+    if "meta" in payload:
+        raise ValueError("'meta' is reserved in stored traces")
+    _atomic_write(path, lambda f: np.savez(f, meta=meta_json, **payload))
+    return path
+
+
+def read_traces(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Every stored trace set of a run: its meta fields plus its arrays (see ``write_traces``)."""
+    out = []
+    for path in sorted((Path(run_dir) / TRACES_DIR).glob("*.npz")):
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                item = json.loads(str(data["meta"]))
+                item.update({k: data[k] for k in data.files if k != "meta"})
+        except (OSError, ValueError, KeyError) as err:
+            raise CorruptPartError(f"stored traces {path} are unreadable: {err}") from None
         out.append(item)
     return out
 

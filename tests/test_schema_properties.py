@@ -56,6 +56,7 @@ VALUE: dict[str, st.SearchStrategy] = {
     "ece": st.one_of(floats(0.0, 1.0), NAN),
     "bayes_accuracy": st.one_of(floats(0.0, 1.0), NAN),
     "brier": st.one_of(floats(0.0, 2.0), NAN),
+    **{n: st.one_of(floats(0.0, 1.0), NAN) for n in ("precision", "recall", "cas", "cas_real")},
     **{n: st.one_of(floats(0.0, 1e300), NAN) for n in schema._NON_NEGATIVE},
     **{n: st.one_of(st.integers(0, 5).map(float), NAN) for n in schema._COUNTS},
     "likelihood_is_bound": st.sampled_from([True, False, None]),
@@ -163,6 +164,8 @@ OUT_OF_RANGE = {
         n: floats(-1e300, -1e-5)
         for n in ("fit_s_min", "predict_per_s", "bytes", "peak_bytes", "flop_rate")
     },
+    "recall": st.one_of(floats(1.0 + 1e-5, 1e300), floats(-1e300, -1e-5)),
+    "fd": floats(-1e300, -1e-5),
     "fit_repeats": st.one_of(st.integers(-100, -1).map(float), floats(0.01, 0.99)),
     "predict_repeats": floats(1.01, 1.99),
 }
