@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 import results
-from reports import cite, figures, latex
+from reports import cite, figures, hybrids, latex
 from reports.efficiency import efficiency
 from reports.html import INDEX_HTML, write_html
 from reports.stats import summarize
@@ -40,8 +40,10 @@ def build_report(
     Writes, into out_dir: index.html (one self-contained page: every table of report.md and
     every figure embedded), report.md (summary, sample efficiency with crossovers and
     learning-curve fits, results by task, calibration, likelihood, compute, cells not ok,
-    provenance), tables/*.tex (booktabs), figures/*.{png,svg,pdf}, results.csv (every row, full
-    precision, with its `run`) and references.bib. Returns {path relative to out_dir: path}.
+    hybrids and sample quality when the runs hold GAN traces, sample-quality metrics or a
+    hybrid lambda sweep (`reports.hybrids`), provenance), tables/*.tex (booktabs),
+    figures/*.{png,svg,pdf}, results.csv (every row, full precision, with its `run`) and
+    references.bib. Returns {path relative to out_dir: path}.
     Raises `EmptyRunError` when there are no rows, `results.NotARunError` for a path that is
     not a run.
     """
@@ -69,8 +71,13 @@ def build_report(
         "Likelihood and accuracy": figures.likelihood_vs_accuracy(df, out),
         "Samples": figures.sample_grids(samples, out),
     }
-    tex = latex.write_tables(df, out) + _efficiency_tex(eff, out)
+    traces = [
+        {**item, "run": Path(p).absolute().name} for p in run_list for item in store.read_traces(p)
+    ]
+    hybrid = hybrids.hybrid_section(df, traces, out)
+    tex = latex.write_tables(df, out) + _efficiency_tex(eff, out) + hybrid.tables
     written = {str(p.relative_to(out)): p for group in figure_groups.values() for p in group}
+    written.update({str(p.relative_to(out)): p for p in hybrid.figures})
     written.update({str(p.relative_to(out)): p for p in tex})
 
     csv_path = out / RESULTS_CSV
@@ -82,7 +89,7 @@ def build_report(
     bib_path.write_text(cite.bibtex(manifests, version))
     written[REFERENCES_BIB] = bib_path
 
-    md = _report_markdown(df, manifests, summary_md, eff, figure_groups, tex, out)
+    md = _report_markdown(df, manifests, summary_md, eff, figure_groups, tex, out, hybrid.markdown)
     md_path = out / REPORT_MD
     md_path.write_text(md)
     written[REPORT_MD] = md_path
@@ -157,6 +164,7 @@ def _report_markdown(
     figure_groups: dict[str, list[Path]],
     tex: list[Path],
     out: Path,
+    hybrid_md: str = "",
 ) -> str:
     n_bad = int((df["status"] != "ok").sum())
     runs = ", ".join(f"`{name}`" for name in manifests)
@@ -179,6 +187,7 @@ def _report_markdown(
         "",
         *_calibration_lines(df),
         likelihood_table(df),
+        *([hybrid_md.rstrip(), ""] if hybrid_md else []),
         "## Figures",
         "",
     ]
