@@ -11,7 +11,13 @@ import difflib
 
 CLASSICAL = ("gnb", "gnb_shared", "bnb", "lda", "qda", "logreg", "linsvm", "mlp")
 NEURAL_GENERATIVE = ("gmm", "vae", "flow", "made")
-ALL_MODELS = CLASSICAL + NEURAL_GENERATIVE
+HYBRID = ("hybrid", "gan", "jem")
+ALL_MODELS = CLASSICAL + NEURAL_GENERATIVE + HYBRID
+#: The lambda sweep of the blended objective: dense near 0, where the conditional term starts
+#: to matter (the generative term sums over D features; see models/hybrid/blend.py).
+LAMBDA_SWEEP = tuple(
+    f"hybrid?lam={lam}" for lam in ("0", "0.003", "0.01", "0.03", "0.1", "0.3", "1")
+)
 
 
 class SuiteError(ValueError):
@@ -39,7 +45,8 @@ class Suite:
 QUICK = Suite(
     name="quick",
     doc=(
-        "The classical models of both paradigms plus the VAE and the flow on four offline "
+        "The classical models of both paradigms, the VAE, the flow and the blended "
+        "generative/discriminative objective (hybrid) on four offline "
         "tasks (real two-class data, two-class and binarized ten-class digits, a synthetic "
         "task with known Bayes accuracy and density), 6 sizes x 5 seeds, with scikit-learn's "
         "GaussianNB and LogisticRegression beside them as non-JAX references (sk:, run on "
@@ -47,7 +54,7 @@ QUICK = Suite(
         "compilation cache, 1.5 warm. Run: gdbench run --suite quick"
     ),
     tasks=("breast_cancer", "digits_2v3", "digits_bin", "gauss_corr"),
-    models=(*CLASSICAL, "vae", "flow", "sk:GaussianNB", "sk:LogisticRegression"),
+    models=(*CLASSICAL, "vae", "flow", "hybrid", "sk:GaussianNB", "sk:LogisticRegression"),
     seeds=5,
 )
 
@@ -109,12 +116,29 @@ LIKELIHOOD = Suite(
         "seeds. About 7 minutes on a 2-core CPU. Run: gdbench run --suite likelihood"
     ),
     tasks=("digits", "digits_bin", "gauss_nb", "gauss_corr", "gauss_quad"),
-    models=ALL_MODELS,
+    models=(*CLASSICAL, *NEURAL_GENERATIVE, "hybrid"),
     seeds=5,
     size_count=4,
 )
 
-SUITES = {s.name: s for s in (QUICK, NGJORDAN, LIKELIHOOD, FULL)}
+HYBRIDS = Suite(
+    name="hybrids",
+    doc=(
+        "Both paradigms working together: the class-conditional GAN, the JEM energy "
+        "classifier and the lambda sweep of the blended objective lam*log p(x,y) + "
+        "(1-lam)*log p(y|x) (lam = 0 ... 1), beside Gaussian NB with shared variances (lam = 1), "
+        "logistic regression and the VAE, on a synthetic task, breast cancer and 10-class "
+        "digits; 4 sizes x 5 seeds. Every model that samples also gets the sample-quality "
+        "metrics (feature-space Fréchet distance, classifier score, precision/recall, CAS). "
+        "Run: gdbench run --suite hybrids"
+    ),
+    tasks=("gauss_corr", "breast_cancer", "digits"),
+    models=("gan", "jem", *LAMBDA_SWEEP, "gnb_shared", "logreg", "vae"),
+    seeds=5,
+    size_count=4,
+)
+
+SUITES = {s.name: s for s in (QUICK, NGJORDAN, LIKELIHOOD, HYBRIDS, FULL)}
 
 
 def get(name: str) -> Suite:
