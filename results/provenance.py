@@ -84,13 +84,20 @@ def gdbench_version() -> str | None:
     return None if project is None else project.get("version")
 
 
+#: Run outputs inside the source tree: changes there (e.g. ``make reference`` replacing a
+#: committed reference run) do not make the code that produced a run differ from its commit.
+OUTPUT_PATHS = ("results/reference", "results/benchmarks", "runs")
+
+
 def git_state(directory: Path) -> tuple[str | None, bool | None]:
-    """(HEAD commit, whether the work tree has uncommitted or untracked changes) of the git
-    repository containing `directory`; (None, None) when git or a repository is missing."""
+    """(HEAD commit, whether the work tree has uncommitted or untracked changes outside the
+    run-output paths ``OUTPUT_PATHS``) of the git repository containing `directory`;
+    (None, None) when git or a repository is missing."""
     commit = _git(directory, "rev-parse", "HEAD")
     if commit is None:
         return None, None
-    status = _git(directory, "status", "--porcelain")
+    excluded = [f":(top,exclude){path}" for path in OUTPUT_PATHS]
+    status = _git(directory, "status", "--porcelain", "--", ":(top)", *excluded)
     return commit, (None if status is None else status != "")
 
 

@@ -282,6 +282,28 @@ def test_provenance_git_commit_matches_repository():
         assert isinstance(dirty, bool)
 
 
+def test_git_dirty_ignores_run_outputs_but_not_code(tmp_path):
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "results" / "reference" / "quick").mkdir(parents=True)
+    (tmp_path / "results" / "reference" / "quick" / "manifest.json").write_text("{}")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init")
+    assert provenance.git_state(tmp_path)[1] is False
+    # make reference replaces a committed run: deleted and new outputs are not code changes.
+    (tmp_path / "results" / "reference" / "quick" / "manifest.json").unlink()
+    (tmp_path / "results" / "reference" / "hybrids").mkdir()
+    (tmp_path / "results" / "reference" / "hybrids" / "rows.parquet").write_text("")
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "x").write_text("")
+    assert provenance.git_state(tmp_path)[1] is False
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert provenance.git_state(tmp_path)[1] is True
+
+
 def test_provenance_survives_missing_git(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     assert provenance.git_state(tmp_path) == (None, None)
