@@ -20,6 +20,7 @@ Measurement (``GridTiming``):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 import statistics
@@ -152,7 +153,7 @@ class GridTiming:
     ``measure_s``: seconds spent on repeats and cost analysis (not part of any time above).
     ``cached_programs`` counts the grid's programs (of 2) that the persistent compilation cache
     supplied, in which case ``compile_s`` is mostly the time to load them. A model that samples
-    has a third program, the sample-quality one (``build_quality_program``)."""
+    has sample-quality programs as well (``run_quality``)."""
 
     compile_s: float
     fit_s: float
@@ -319,70 +320,96 @@ QUALITY_TEST_MAX = 1000
 QUALITY_COLUMNS = ("fd", "classifier_score", "precision", "recall", "cas", "cas_real")
 
 
-def build_quality_program(task: Task, spec: ModelSpec, template):
-    """The (unjitted) sample-quality function of a grid, mapping over fitted cells.
+def build_sampling_program(task: Task, spec: ModelSpec, template):
+    """The (unjitted) sampling function of the sample-quality step, mapping over fitted cells.
 
-    Per cell: one sample per test example with its label (the first ``QUALITY_TEST_MAX`` test
-    examples), scored against those examples in the task's feature-classifier space
-    (``bench.quality.sample_quality``: Fréchet distance, classifier score, precision, recall);
-    and one sample per example of the cell's training part with its label, on which a fixed
-    logistic regression is trained and scored on the test set (CAS) next to the same
-    classifier trained on the training part itself (``bench.quality.cas``; the training part
-    without any validation part, which is what the model was fitted on). Samples are drawn in
-    the model's standardized units and mapped back to the task's original units, where the
-    feature classifier works.
+    Per cell: one sample per reference example (the first ``QUALITY_TEST_MAX`` test examples)
+    with its label, and one per example of the training pool with its label (the cell's
+    training part weighs them, so the synthetic training set has the cell's class counts);
+    drawn in the model's standardized units and returned in the task's original units, where
+    the feature classifier works.
     """
     graphdef, _ = nnx.split(template)
-    num_classes = task.num_classes
 
     def draw(model, key, y):
         keys = jax.random.split(key, y.shape[0])
         return jax.vmap(lambda k, c: model.sample(k, c, 1)[0])(keys, y)
 
-    def quality_cell(state, shift, scale, key, w_train, x_pool, y_pool, x_test, y_test, feat):
+    def sample_cell(state, shift, scale, key, y_ref, y_pool):
         model = nnx.merge(graphdef, state)
-        k_test, k_pool = jax.random.split(jax.random.fold_in(key, 0x0CA5))
-        x_ref, y_ref = x_test[:QUALITY_TEST_MAX], y_test[:QUALITY_TEST_MAX]
-        x_gen = draw(model, k_test, y_ref) * scale + shift
-        out = quality.sample_quality(feat, x_gen, y_ref, x_ref)
+        k_ref, k_pool = jax.random.split(jax.random.fold_in(key, 0x0CA5))
+        x_gen = draw(model, k_ref, y_ref) * scale + shift
         x_syn = draw(model, k_pool, y_pool) * scale + shift
-        cas, real = quality.cas(
-            x_syn, y_pool, w_train, x_pool, y_pool, w_train, x_test, y_test, num_classes
-        )
+        return x_gen, x_syn
+
+    def sample_grid(fitted, y_ref, y_pool):
+        fn = lambda c: sample_cell(*c, y_ref, y_pool)  # noqa: E731
+        batch = min(QUALITY_CELL_BATCH, fitted[1].shape[0])
+        return jax.lax.map(fn, tuple(fitted[:4]), batch_size=batch)
+
+    return sample_grid
+
+
+def _score_grid(x_gen, x_syn, w_train, x_pool, y_pool, x_test, y_test, feat, num_classes):
+    """Sample-quality columns of every cell from its samples (``build_sampling_program``):
+    ``bench.quality.sample_quality`` against the reference examples (Fréchet distance,
+    classifier score, precision, recall) and CAS with its real-data reference
+    (``bench.quality.cas``: the same fixed logistic regression trained on the samples and on
+    the cell's training part, the part the model was fitted on, both scored on the test set).
+    The same for every model of a task, so one compiled program serves them all."""
+    x_ref, y_ref = x_test[:QUALITY_TEST_MAX], y_test[:QUALITY_TEST_MAX]
+
+    def score_cell(c):
+        gen, syn, w = c
+        out = quality.sample_quality(feat, gen, y_ref, x_ref)
+        cas, real = quality.cas(syn, y_pool, w, x_pool, y_pool, w, x_test, y_test, num_classes)
         return {**{k: out[k] for k in QUALITY_COLUMNS[:4]}, "cas": cas, "cas_real": real}
 
-    def quality_grid(fitted, w_train, x_pool, y_pool, x_test, y_test, feat):
-        fn = lambda c: quality_cell(*c, x_pool, y_pool, x_test, y_test, feat)  # noqa: E731
-        cells = (*fitted[:4], w_train)
-        return jax.lax.map(fn, cells, batch_size=min(QUALITY_CELL_BATCH, w_train.shape[0]))
+    batch = min(QUALITY_CELL_BATCH, w_train.shape[0])
+    return jax.lax.map(score_cell, (x_gen, x_syn, w_train), batch_size=batch)
 
-    return quality_grid
+
+#: Compiled scoring programs by (class count, argument shapes): one per task and cell count.
+_SCORE_PROGRAMS: dict[tuple, Any] = {}
 
 
 def run_quality(task: Task, spec: ModelSpec, template, cells: plan.Cells, fitted):
     """Sample quality of the cells of the grid's largest size: ``({column: [cells]}, compile
-    seconds, run seconds, cells scored)``; NaN for the other cells."""
+    seconds, run seconds, cells scored)``; NaN for the other cells. Two programs: the model's
+    sampling program, and the scoring program, compiled once per task and cell count."""
     idx = np.flatnonzero(cells.sizes == cells.sizes.max())
     net = quality.feature_net(task)
     sub = jax.tree.map(lambda a: a[idx], tuple(fitted[:4]))
+    y_ref = jnp.asarray(task.y_test[:QUALITY_TEST_MAX])
+    y_pool = jnp.asarray(task.y_pool)
+    t0 = time.perf_counter()
+    sampler = jax.jit(build_sampling_program(task, spec, template)).lower(sub, y_ref, y_pool)
+    sampler = sampler.compile()
+    t1 = time.perf_counter()
+    x_gen, x_syn = jax.block_until_ready(sampler(sub, y_ref, y_pool))
+    t2 = time.perf_counter()
     args = (
-        sub,
+        x_gen,
+        x_syn,
         jnp.asarray(cells.w_train[idx]),
         jnp.asarray(task.x_pool),
-        jnp.asarray(task.y_pool),
+        y_pool,
         jnp.asarray(task.x_test),
         jnp.asarray(task.y_test),
         net.params,
     )
-    t0 = time.perf_counter()
-    compiled = jax.jit(build_quality_program(task, spec, template)).lower(*args).compile()
-    t1 = time.perf_counter()
-    out = jax.block_until_ready(compiled(*args))
-    t2 = time.perf_counter()
+    leaves, treedef = jax.tree.flatten(args)
+    key = (task.num_classes, str(treedef), tuple((a.shape, str(a.dtype)) for a in leaves))
+    if key not in _SCORE_PROGRAMS:
+        score = functools.partial(_score_grid, num_classes=task.num_classes)
+        _SCORE_PROGRAMS[key] = jax.jit(score).lower(*args).compile()
+    t3 = time.perf_counter()
+    out = jax.block_until_ready(_SCORE_PROGRAMS[key](*args))
+    t4 = time.perf_counter()
     columns = {k: np.full(cells.count, np.nan) for k in QUALITY_COLUMNS}
     for k in QUALITY_COLUMNS:
         columns[k][idx] = np.asarray(out[k], dtype=np.float64)
-    return columns, t1 - t0, t2 - t1, len(idx)
+    return columns, (t1 - t0) + (t3 - t2), (t2 - t1) + (t4 - t3), len(idx)
 
 
 _COMPUTATION = re.compile(r"^(ENTRY\s+)?%(\S+)\s+\(.*\{\s*$")
