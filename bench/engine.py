@@ -605,8 +605,12 @@ def run_cells(
     spec: ModelSpec,
     pairs: list[tuple[int, int]],
     cell_batch: int = DEFAULT_CELL_BATCH,
+    quality: bool = True,
 ) -> GridResult:
-    """Fit and evaluate the given (size, seed) cells of one (task, model) in one program."""
+    """Fit and evaluate the given (size, seed) cells of one (task, model) in one program.
+
+    ``quality``: also score the samples of a model that samples (``run_quality``; the
+    sample-quality columns stay NaN without it)."""
     plan.check_pairs(pairs, task)
     cells = plan.make_cells_for(
         task.y_pool, task.num_classes, pairs, validation=spec.cls.needs_validation
@@ -651,7 +655,7 @@ def run_cells(
     t7 = time.perf_counter()
     metrics = jax.tree.map(np.asarray, metrics)
     quality_cols, q_compile, q_run, q_cells = None, 0.0, 0.0, 0
-    if draws_samples(template, task):
+    if quality and draws_samples(template, task):
         quality_cols, q_compile, q_run, q_cells = run_quality(task, spec, template, cells, fitted)
     timing = GridTiming(
         compile_s=(t1 - t0) + (t4 - t3) + q_compile,

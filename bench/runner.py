@@ -42,6 +42,9 @@ class RunConfig:
     size_count: int
     smallest: int = 10
     cell_batch: int = engine.DEFAULT_CELL_BATCH
+    #: Score the samples of models that sample (``bench.engine.run_quality``); not part of the
+    #: run's identity (the quality columns of a cell are NaN where it was off).
+    quality: bool = True
     #: The suite's (generative, discriminative, description) pairs present in this run, in
     #: canonical model spellings; for the report, not part of the run's identity.
     pairs: tuple[tuple[str, str, str], ...] = ()
@@ -57,6 +60,7 @@ def make_config(
     models: list[str] | None = None,
     sizes: list[int] | None = None,
     seeds: int | None = None,
+    quality: bool = True,
 ) -> RunConfig:
     """The suite's grid with the given parts overridden. Names are checked here."""
     task_names = tuple(dict.fromkeys(tasks or suite.tasks))
@@ -78,6 +82,7 @@ def make_config(
         size_count=suite.size_count,
         smallest=suite.smallest,
         pairs=_pairs_present(suite, model_specs),
+        quality=quality,
     )
 
 
@@ -291,7 +296,9 @@ def _compute_missing(run: PreparedRun, task, spec) -> engine.GridTiming | None:
         if spec.paradigm == "reference":  # sk: models: scikit-learn on the CPU, outside JAX
             result = reference.run_cells(task, spec, missing)
         else:
-            result = engine.run_cells(task, spec, missing, run.config.cell_batch)
+            result = engine.run_cells(
+                task, spec, missing, run.config.cell_batch, quality=run.config.quality
+            )
         rows, timing, samples = result.rows, result.timing, result.samples
         traces = result.traces
     except Exception as error:  # noqa: BLE001 - recorded as failed cells; the sweep goes on

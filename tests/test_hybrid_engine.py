@@ -83,3 +83,15 @@ def test_a_well_specified_generative_model_scores_like_real_data():
     few = pd.DataFrame(engine.run_cells(task, models.get("gnb"), [(10, s) for s in range(3)]).rows)
     assert few["fd"].mean() > rows["fd"].mean()
     assert few["cas"].mean() < rows["cas"].mean()
+
+
+def test_no_quality_flag_skips_the_quality_programs(tmp_path):
+    out = tmp_path / "run"
+    argv = ["run", "--tasks", "gauss_nb", "--models", "gnb", "--sizes", "20", "--seeds", "2"]
+    assert cli.main([*argv, "--out", str(out), "--no-progress", "--no-quality"]) == 0
+    df = results.load(out)
+    assert df[list(engine.QUALITY_COLUMNS)].isna().all().all()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["quality"] is False
+    (grid,) = manifest["grids"].values()
+    assert grid["quality_cells"] == 0 and grid["quality_compile_s"] == 0
