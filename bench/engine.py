@@ -33,7 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from bench import compile_cache, env, plan, quality
+from bench import compile_cache, env, plan
+from bench import quality as sample_quality
 from bench.fit import run_plan
 from bench.metrics import classification_metrics
 from models.base import GenerativeModel
@@ -364,8 +365,10 @@ def _score_grid(x_gen, x_syn, w_train, x_pool, y_pool, x_test, y_test, feat, num
 
     def score_cell(c):
         gen, syn, w = c
-        out = quality.sample_quality(feat, gen, y_ref, x_ref)
-        cas, real = quality.cas(syn, y_pool, w, x_pool, y_pool, w, x_test, y_test, num_classes)
+        out = sample_quality.sample_quality(feat, gen, y_ref, x_ref)
+        cas, real = sample_quality.cas(
+            syn, y_pool, w, x_pool, y_pool, w, x_test, y_test, num_classes
+        )
         return {**{k: out[k] for k in QUALITY_COLUMNS[:4]}, "cas": cas, "cas_real": real}
 
     batch = min(QUALITY_CELL_BATCH, w_train.shape[0])
@@ -381,7 +384,7 @@ def run_quality(task: Task, spec: ModelSpec, template, cells: plan.Cells, fitted
     seconds, run seconds, cells scored)``; NaN for the other cells. Two programs: the model's
     sampling program, and the scoring program, compiled once per task and cell count."""
     idx = np.flatnonzero(cells.sizes == cells.sizes.max())
-    net = quality.feature_net(task)
+    net = sample_quality.feature_net(task)
     sub = jax.tree.map(lambda a: a[idx], tuple(fitted[:4]))
     y_ref = jnp.asarray(task.y_test[:QUALITY_TEST_MAX])
     y_pool = jnp.asarray(task.y_pool)
@@ -654,9 +657,14 @@ def run_cells(
     peak = env.device_peak()
     t7 = time.perf_counter()
     metrics = jax.tree.map(np.asarray, metrics)
-    quality_cols, q_compile, q_run, q_cells = None, 0.0, 0.0, 0
+    quality_cols, q_compile, q_run, q_cells, q_error = None, 0.0, 0.0, 0, ""
     if quality and draws_samples(template, task):
-        quality_cols, q_compile, q_run, q_cells = run_quality(task, spec, template, cells, fitted)
+        try:
+            quality_cols, q_compile, q_run, q_cells = run_quality(
+                task, spec, template, cells, fitted
+            )
+        except Exception as err:  # noqa: BLE001 - the grid's results stand without it
+            q_error = f"sample quality not computed: {type(err).__name__}: {err}"[:300]
     timing = GridTiming(
         compile_s=(t1 - t0) + (t4 - t3) + q_compile,
         fit_s=fit_rep.median_s,
@@ -698,6 +706,10 @@ def run_cells(
     if quality_cols is not None:
         metrics.update(quality_cols)
     rows = _rows(task, spec, template, cells, metrics, timing)
+    if q_error:  # on the cells it would have scored
+        for row in rows:
+            if row["n_train"] == int(cells.sizes.max()):
+                row["message"] = "; ".join(filter(None, [row["message"], q_error]))
     return GridResult(rows, timing, samples, traces)
 
 
