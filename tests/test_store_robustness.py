@@ -136,10 +136,10 @@ def test_cell_keys_cover_data_model_size_seed_and_code(tmp_path):
 def test_a_failing_grid_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
     real = engine.run_cells
 
-    def flaky(task, spec, pairs, cell_batch=engine.DEFAULT_CELL_BATCH):
+    def flaky(task, spec, pairs, cell_batch=engine.DEFAULT_CELL_BATCH, **options):
         if spec.name == "lda":
             raise RuntimeError("RESOURCE_EXHAUSTED: out of memory\nmore detail")
-        return real(task, spec, pairs, cell_batch)
+        return real(task, spec, pairs, cell_batch, **options)
 
     monkeypatch.setattr(engine, "run_cells", flaky)
     out = tmp_path / "run"
