@@ -49,12 +49,21 @@ QUICK = Suite(
         "generative/discriminative objective (hybrid) on four offline "
         "tasks (real two-class data, two-class and binarized ten-class digits, a synthetic "
         "task with known Bayes accuracy and density), 6 sizes x 5 seeds, with scikit-learn's "
-        "GaussianNB and LogisticRegression beside them as non-JAX references (sk:, run on "
-        "the CPU on the same subsets). About 3.5 minutes on a 2-core CPU from a cold "
-        "compilation cache, 1.7 warm. Run: gdbench run --suite quick"
+        "GaussianNB, LogisticRegression, DecisionTreeClassifier and MLPClassifier beside them "
+        "as non-JAX references (sk:, run on the CPU on the same subsets). About 4 minutes "
+        "on a 2-core CPU from a cold compilation cache, 2 warm. Run: gdbench run --suite quick"
     ),
     tasks=("breast_cancer", "digits_2v3", "digits_bin", "gauss_corr"),
-    models=(*CLASSICAL, "vae", "flow", "hybrid", "sk:GaussianNB", "sk:LogisticRegression"),
+    models=(
+        *CLASSICAL,
+        "vae",
+        "flow",
+        "hybrid",
+        "sk:GaussianNB",
+        "sk:LogisticRegression",
+        "sk:DecisionTreeClassifier",
+        "sk:MLPClassifier",
+    ),
     seeds=5,
 )
 
