@@ -210,7 +210,22 @@ class Model(nnx.Module):
         raise NotImplementedError
 
 
-class GenerativeModel(Model):
+class ClassPrior:
+    """Mixin for models with a class prior p(y) held in a ``log_class_prior`` variable ``[C]``,
+    set from the training subset's weighted class frequencies in a ``ClosedForm`` stage: the
+    generative models, and the hybrids that sample labels from it (``gan``, ``jem``)."""
+
+    def log_prior(self) -> Array:
+        """``log p(y=c)``, ``[C]``: by default the ``log_class_prior`` variable that
+        ``set_class_prior`` fills from the training subset's class frequencies."""
+        return self.log_class_prior[...]
+
+    def set_class_prior(self, counts: Array) -> None:
+        """Set ``log_class_prior`` to the log of the weighted class frequencies ``counts``."""
+        self.log_class_prior[...] = jnp.log(counts / counts.sum())
+
+
+class GenerativeModel(ClassPrior, Model):
     """A class-conditional density model p(x|y) p(y) that classifies by Bayes' rule.
 
     Subclasses implement ``class_log_probs`` (or ``log_prob``), ``log_prior`` and ``sample``.
@@ -234,15 +249,6 @@ class GenerativeModel(Model):
         """``log p(x | y)``, ``[B]`` in nats, summed over the event dimensions."""
         lp = self.class_log_probs(x)
         return jnp.take_along_axis(lp, y[:, None].astype(jnp.int32), axis=-1)[:, 0]
-
-    def log_prior(self) -> Array:
-        """``log p(y=c)``, ``[C]``: by default the ``log_class_prior`` variable that
-        ``set_class_prior`` fills from the training subset's class frequencies."""
-        return self.log_class_prior[...]
-
-    def set_class_prior(self, counts: Array) -> None:
-        """Set ``log_class_prior`` to the log of the weighted class frequencies ``counts``."""
-        self.log_class_prior[...] = jnp.log(counts / counts.sum())
 
     def predict_logits(self, x: Array) -> Array:
         """The log joint ``log p(x, y=c)``, ``[B, C]``: Bayes' rule up to normalisation."""

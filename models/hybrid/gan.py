@@ -60,7 +60,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from models.base import Adversarial, Array, ClosedForm, Model, class_counts
+from models.base import Adversarial, Array, ClassPrior, ClosedForm, Model, class_counts
 
 LOSSES = ("ns", "hinge")
 #: Trained variables of each network (the class prior, outside both, is set in closed form).
@@ -124,7 +124,7 @@ class Discriminator(nnx.Module):
         return self.classes(h)
 
 
-class GAN(Model):
+class GAN(ClassPrior, Model):
     """Class-conditional GAN (projection discriminator + auxiliary classifier).
 
     Args:
@@ -200,15 +200,7 @@ class GAN(Model):
     def estimate(self, x: Array, y: Array, w: Array) -> None:
         """Set only the class log-prior, from the weighted class counts."""
         _, counts = class_counts(y, w, self.num_classes)
-        self.set_class_prior(counts)
-
-    def set_class_prior(self, counts: Array) -> None:
-        """``log_class_prior`` = log of the weighted class frequencies ``counts``."""
-        self.log_class_prior[...] = jnp.log(counts / counts.sum())
-
-    def log_prior(self) -> Array:
-        """``log p(y=c)``, ``[C]``: the prior the fake labels are drawn from."""
-        return self.log_class_prior[...]
+        self.set_class_prior(counts)  # the prior the fake labels are drawn from
 
     def predict_logits(self, x: Array) -> Array:
         """The discriminator's auxiliary class logits, ``[B, C]``."""

@@ -64,7 +64,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from models.base import Array, ClosedForm, Gradient, Model, Paradigm, class_counts
+from models.base import Array, ClassPrior, ClosedForm, Gradient, Model, Paradigm, class_counts
 
 
 def langevin(
@@ -98,7 +98,7 @@ def langevin(
     return jax.lax.stop_gradient(x)
 
 
-class JEM(Model):
+class JEM(ClassPrior, Model):
     """Joint energy-based model: an MLP classifier whose logits are also an energy over x.
 
     Hyperparameters:
@@ -175,11 +175,7 @@ class JEM(Model):
     def estimate(self, x: Array, y: Array, w: Array) -> None:
         """The class prior from the weighted class counts of the training subset."""
         _, counts = class_counts(y, w, self.num_classes)
-        self.log_class_prior[...] = jnp.log(counts / jnp.maximum(counts.sum(), 1e-12))
-
-    def log_prior(self) -> Array:
-        """``log p(y=c)`` of the training subset, ``[C]``."""
-        return self.log_class_prior[...]
+        self.set_class_prior(counts)
 
     def predict_logits(self, x: Array) -> Array:
         """The classifier's logits ``f(x)``, ``[B, C]`` (also ``log p(x, y)`` up to a constant)."""
