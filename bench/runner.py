@@ -308,34 +308,27 @@ def _compute_missing(run: PreparedRun, task, spec) -> engine.GridTiming | None:
     keys = [keyed[pair] for pair in missing]
     name = part_name(task.name, spec.spec, keys)
     path = store.write_grid(run.out, pd.DataFrame(rows), name)
+    grid = f"{task.name}__{spec.spec}"
+    meta = {
+        "task": task.name,
+        "model": spec.spec,
+        "image_shape": list(task.image_shape) if task.image_shape else None,
+        "class_names": list(task.class_names),
+    }
     if samples is not None:
         store.write_samples(
             run.out,
-            f"{task.name}__{spec.spec}",
+            grid,
             samples["x"],
             real=_real_examples(task, engine.SAMPLES_PER_CLASS),
-            meta={
-                "task": task.name,
-                "model": spec.spec,
-                "n_train": samples["n_train"],
-                "seed": samples["seed"],
-                "image_shape": list(task.image_shape) if task.image_shape else None,
-                "class_names": list(task.class_names),
-            },
+            meta={**meta, "n_train": samples["n_train"], "seed": samples["seed"]},
         )
     if traces is not None:
         store.write_traces(
             run.out,
-            f"{task.name}__{spec.spec}",
+            grid,
             traces["arrays"],
-            meta={
-                "task": task.name,
-                "model": spec.spec,
-                "n_train": traces["n_train"],
-                "seeds": traces["seeds"],
-                "image_shape": list(task.image_shape) if task.image_shape else None,
-                "class_names": list(task.class_names),
-            },
+            meta={**meta, "n_train": traces["n_train"], "seeds": traces["seeds"]},
         )
     # Failed cells now recomputed: drop the parts that held only those failures.
     recomputed = set(keys)

@@ -89,6 +89,20 @@ def _root() -> str:
     return str(Path(__file__).resolve().parent.parent.parent)
 
 
+def _grid_args(task_names, models, sizes, seeds: int) -> list[str]:
+    """The grid's flags, which ``gdbench run`` and the baseline script both take."""
+    return [
+        "--tasks",
+        ",".join(task_names),
+        "--models",
+        ",".join(models),
+        "--sizes",
+        ",".join(map(str, sizes)),
+        "--seeds",
+        str(seeds),
+    ]
+
+
 def sklearn_process(
     task_names, models, sizes, seeds: int, out: Path, threads: int = 1
 ) -> tuple[float, dict]:
@@ -98,14 +112,7 @@ def sklearn_process(
         sys.executable,
         "-m",
         "bench.benchmarks.sklearn_loop",
-        "--tasks",
-        ",".join(task_names),
-        "--models",
-        ",".join(models),
-        "--sizes",
-        ",".join(map(str, sizes)),
-        "--seeds",
-        str(seeds),
+        *_grid_args(task_names, models, sizes, seeds),
         "--threads",
         str(threads),
         "--out",
@@ -121,14 +128,7 @@ def gdbench_process(task_names, models, sizes, seeds: int, out: Path, cache: Pat
     cmd = [
         *gdbench_command(),
         "run",
-        "--tasks",
-        ",".join(task_names),
-        "--models",
-        ",".join(models),
-        "--sizes",
-        ",".join(map(str, sizes)),
-        "--seeds",
-        str(seeds),
+        *_grid_args(task_names, models, sizes, seeds),
         "--out",
         str(out),
         "--no-progress",
