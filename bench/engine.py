@@ -250,7 +250,9 @@ class GridResult:
 
 def build_template(task: Task, spec: ModelSpec):
     """A model instance for this task (for its graph structure and declared properties)."""
-    return spec.build(task.dim, task.num_classes, nnx.Rngs(0), task.feature_kind)
+    return spec.build(
+        task.dim, task.num_classes, nnx.Rngs(0), task.feature_kind, task.image_shape
+    )
 
 
 def build_programs(task: Task, spec: ModelSpec, template, cell_batch: int = DEFAULT_CELL_BATCH):
@@ -270,7 +272,9 @@ def build_programs(task: Task, spec: ModelSpec, template, cell_batch: int = DEFA
             shift, scale = jnp.zeros(dim), jnp.ones(dim)
         z = (x_pool - shift) / scale
         k_init, k_fit = jax.random.split(key)
-        model = spec.build(dim, num_classes, nnx.Rngs(k_init), task.feature_kind)
+        model = spec.build(
+            dim, num_classes, nnx.Rngs(k_init), task.feature_kind, task.image_shape
+        )
         traces = run_plan(model, z, y_pool, w_train, w_val, k_fit) or {}
         return nnx.state(model), shift, scale, key, traces
 

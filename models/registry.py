@@ -196,12 +196,24 @@ class ModelSpec:
         config = {k: enc(v) for k, v in sorted(self.config.items())}
         return json.dumps({**config, "calibration": self.cls.calibration})
 
-    def build(self, dim: int, num_classes: int, rngs, feature_kind: str | None = None):
+    def build(
+        self,
+        dim: int,
+        num_classes: int,
+        rngs,
+        feature_kind: str | None = None,
+        image_shape: tuple[int, ...] | None = None,
+    ):
         """An instance for a task of ``dim`` features and ``num_classes`` classes. A model whose
-        constructor takes ``feature_kind`` ("real", "binary", "integer") is told the task's."""
+        constructor takes ``feature_kind`` ("real", "binary", "integer") is told the task's;
+        one whose constructor takes ``image_shape`` is told the task's ``(H, W)`` or
+        ``(H, W, C)`` (None for a task that is not an image task)."""
         kwargs = dict(self.hparams)
-        if feature_kind is not None and "feature_kind" in self._params():
+        params = self._params()
+        if feature_kind is not None and "feature_kind" in params:
             kwargs["feature_kind"] = feature_kind
+        if "image_shape" in params:
+            kwargs["image_shape"] = None if image_shape is None else tuple(image_shape)
         return self.cls(dim, num_classes, rngs=rngs, **kwargs)
 
     def _params(self):
@@ -241,7 +253,7 @@ def get(spec: str) -> ModelSpec | ReferenceSpec:
     module, cls_name, _ = REGISTRY[name]
     cls = getattr(importlib.import_module(module), cls_name)
     params = inspect.signature(cls.__init__).parameters
-    internal = ("rngs", "feature_kind")
+    internal = ("rngs", "feature_kind", "image_shape")
     tunable = [k for k, p in params.items() if p.kind == p.KEYWORD_ONLY and k not in internal]
     hparams = []
     for item in filter(None, query.split("&")):
