@@ -6,6 +6,11 @@ the intercept is not penalized. ``C=inf`` removes the penalty (plain maximum lik
 does not exist on separable data: the weights then grow for every Newton step taken). Two-class
 tasks use one weight vector (logit of class 1 against class 0), as scikit-learn does; more
 classes use one weight vector per class (the symmetric softmax parameterization).
+
+``solver=adam`` is for inputs too wide for Newton's ``[(D+1)K, (D+1)K]`` Hessian (images: 7,850
+parameters for MNIST): minibatch AdamW in ``lax.scan`` on the mean cross-entropy, with the L2
+penalty applied as AdamW's decoupled weight decay ``weight_decay`` (``C`` is then unused), for
+``steps`` steps of ``batch_size`` examples.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from models.base import Array, Model, Newton
+from models.base import Array, Gradient, Model, Newton
 
 
 def binary_aware_logits(scores: Array, num_classes: int) -> Array:
@@ -47,16 +52,34 @@ class LogisticRegression(Model):
         rngs: nnx.Rngs,
         C: float = 1.0,
         newton_steps: int = 25,
+        solver: str = "newton",
+        steps: int = 1000,
+        batch_size: int = 128,
+        learning_rate: float = 3e-3,
+        weight_decay: float = 1e-4,
     ):
         del rngs
+        if solver not in ("newton", "adam"):
+            raise ValueError(f"logreg solver must be 'newton' or 'adam', got '{solver}'")
         self.num_classes = num_classes
         self.C = float(C)
         self.newton_steps = newton_steps
+        self.solver = solver
+        self.adam = Gradient(
+            steps=steps,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            weight_decay=weight_decay,
+            eval_every=steps,
+            select_on_val=False,
+        )
         outputs = 1 if num_classes == 2 else num_classes
         self.w = nnx.Param(jnp.zeros((dim, outputs)))
         self.b = nnx.Param(jnp.zeros((outputs,)))
 
     def fit_plan(self):
+        if self.solver == "adam":
+            return (self.adam,)
         return (Newton(steps=self.newton_steps, linear_scores=("w", "b")),)
 
     def predict_logits(self, x: Array) -> Array:
