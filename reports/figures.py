@@ -156,10 +156,11 @@ def _learning_curve_figure(rows: pd.DataFrame, task: str, colors: dict) -> Figur
 def sample_grids(samples: list[dict], out_dir: str | Path) -> list[Path]:
     """Per image task, one figure: real test examples, then each generative model's samples.
 
-    Each panel shows one row per class (``SAMPLES_PER_CLASS`` images); pixel values are drawn
-    on the task's own scale, shared by all panels of the figure. Tasks without an image
-    shape get no figure. Writes out_dir/figures/samples_<task>.{png,svg,pdf} and returns the
-    paths written.
+    Each panel shows one row per class (``SAMPLES_PER_CLASS`` images). Single-channel images
+    (``image_shape`` (H, W)) are drawn in grey on the task's own pixel scale, shared by all
+    panels of the figure; colour images (``image_shape`` (H, W, 3)) in RGB, each image rescaled
+    to [0, 1] over its own range (``colour_image``). Tasks without an image shape get no
+    figure. Writes out_dir/figures/samples_<task>.{png,svg,pdf} and returns the paths written.
     """
     by_task: dict[str, list[dict]] = {}
     for item in samples:
@@ -167,7 +168,7 @@ def sample_grids(samples: list[dict], out_dir: str | Path) -> list[Path]:
             by_task.setdefault(item["task"], []).append(item)
     written = []
     for task, items in sorted(by_task.items()):
-        shape = tuple(items[0]["image_shape"])
+        shape = tuple(int(s) for s in items[0]["image_shape"])
         panels = [("real (test set)", items[0]["real"])]
         panels += [(f"{it['model']} (n={it['n_train']})", it["samples"]) for it in items]
         finite = np.concatenate([np.ravel(p[np.isfinite(p)]) for _, p in panels])
@@ -177,23 +178,63 @@ def sample_grids(samples: list[dict], out_dir: str | Path) -> list[Path]:
         fig = Figure(figsize=(3.0 * cols, 3.2 * rows), dpi=120, layout="constrained")
         for k, (title, x) in enumerate(panels):
             ax = fig.add_subplot(rows, cols, k + 1)
-            ax.imshow(_mosaic(x, shape), cmap="gray_r", vmin=low, vmax=high)
+            if is_colour(shape):
+                ax.imshow(_mosaic(x, shape), interpolation="nearest")
+            else:
+                ax.imshow(_mosaic(x, shape), cmap="gray_r", vmin=low, vmax=high)
             ax.set_title(_tex(title), fontsize="small")
             ax.set_xticks([])
             ax.set_yticks([])
-        fig.suptitle(f"{_tex(task)}: samples per class (one row per class)")
+        how = "; colours rescaled per image" if is_colour(shape) else ""
+        fig.suptitle(f"{_tex(task)}: samples per class (one row per class{how})")
         written += save_figure(fig, out_dir, f"samples_{safe_name(task)}")
     return written
 
 
-def _mosaic(x: np.ndarray, shape: tuple[int, int], gap: int = 1) -> np.ndarray:
-    """``[C, n, H*W]`` images as one array: C rows of n images, NaN gaps between them."""
+def is_colour(shape: tuple[int, ...]) -> bool:
+    """Whether ``image_shape`` is that of RGB images, (H, W, 3)."""
+    return len(shape) == 3 and int(shape[2]) == 3
+
+
+def colour_image(pixels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """One flattened (H, W, 3) image as RGBA in [0, 1] for ``imshow``, rescaled per image.
+
+    The image's lowest finite value becomes 0 and its highest 1 (all channels together, so
+    hues are kept); a constant image is mid-grey and non-finite pixels are black. Samples of a
+    generative model are on the task's scale (e.g. 0..255), may overshoot it, and ``imshow``
+    needs RGB floats in [0, 1].
+    """
+    image = np.asarray(pixels, dtype=float).reshape(shape)
+    finite = np.isfinite(image)
+    rgb = np.full(image.shape, 0.5)
+    if finite.any():
+        low, high = image[finite].min(), image[finite].max()
+        if high > low:
+            rgb = (image - low) / (high - low)
+    rgb = np.where(finite, rgb, 0.0)
+    return np.concatenate([rgb, np.ones((*image.shape[:2], 1))], axis=-1)
+
+
+def grey_image(pixels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """One flattened image of shape (H, W) or (H, W, C) as (H, W) (the channels' mean)."""
+    h, w = int(shape[0]), int(shape[1])
+    return np.asarray(pixels, dtype=float).reshape(h, w, -1).mean(axis=-1)
+
+
+def _mosaic(x: np.ndarray, shape: tuple[int, ...], gap: int = 1) -> np.ndarray:
+    """``[C, n, D]`` images as one array: C rows of n images with gaps between them.
+
+    Grey images give an (rows, cols) array with NaN gaps; colour images (``is_colour``) an
+    (rows, cols, 4) RGBA array (``colour_image``) whose gaps are transparent.
+    """
     classes, n, _ = x.shape
-    h, w = shape
-    out = np.full((classes * (h + gap), n * (w + gap)), np.nan)
+    h, w = int(shape[0]), int(shape[1])
+    colour = is_colour(shape)
+    size = (classes * (h + gap), n * (w + gap))
+    out = np.zeros((*size, 4)) if colour else np.full(size, np.nan)
     for c in range(classes):
         for j in range(n):
-            image = x[c, j].reshape(h, w)
+            image = colour_image(x[c, j], shape) if colour else grey_image(x[c, j], shape)
             out[c * (h + gap) : c * (h + gap) + h, j * (w + gap) : j * (w + gap) + w] = image
     return out
 

@@ -43,7 +43,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from reports import latex
-from reports.figures import _facets, _tex, save_figure
+from reports.figures import _facets, _tex, colour_image, grey_image, is_colour, save_figure
 from reports.stats import check_unique_cells, summarize, t_half_width
 from reports.tables import DASH, DECIMALS, fmt_mean_ci, table
 from results.store import safe_name
@@ -353,18 +353,22 @@ def training_samples_markdown(
 
 def training_samples_figure(item: dict[str, Any]) -> Figure:
     """A grid of ``trace_samples [T, C, k, D]``: row t holds, class by class, the k samples of
-    trace point t, each reshaped to `image_shape`; rows labelled by their step."""
+    trace point t, each reshaped to `image_shape`; rows labelled by their step. Grey images
+    share the figure's pixel scale; colour ones, (H, W, 3), are each rescaled to [0, 1]."""
     x = np.asarray(item["trace_samples"], dtype=float)
-    shape = (int(item["image_shape"][0]), int(item["image_shape"][1]))
+    shape = tuple(int(s) for s in item["image_shape"])
     mosaic, row_centres, class_centres = sample_mosaic(x, shape)
     finite = x[np.isfinite(x)]
     low, high = np.percentile(finite, [1, 99]) if finite.size else (0.0, 1.0)
-    height, width = mosaic.shape
+    height, width = mosaic.shape[:2]
     fig_w = float(np.clip(width / 40.0, 5.0, 16.0))
     fig_h = float(np.clip(fig_w * height / width + 0.9, 2.0, 22.0))
     fig = Figure(figsize=(fig_w, fig_h), dpi=120, layout="constrained")
     ax = fig.add_subplot()
-    ax.imshow(mosaic, cmap="gray_r", vmin=low, vmax=high, interpolation="nearest")
+    if is_colour(shape):
+        ax.imshow(mosaic, interpolation="nearest")
+    else:
+        ax.imshow(mosaic, cmap="gray_r", vmin=low, vmax=high, interpolation="nearest")
     steps = np.asarray(item["trace_step"]).astype(int)
     ax.set_yticks(row_centres, [f"step {s}" for s in steps[: len(row_centres)]])
     ax.xaxis.tick_top()
@@ -383,25 +387,31 @@ def training_samples_figure(item: dict[str, Any]) -> Figure:
 
 
 def sample_mosaic(
-    x: np.ndarray, shape: tuple[int, int], gap: int = 1, class_gap: int = 3
+    x: np.ndarray, shape: tuple[int, ...], gap: int = 1, class_gap: int = 3
 ) -> tuple[np.ndarray, list[float], list[float]]:
-    """``[T, C, k, H*W]`` images as one array of T rows, each C blocks of k images.
+    """``[T, C, k, D]`` images of `shape` (H, W) or (H, W, C) as one array of T rows, each C
+    blocks of k images.
 
-    Images are separated by `gap` NaN pixels, class blocks by `class_gap`. Returns the mosaic
-    and the centres (in pixels) of its rows and of its class blocks, for axis labels.
+    Images are separated by `gap` NaN pixels, class blocks by `class_gap`; colour images
+    (H, W, 3) give an RGBA mosaic (``reports.figures.colour_image``, each image rescaled to
+    [0, 1]) whose gaps are transparent. Returns the mosaic and the centres (in pixels) of its
+    rows and of its class blocks, for axis labels.
     """
     steps, classes, k, _ = x.shape
-    h, w = shape
+    h, w = int(shape[0]), int(shape[1])
+    colour = is_colour(shape)
     block = k * (w + gap) - gap
     width = classes * block + (classes - 1) * class_gap
-    out = np.full((steps * (h + gap) - gap, width), np.nan)
+    size = (steps * (h + gap) - gap, width)
+    out = np.zeros((*size, 4)) if colour else np.full(size, np.nan)
     for t in range(steps):
         top = t * (h + gap)
         for c in range(classes):
             left = c * (block + class_gap)
             for j in range(k):
                 col = left + j * (w + gap)
-                out[top : top + h, col : col + w] = x[t, c, j].reshape(h, w)
+                image = colour_image(x[t, c, j], shape) if colour else grey_image(x[t, c, j], shape)
+                out[top : top + h, col : col + w] = image
     rows = [t * (h + gap) + (h - 1) / 2 for t in range(steps)]
     cols = [c * (block + class_gap) + (block - 1) / 2 for c in range(classes)]
     return out, rows, cols

@@ -12,6 +12,16 @@ FeatureKind = Literal["real", "binary", "integer"]
 Preprocess = Literal["standardize", "none"]
 
 
+#: ``Task.transform`` of dequantized integer data (``dequantize``).
+DEQUANTIZE = "dequantize(u~U[0,1))"
+
+
+def dequantize(x: np.ndarray, seed: int) -> np.ndarray:
+    """Integer values plus uniform noise in [0, 1), drawn once with a fixed seed: a continuous
+    density of the result bounds the discrete likelihood of the integers (Theis et al. 2016)."""
+    return (x + np.random.default_rng(seed).uniform(0.0, 1.0, size=x.shape)).astype(np.float32)
+
+
 class TaskError(ValueError):
     """A task name or task data that cannot be used (one-line message)."""
 
@@ -36,7 +46,9 @@ class Task:
       split: how the pool/test split was made.
       bayes_accuracy: the Bayes-optimal test accuracy when known (synthetic tasks).
       true_log_lik: mean exact ``log p(x)`` over the test set in nats when known.
-      image_shape: ``(H, W)`` for image-like tasks, else None.
+      image_shape: for image tasks, the shape each row of ``x`` reshapes to (pixels in
+        (H, W, C) order): ``(H, W)`` for single-channel images, ``(H, W, C)`` for colour ones
+        (e.g. ``(32, 32, 3)``); None for tasks that are not images.
       transform: what was done to the raw data before the split, e.g. dequantization or
         binarization (empty if nothing).
     """
@@ -56,7 +68,7 @@ class Task:
     split: str
     bayes_accuracy: float | None = None
     true_log_lik: float | None = None
-    image_shape: tuple[int, int] | None = None
+    image_shape: tuple[int, ...] | None = None
     transform: str = ""
 
     @property

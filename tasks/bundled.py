@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tasks.base import Task, stratified_split
+from tasks.base import DEQUANTIZE, Task, dequantize, stratified_split
 
 TEST_FRACTION = 0.3
 SPLIT_SEED = 0
@@ -33,14 +33,6 @@ def _sklearn_data(loader_name: str) -> tuple[np.ndarray, np.ndarray, list[str], 
     return bunch.data, bunch.target, [str(n) for n in bunch.target_names], sklearn.__version__
 
 
-DEQUANTIZE = "dequantize(u~U[0,1))"
-
-
-def _dequantize(x: np.ndarray, seed: int) -> np.ndarray:
-    """Integer values plus uniform noise in [0, 1), drawn once with a fixed seed."""
-    return (x + np.random.default_rng(seed).uniform(0.0, 1.0, size=x.shape)).astype(np.float32)
-
-
 def _make(
     name, x, y, class_names, version, kind, description, loader_name, image_shape=None,
     transform="",
@@ -50,7 +42,7 @@ def _make(
     y = np.asarray(y, dtype=np.int32)
     x_pool, x_test = x[pool], x[test]
     if kind == "integer":
-        x_pool, x_test = _dequantize(x_pool, 1), _dequantize(x_test, 2)
+        x_pool, x_test = dequantize(x_pool, 1), dequantize(x_test, 2)
         kind, transform = "real", DEQUANTIZE
     return Task(
         name=name,

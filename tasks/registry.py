@@ -31,7 +31,11 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
 #: name prefix -> (module with ``check(name)`` and ``load(name)``, usage, description)
 PREFIXES: dict[str, tuple[str, str, str]] = {
     "csv:": ("tasks.csv_task", "csv:<path>[?target=<column>]", "a CSV table of your own"),
-    "tfds:": ("tasks.tfds_task", "tfds:<name>", "a prepared TFDS image dataset, e.g. tfds:mnist"),
+    "tfds:": (
+        "tasks.tfds_task",
+        "tfds:<name>[?binarize=<t>|?dequantize=0]",
+        "a prepared TFDS image dataset, e.g. tfds:mnist",
+    ),
 }
 
 
