@@ -39,6 +39,42 @@ def _gaussian_log_density(x: Array, mean: Array, chol: Array) -> Array:
     return -0.5 * (z**2).sum(0) - half_logdet - 0.5 * x.shape[-1] * _LOG_2PI
 
 
+def masked_cholesky(cov: Array, mask: Array) -> Array:
+    """Cholesky factors ``[B, D, D]`` of ``cov [D, D]`` with, per row of ``mask [B, D]``
+    (1 = observed), the missing rows and columns replaced by those of the identity.
+
+    After a symmetric permutation putting the observed features first, that matrix is
+    ``diag(Sigma_oo, I)``: its Gaussian density at the residual with the missing entries set to
+    0 is ``N(r_obs; 0, Sigma_oo) * (2 pi)^(-m/2)`` for ``m`` missing features. So the marginal
+    density of the observed features comes out of fixed-shape arrays whatever the mask (see
+    ``masked_log_density``). One factorization per row, ``O(B D^3)``.
+    """
+    observed = (mask > 0).astype(cov.dtype)
+    both = observed[:, :, None] * observed[:, None, :]
+    eye = jnp.eye(cov.shape[-1], dtype=cov.dtype)
+    return jnp.linalg.cholesky(cov[None] * both + eye * (1.0 - observed)[:, None])
+
+
+def masked_log_density(resid: Array, mask: Array, factor: Array) -> Array:
+    """``log N(r_obs; 0, Sigma_oo)`` for residuals ``resid [B, D, K]`` (K right-hand sides per
+    row, e.g. one per class, sharing the row's covariance) with ``factor = masked_cholesky(Sigma,
+    mask)``; ``[B, K]`` nats. Missing entries of ``resid`` are ignored (set to 0)."""
+    observed = (mask > 0).astype(factor.dtype)
+    resid = jnp.where(mask[:, :, None] > 0, resid, 0.0)
+    z = jax.scipy.linalg.solve_triangular(factor, resid, lower=True)
+    half_logdet = jnp.log(jnp.diagonal(factor, axis1=-2, axis2=-1)).sum(-1)
+    norm = half_logdet + 0.5 * observed.sum(-1) * _LOG_2PI
+    return -0.5 * (z**2).sum(1) - norm[:, None]
+
+
+def masked_gaussian_log_density(x: Array, mask: Array, mean: Array, chol: Array) -> Array:
+    """``log N(x_obs; mean_obs, Sigma_oo)`` of the observed features of each row, ``[B]`` nats:
+    ``x [B, D]``, ``mask [B, D]`` (1 = observed, 0 = missing), ``mean [D]``, lower-triangular
+    ``chol [D, D]`` with ``Sigma = L L^T`` (see ``masked_cholesky``)."""
+    factor = masked_cholesky(chol @ chol.T, mask)
+    return masked_log_density((x - mean)[..., None], mask, factor)[:, 0]
+
+
 class _GaussianDiscriminant(GenerativeModel):
     """Shared machinery: class means, priors and one Cholesky factor per class."""
 
@@ -75,6 +111,25 @@ class _GaussianDiscriminant(GenerativeModel):
     def class_log_probs(self, x: Array) -> Array:
         per_class = jax.vmap(_gaussian_log_density, in_axes=(None, 0, 0), out_axes=-1)
         return per_class(x, self.mean[...], self.chol[...])
+
+    def marginal_logits(self, x: Array, mask: Array) -> Array:
+        """``log p(x_obs, y=c)``, ``[B, C]`` nats: the Gaussian marginal of the observed
+        features (``mask`` 1; 0 = missing, ``[B, D]``), i.e. the sub-vector of the class mean
+        and the sub-matrix of its covariance (``masked_gaussian_log_density``). Costs one
+        ``D x D`` Cholesky factorization per example and class (per example for ``lda``,
+        whose covariance is shared)."""
+        if self.shared_covariance:
+            # One factorization per example serves every class.
+            chol = self.chol[...][0]
+            factor = masked_cholesky(chol @ chol.T, mask)
+            resid = x[:, :, None] - self.mean[...].T[None]  # [B, D, C]
+            log_n = masked_log_density(resid, mask, factor)
+        else:
+            per_class = jax.vmap(
+                masked_gaussian_log_density, in_axes=(None, None, 0, 0), out_axes=-1
+            )
+            log_n = per_class(x, mask, self.mean[...], self.chol[...])
+        return log_n + self.log_prior()[None, :]
 
     def sample(self, key: Array, y: int | Array, n: int) -> Array:
         mean, chol = self.mean[...][y], self.chol[...][y]

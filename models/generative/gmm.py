@@ -45,6 +45,7 @@ from models.base import (
     class_counts,
     weighted_feature_variance,
 )
+from models.generative.discriminant import masked_gaussian_log_density
 
 _LOG_2PI = math.log(2.0 * math.pi)
 #: Total responsibility below which a component counts as empty and keeps its parameters.
@@ -174,6 +175,32 @@ class GMM(GenerativeModel):
 
     def class_log_probs(self, x: Array) -> Array:
         return jax.nn.logsumexp(self.component_log_probs(x), axis=-1)
+
+    def marginal_logits(self, x: Array, mask: Array) -> Array:
+        """``log p(x_obs, y=c)``, ``[B, C]`` nats, the missing features (``mask`` 0; 1 =
+        observed, ``[B, D]``) integrated out. The marginal of a mixture is the mixture of the
+        components' marginals with the same weights: diagonal components drop the missing
+        features' terms; full ones use the observed sub-covariance
+        (``discriminant.masked_gaussian_log_density``, one Cholesky factorization per
+        example and component)."""
+        num_classes, k, dim = self.means.shape
+        mu = self.means[...].reshape(num_classes * k, dim)
+        observed = (mask > 0).astype(mu.dtype)
+        if self.covariance == "diag":
+            var = self.var[...].reshape(num_classes * k, dim)
+            prec = 1.0 / var
+            xo = jnp.where(mask > 0, x, 0.0)
+            quad = (xo**2) @ prec.T - 2.0 * xo @ (mu * prec).T + observed @ (mu**2 * prec).T
+            log_n = -0.5 * (jnp.maximum(quad, 0.0) + observed @ jnp.log(var).T)
+            log_n = log_n - 0.5 * observed.sum(-1, keepdims=True) * _LOG_2PI
+        else:
+            chol = self.chol[...].reshape(num_classes * k, dim, dim)
+            per_component = jax.vmap(
+                masked_gaussian_log_density, in_axes=(None, None, 0, 0), out_axes=-1
+            )
+            log_n = per_component(x, mask, mu, chol)
+        joint = log_n.reshape(-1, num_classes, k) + self.log_weights[...][None]
+        return jax.nn.logsumexp(joint, axis=-1) + self.log_prior()[None, :]
 
     def sample(self, key: Array, y: int | Array, n: int) -> Array:
         """Draw a component by its weight, then from that component's Gaussian; ``[n, D]``."""

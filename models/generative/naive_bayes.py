@@ -72,6 +72,16 @@ class GaussianNB(GenerativeModel):
         sq = (x[:, None, :] - mean[None]) ** 2 / var[None]
         return -0.5 * (sq + jnp.log(var)[None] + _LOG_2PI).sum(-1)
 
+    def marginal_logits(self, x: Array, mask: Array) -> Array:
+        """``log p(x_obs, y=c)``, ``[B, C]`` nats: the missing features (``mask`` 0; 1 =
+        observed, ``[B, D]``) integrated out, which for independent features drops their
+        terms (missing entries of ``x`` are ignored, NaN included). All ones gives
+        ``predict_logits``."""
+        mean, var = self.mean[...], self.var[...]
+        sq = (x[:, None, :] - mean[None]) ** 2 / var[None]
+        terms = jnp.where(mask[:, None, :] > 0, sq + jnp.log(var)[None] + _LOG_2PI, 0.0)
+        return -0.5 * terms.sum(-1) + self.log_prior()[None, :]
+
     def sample(self, key: Array, y: int | Array, n: int) -> Array:
         mean, std = self.mean[...][y], jnp.sqrt(self.var[...][y])
         return mean + std * jax.random.normal(key, (n, mean.shape[-1]))
@@ -122,6 +132,14 @@ class BernoulliNB(GenerativeModel):
         xb = self._binary(x)
         # log p(x|c) = sum_d x_d log p + (1 - x_d) log(1 - p) = x . logit + sum_d log(1 - p)
         return xb @ logit.T + jax.nn.log_sigmoid(-logit).sum(-1)[None, :]
+
+    def marginal_logits(self, x: Array, mask: Array) -> Array:
+        """``log p(x_obs, y=c)``, ``[B, C]`` nats, the missing features (``mask`` 0; 1 =
+        observed, ``[B, D]``) integrated out: their Bernoulli terms dropped."""
+        logit = self.logit_p[...]
+        observed = (mask > 0).astype(logit.dtype)
+        xb = jnp.where(mask > 0, self._binary(x), 0.0)
+        return xb @ logit.T + observed @ jax.nn.log_sigmoid(-logit).T + self.log_prior()[None, :]
 
     def sample(self, key: Array, y: int | Array, n: int) -> Array:
         p = jax.nn.sigmoid(self.logit_p[...][y])

@@ -175,6 +175,15 @@ class BlendedGaussian(GenerativeModel):
         sq = (x[:, None, :] - mean[None]) ** 2 / var
         return -0.5 * (sq + jnp.log(var) + _LOG_2PI).sum(-1)
 
+    def marginal_logits(self, x: Array, mask: Array) -> Array:
+        """``log p(x_obs, y=c)``, ``[B, C]`` nats: the missing features (``mask`` 0; 1 =
+        observed, ``[B, D]``) integrated out, which for these independent Gaussian features
+        drops their terms. All ones gives ``predict_logits``."""
+        mean, var = self.mean[...], self.variance
+        sq = (x[:, None, :] - mean[None]) ** 2 / var
+        terms = jnp.where(mask[:, None, :] > 0, sq + jnp.log(var) + _LOG_2PI, 0.0)
+        return -0.5 * terms.sum(-1) + self.log_prior()[None, :]
+
     def blended_loss(self, x: Array, y: Array) -> Array:
         """Per-example ``lam * (-log p(x, y)) + (1 - lam) * (-log p(y | x))``, ``[B]`` nats."""
         joint = self.predict_logits(x)
