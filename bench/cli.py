@@ -9,6 +9,7 @@ with status 2; nothing already stored is touched.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -30,6 +31,16 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(
             f"'{text}' is not a comma-separated list of integers, e.g. 10,20,40"
         ) from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a positive integer")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,6 +74,23 @@ def _parser() -> argparse.ArgumentParser:
         help="skip the sample-quality metrics (FD, classifier score, precision/recall, CAS) of "
         "models that sample: two fewer programs to compile per such grid",
     )
+    run.add_argument(
+        "--devices",
+        type=_positive_int,
+        metavar="N",
+        help="split each grid's cells over the first N local devices (default: all; 1: no "
+        "sharding); the numbers do not depend on it",
+    )
+    run.add_argument(
+        "--distributed",
+        action="store_true",
+        help="join a jax.distributed cluster (auto-detected on TPU pods, SLURM, ...; or set by "
+        "--coordinator/--num-processes/--process-id): every process runs the same command "
+        "into the same shared --out and computes its share of every grid's cells",
+    )
+    run.add_argument("--coordinator", metavar="HOST:PORT", help="jax.distributed coordinator")
+    run.add_argument("--num-processes", type=_positive_int, metavar="N", help="processes in all")
+    run.add_argument("--process-id", type=int, metavar="I", help="this process, 0..N-1")
     cache = run.add_mutually_exclusive_group()
     cache.add_argument(
         "--compile-cache",
@@ -93,6 +121,20 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     sub.add_parser("env", help="devices, versions and a measured matmul peak")
+
+    prep = sub.add_parser(
+        "prepare",
+        help="download and prepare TFDS datasets for tfds:<name> tasks (needs network access "
+        "and tensorflow)",
+    )
+    prep.add_argument("names", nargs="+", metavar="TASK", help="tfds:<name>, e.g. tfds:mnist")
+    prep.add_argument(
+        "--data-dir",
+        type=Path,
+        metavar="DIR",
+        help="TFDS data directory (default: the one gdbench reads: $GDBENCH_TFDS_DIR, else "
+        "$TFDS_DATA_DIR, else ~/tensorflow_datasets)",
+    )
     return p
 
 
@@ -119,7 +161,33 @@ def _cmd_list(args) -> int:
 
 
 def _cmd_run(args) -> int:
-    from bench import compile_cache, suites
+    from bench import sharding
+
+    explicit = (args.coordinator, args.num_processes, args.process_id)
+    if args.distributed or any(v is not None for v in explicit):
+        if any(v is not None for v in explicit) and None in explicit:
+            raise UsageError("--coordinator, --num-processes and --process-id go together")
+        # Before anything else starts JAX's backends.
+        sharding.initialize_distributed(sharding.Distributed(*explicit))
+        try:
+            return _run_grids(args)
+        except BaseException as e:  # noqa: BLE001 - reported, then this process ends at once
+            # The other processes would wait for this one at the coordinator's shutdown
+            # barrier; ending now lets the coordinator see it gone.
+            if isinstance(e, _expected_errors()):
+                print(f"gdbench: error: {e}", file=sys.stderr)
+            else:
+                import traceback
+
+                traceback.print_exc()
+            sys.stderr.flush()
+            sys.stdout.flush()
+            os._exit(EXIT_USAGE if isinstance(e, _expected_errors()) else 1)
+    return _run_grids(args)
+
+
+def _run_grids(args) -> int:
+    from bench import compile_cache, sharding, suites
 
     cache_dir = compile_cache.enable(
         None if args.no_compile_cache else args.compile_cache or compile_cache.default_dir()
@@ -129,8 +197,20 @@ def _cmd_run(args) -> int:
     from bench import runner
 
     config = runner.make_config(
-        suite, args.tasks, args.models, args.sizes, args.seeds, quality=not args.no_quality
+        suite,
+        args.tasks,
+        args.models,
+        args.sizes,
+        args.seeds,
+        quality=not args.no_quality,
+        devices=args.devices,
     )
+    if args.devices is not None:
+        try:
+            sharding.local_devices(args.devices)
+        except ValueError as e:  # more devices than this process has
+            raise UsageError(str(e)) from None
+
     out = args.out or Path("runs") / suite.name
     if args.resume and not (out / "manifest.json").is_file():
         raise UsageError(f"--resume: '{out}' holds no gdbench run to resume")
@@ -207,6 +287,16 @@ def _cmd_compare(args) -> int:
     return 0
 
 
+def _cmd_prepare(args) -> int:
+    from tasks import tfds_task
+
+    for name in args.names:  # every name is checked before anything is downloaded
+        tfds_task.check_prepare(name)
+    for name in args.names:
+        tfds_task.prepare(name, args.data_dir, echo=print)
+    return 0
+
+
 def _cmd_env(args) -> int:
     from bench import env
 
@@ -239,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         "report": _cmd_report,
         "compare": _cmd_compare,
         "env": _cmd_env,
+        "prepare": _cmd_prepare,
     }
     try:
         return commands[args.command](args)

@@ -14,7 +14,13 @@ Measurement (``GridTiming``):
   program with every while-loop body counted as often as the loop runs (XLA's own
   ``cost_analysis()`` counts a loop body once, which undercounts a ``lax.scan`` of 400 steps
   400-fold), and XLA's memory analysis (peak bytes);
-- achieved FLOP/s of the fit program and its fraction of ``bench.env.device_peak()``.
+- achieved FLOP/s of the fit program and its fraction of ``bench.env.device_peak()``;
+- input: wall seconds of the host→device copy of the pool, the test set and the cell arrays
+  (``jax.device_put`` + ``block_until_ready``), apart from compilation and fitting.
+
+On several local devices the cells are split over a device mesh (``bench.sharding``): every
+program is a ``shard_map`` over the mesh's ``cells`` axis, each device mapping over its block of
+cells; on one device the programs are exactly the unsharded ones.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from bench import compile_cache, env, plan
+from bench import compile_cache, env, plan, sharding
 from bench import quality as sample_quality
 from bench.fit import run_plan
 from bench.metrics import classification_metrics
@@ -157,7 +163,12 @@ class GridTiming:
     ``measure_s``: seconds spent on repeats and cost analysis (not part of any time above).
     ``cached_programs`` counts the grid's programs (of 2) that the persistent compilation cache
     supplied, in which case ``compile_s`` is mostly the time to load them. A model that samples
-    has sample-quality programs as well (``run_quality``)."""
+    has sample-quality programs as well (``run_quality``).
+
+    Sharded over ``devices`` > 1: seconds are wall seconds of the whole (all-device) program;
+    XLA's cost and memory analyses describe the per-device SPMD program, so ``flops``,
+    ``fit_flops``, ``static_flops`` and ``bytes_accessed`` are that times ``devices`` scaled by
+    real / padded cells (the pad cells' work left out), and ``peak_bytes`` is per device."""
 
     compile_s: float
     fit_s: float
@@ -187,6 +198,13 @@ class GridTiming:
     quality_compile_s: float = 0.0
     quality_s: float = 0.0
     quality_cells: int = 0
+    #: Wall seconds of the host→device copy of the grid's inputs (pool, test set, cell arrays),
+    #: not part of compile or fit time.
+    input_s: float = 0.0
+    #: Devices the grid's cells were split over (1: unsharded programs), and the cell count
+    #: the programs ran (the grid's cells padded to a multiple of ``devices``).
+    devices: int = 1
+    padded_cells: int = 0
 
     @property
     def flop_rate(self) -> float:
@@ -250,9 +268,7 @@ class GridResult:
 
 def build_template(task: Task, spec: ModelSpec):
     """A model instance for this task (for its graph structure and declared properties)."""
-    return spec.build(
-        task.dim, task.num_classes, nnx.Rngs(0), task.feature_kind, task.image_shape
-    )
+    return spec.build(task.dim, task.num_classes, nnx.Rngs(0), task.feature_kind, task.image_shape)
 
 
 def build_programs(task: Task, spec: ModelSpec, template, cell_batch: int = DEFAULT_CELL_BATCH):
@@ -272,9 +288,7 @@ def build_programs(task: Task, spec: ModelSpec, template, cell_batch: int = DEFA
             shift, scale = jnp.zeros(dim), jnp.ones(dim)
         z = (x_pool - shift) / scale
         k_init, k_fit = jax.random.split(key)
-        model = spec.build(
-            dim, num_classes, nnx.Rngs(k_init), task.feature_kind, task.image_shape
-        )
+        model = spec.build(dim, num_classes, nnx.Rngs(k_init), task.feature_kind, task.image_shape)
         traces = run_plan(model, z, y_pool, w_train, w_val, k_fit) or {}
         return nnx.state(model), shift, scale, key, traces
 
@@ -383,43 +397,73 @@ def _score_grid(x_gen, x_syn, w_train, x_pool, y_pool, x_test, y_test, feat, num
 _SCORE_PROGRAMS: dict[tuple, Any] = {}
 
 
-def run_quality(task: Task, spec: ModelSpec, template, cells: plan.Cells, fitted):
+def run_quality(
+    task: Task,
+    spec: ModelSpec,
+    template,
+    cells: plan.Cells,
+    fitted,
+    mesh: jax.sharding.Mesh | None = None,
+):
     """Sample quality of the cells of the grid's largest size: ``({column: [cells]}, compile
     seconds, run seconds, cells scored)``; NaN for the other cells. Two programs: the model's
-    sampling program, and the scoring program, compiled once per task and cell count."""
+    sampling program, and the scoring program, compiled once per task, cell count and mesh.
+    With a ``mesh`` both are split over its cells axis as the fit is (``run_cells``)."""
     idx = np.flatnonzero(cells.sizes == cells.sizes.max())
+    padded = idx[sharding.pad_index(len(idx), mesh)]
     net = sample_quality.feature_net(task)
-    sub = jax.tree.map(lambda a: a[idx], tuple(fitted[:4]))
-    y_ref = jnp.asarray(task.y_test[:QUALITY_TEST_MAX])
-    y_pool = jnp.asarray(task.y_pool)
+    cell_put = None if mesh is None else sharding.cell_sharding(mesh)
+    shared_put = None if mesh is None else sharding.replicated(mesh)
+    sub = tuple(fitted[:4])
+    if mesh is None:
+        sub = jax.tree.map(lambda a: a[idx], sub)
+    else:  # gathered on the host, then split over the devices again
+        sub = sharding.put(jax.tree.map(lambda a: _host_take(a, padded), sub), cell_put)
+    y_ref, y_pool = sharding.put((task.y_test[:QUALITY_TEST_MAX], task.y_pool), shared_put)
+    sample_grid = build_sampling_program(task, spec, template)
+    if mesh is not None:
+        sample_grid = sharding.shard_cells(sample_grid, mesh, cell_args=1, shared_args=2)
     t0 = time.perf_counter()
-    sampler = jax.jit(build_sampling_program(task, spec, template)).lower(sub, y_ref, y_pool)
+    sampler = jax.jit(sample_grid).lower(sub, y_ref, y_pool)
     sampler = sampler.compile()
     t1 = time.perf_counter()
     x_gen, x_syn = jax.block_until_ready(sampler(sub, y_ref, y_pool))
     t2 = time.perf_counter()
+    shared = sharding.put((task.x_pool, task.x_test, task.y_test, net.params), shared_put)
     args = (
         x_gen,
         x_syn,
-        jnp.asarray(cells.w_train[idx]),
-        jnp.asarray(task.x_pool),
+        sharding.put(cells.w_train[padded], cell_put),
+        shared[0],
         y_pool,
-        jnp.asarray(task.x_test),
-        jnp.asarray(task.y_test),
-        net.params,
+        *shared[1:],
     )
     leaves, treedef = jax.tree.flatten(args)
-    key = (task.num_classes, str(treedef), tuple((a.shape, str(a.dtype)) for a in leaves))
+    key = (
+        task.num_classes,
+        str(treedef),
+        tuple((a.shape, str(a.dtype)) for a in leaves),
+        None if mesh is None else (tuple(d.id for d in mesh.devices.flat), mesh.axis_names),
+    )
     if key not in _SCORE_PROGRAMS:
         score = functools.partial(_score_grid, num_classes=task.num_classes)
+        if mesh is not None:
+            score = sharding.shard_cells(score, mesh, cell_args=3, shared_args=5)
         _SCORE_PROGRAMS[key] = jax.jit(score).lower(*args).compile()
     t3 = time.perf_counter()
     out = jax.block_until_ready(_SCORE_PROGRAMS[key](*args))
     t4 = time.perf_counter()
     columns = {k: np.full(cells.count, np.nan) for k in QUALITY_COLUMNS}
     for k in QUALITY_COLUMNS:
-        columns[k][idx] = np.asarray(out[k], dtype=np.float64)
+        columns[k][idx] = np.asarray(out[k], dtype=np.float64)[: len(idx)]
     return columns, (t1 - t0) + (t3 - t2), (t2 - t1) + (t4 - t3), len(idx)
+
+
+def _host_take(a: jax.Array, index: np.ndarray) -> Any:
+    """Rows ``index`` of a (sharded) device array, on the host; PRNG key arrays stay keys."""
+    if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+        return jax.random.wrap_key_data(np.asarray(jax.random.key_data(a))[index])
+    return np.asarray(a)[index]
 
 
 _COMPUTATION = re.compile(r"^(ENTRY\s+)?%(\S+)\s+\(.*\{\s*$")
@@ -613,27 +657,40 @@ def run_cells(
     pairs: list[tuple[int, int]],
     cell_batch: int = DEFAULT_CELL_BATCH,
     quality: bool = True,
+    mesh: jax.sharding.Mesh | None = None,
+    devices: int | None = None,
 ) -> GridResult:
     """Fit and evaluate the given (size, seed) cells of one (task, model) in one program.
 
     ``quality``: also score the samples of a model that samples (``run_quality``; the
-    sample-quality columns stay NaN without it)."""
+    sample-quality columns stay NaN without it). ``mesh``: the device mesh the cells are split
+    over (``bench.sharding.make_mesh``); None: a mesh over the first ``devices`` local devices
+    (all when None), or no mesh (the unsharded programs) when that is one device. Results do
+    not depend on the mesh beyond float round-off (see tests/test_sharding.py)."""
     plan.check_pairs(pairs, task)
     cells = plan.make_cells_for(
         task.y_pool, task.num_classes, pairs, validation=spec.cls.needs_validation
     )
+    if mesh is None:
+        mesh = sharding.make_mesh(devices)
     template = build_template(task, spec)
     fit_grid, eval_grid = build_programs(task, spec, template, cell_batch)
+    index = sharding.pad_index(cells.count, mesh)  # 0..count-1, then copies of cell 0
     keys = jax.vmap(jax.random.key)(jnp.asarray(cells.seeds, dtype=jnp.uint32))
     keys = jax.vmap(jax.random.fold_in)(keys, jnp.asarray(cells.sizes, dtype=jnp.uint32))
-    fit_args = (
-        keys,
-        jnp.asarray(cells.w_train),
-        jnp.asarray(cells.w_val),
-        jnp.asarray(task.x_pool),
-        jnp.asarray(task.y_pool),
-    )
-    test = (jnp.asarray(task.x_test), jnp.asarray(task.y_test))
+    cell_put, shared_put = None, None
+    if mesh is not None:
+        # Keys travel as raw key data (host arrays: resharding typed key arrays compiles a
+        # program of its own) and become keys again inside the program.
+        keys = np.asarray(jax.random.key_data(keys))[index]
+        fit_grid = sharding.shard_cells(_with_key_data(fit_grid), mesh, 3, 2)
+        eval_grid = sharding.shard_cells(eval_grid, mesh, cell_args=1, shared_args=2)
+        cell_put, shared_put = sharding.cell_sharding(mesh), sharding.replicated(mesh)
+    cell_in = sharding.timed_put((keys, cells.w_train[index], cells.w_val[index]), cell_put)
+    shared_in = sharding.timed_put((task.x_pool, task.y_pool, task.x_test, task.y_test), shared_put)
+    input_s = cell_in.seconds + shared_in.seconds
+    fit_args = (*cell_in.arrays, *shared_in.arrays[:2])
+    test = shared_in.arrays[2:]
 
     # Persistent-cache hits are counted around .compile() only: tracing (in .lower()) may run
     # small programs of its own (jax.ensure_compile_time_eval), which are not the grid's.
@@ -657,15 +714,18 @@ def run_cells(
     t5 = time.perf_counter()
     eval_rep = steady_state(lambda: eval_compiled(fitted, *test), t5 - t4, **policy)
     t6 = time.perf_counter()
-    fit_cost, eval_cost = program_cost(fit_compiled), program_cost(eval_compiled)
+    # XLA analyses the per-device program: scale to all devices' real cells.
+    per_device = sharding.cell_count(mesh) * cells.count / len(index)
+    fit_cost = _scaled(program_cost(fit_compiled), per_device)
+    eval_cost = _scaled(program_cost(eval_compiled), per_device)
     peak = env.device_peak()
     t7 = time.perf_counter()
-    metrics = jax.tree.map(np.asarray, metrics)
+    metrics = jax.tree.map(lambda a: np.asarray(a)[: cells.count], metrics)
     quality_cols, q_compile, q_run, q_cells, q_error = None, 0.0, 0.0, 0, ""
     if quality and draws_samples(template, task):
         try:
             quality_cols, q_compile, q_run, q_cells = run_quality(
-                task, spec, template, cells, fitted
+                task, spec, template, cells, fitted, mesh
             )
         except Exception as err:  # noqa: BLE001 - the grid's results stand without it
             q_error = f"sample quality not computed: {type(err).__name__}: {err}"[:300]
@@ -696,6 +756,9 @@ def run_cells(
         quality_compile_s=q_compile,
         quality_s=q_run,
         quality_cells=q_cells,
+        input_s=input_s,
+        devices=sharding.cell_count(mesh),
+        padded_cells=len(index),
     )
     samples = None
     if "samples" in metrics:
@@ -715,6 +778,27 @@ def run_cells(
             if row["n_train"] == int(cells.sizes.max()):
                 row["message"] = "; ".join(filter(None, [row["message"], q_error]))
     return GridResult(rows, timing, samples, traces)
+
+
+def _with_key_data(fit_grid: Callable) -> Callable:
+    """``fit_grid`` taking raw PRNG key data (``jax.random.key_data``) instead of keys."""
+
+    def fit(key_data, *args):
+        return fit_grid(jax.random.wrap_key_data(key_data), *args)
+
+    return fit
+
+
+def _scaled(cost: ProgramCost, factor: float) -> ProgramCost:
+    """``cost`` with its FLOPs and bytes multiplied by ``factor`` (peak memory unchanged)."""
+    if factor == 1:
+        return cost
+    return dataclasses.replace(
+        cost,
+        flops=cost.flops * factor,
+        bytes_accessed=cost.bytes_accessed * factor,
+        static_flops=cost.static_flops * factor,
+    )
 
 
 def grid_traces(cells: plan.Cells, fitted) -> dict[str, Any] | None:
@@ -846,6 +930,7 @@ def _measurement_columns(timing: GridTiming, cells: int, n_test: int) -> dict[st
         "predict_repeats": float(timing.predict_repeats),
         "predict_per_s": n_test * cells / timing.predict_s if timing.predict_s > 0 else math.nan,
         "compile_s": timing.compile_s,
+        "input_s": timing.input_s,
         "flops": timing.flops / cells,
         "fit_flops": timing.fit_flops / cells,
         "bytes": timing.bytes_accessed / cells,

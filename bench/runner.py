@@ -3,6 +3,11 @@
 Every (task, model) grid is written as its own Parquet part as soon as it finishes, so a run
 that stops keeps every finished grid; running the same configuration into the same directory
 again computes only the grids that are missing.
+
+Scale-out (``bench.sharding``): a grid's cells are split over the process's local devices
+(``RunConfig.devices``); under ``jax.distributed`` with several processes, each process computes
+its round-robin share of every grid's cells into part files of its own (``.p<process index>``),
+process 0 creating the manifest and marking the run finished once every process is done.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,7 +26,7 @@ import pandas as pd
 
 import models as model_registry
 import tasks as task_registry
-from bench import engine, plan, reference
+from bench import engine, plan, reference, sharding
 from bench.codeversion import code_version
 from bench.suites import Suite
 from results import SCHEMA_VERSION, provenance, store
@@ -48,6 +54,9 @@ class RunConfig:
     #: The suite's (generative, discriminative, description) pairs present in this run, in
     #: canonical model spellings; for the report, not part of the run's identity.
     pairs: tuple[tuple[str, str, str], ...] = ()
+    #: Local devices the cells of a grid are split over (the first N; None: all). Not part of
+    #: the run's identity: the numbers do not depend on it beyond float round-off.
+    devices: int | None = None
 
     def to_json(self) -> dict:
         """The configuration as it is stored in (and read back from) a run's manifest."""
@@ -61,6 +70,7 @@ def make_config(
     sizes: list[int] | None = None,
     seeds: int | None = None,
     quality: bool = True,
+    devices: int | None = None,
 ) -> RunConfig:
     """The suite's grid with the given parts overridden. Names are checked here."""
     task_names = tuple(dict.fromkeys(tasks or suite.tasks))
@@ -83,6 +93,7 @@ def make_config(
         smallest=suite.smallest,
         pairs=_pairs_present(suite, model_specs),
         quality=quality,
+        devices=devices,
     )
 
 
@@ -159,6 +170,8 @@ def _device_info() -> dict:
         "device_kind": devices[0].device_kind,
         "device_platform": devices[0].platform,
         "device_count": len(devices),
+        "local_device_count": jax.local_device_count(),
+        "process_count": jax.process_count(),
     }
 
 
@@ -185,12 +198,14 @@ def _check_out_dir(out: Path) -> None:
 
 @dataclasses.dataclass
 class PreparedRun:
-    """A checked run: its directory, loaded tasks and model specs."""
+    """A checked run: its directory, loaded tasks and model specs, and the wall seconds each
+    task took to load (``load_s``, stored on its rows)."""
 
     config: RunConfig
     out: Path
     tasks: dict
     specs: dict
+    load_s: dict = dataclasses.field(default_factory=dict)
 
     @property
     def grid_count(self) -> int:
@@ -199,16 +214,35 @@ class PreparedRun:
 
 def prepare(config: RunConfig, out: Path) -> PreparedRun:
     """Check everything a run needs (data, sizes, directory) and create or reopen its
-    manifest, before any computation. Safe when several processes prepare the same run."""
-    loaded = {name: task_registry.load(name) for name in config.tasks}
+    manifest, before any computation. Safe when several processes prepare the same run.
+
+    Under ``jax.distributed`` with several processes only process 0 writes the manifest; the
+    others wait for it (a barrier) and check that it matches."""
+    loaded, load_s = {}, {}
+    for name in config.tasks:
+        t = time.perf_counter()
+        loaded[name] = task_registry.load(name)
+        load_s[name] = time.perf_counter() - t
     specs = {m: model_registry.get(m) for m in config.models}  # canonical names already
     for task in loaded.values():
         plan.check_sizes(
             sizes_for(config, task), config.seeds, task.pool_size, task.num_classes, task.name
         )
+        for spec in specs.values():
+            if getattr(spec.cls, "needs_image", False) and task.image_shape is None:
+                raise plan.PlanError(
+                    f"model '{spec.spec}' needs an image task (e.g. digits, digits_bin, "
+                    f"tfds:mnist); task '{task.name}' has no image shape"
+                )
     out = Path(out)
-    _check_out_dir(out)
     asked = identity(config, loaded, specs)
+    follower = jax.process_count() > 1 and jax.process_index() != 0
+    if follower:  # process 0 checks the directory and writes the manifest
+        sharding.barrier("gdbench-prepare")
+        if not store.is_run_dir(out):
+            raise RunDirError(f"process 0 did not create a run in '{out}' (is it shared?)")
+    else:
+        _check_out_dir(out)
     with store.lock(out, "manifest"):
         if store.is_run_dir(out):
             stored = store.read_manifest(out).get("identity", {})
@@ -239,7 +273,9 @@ def prepare(config: RunConfig, out: Path) -> PreparedRun:
                     "grids": {},
                 },
             )
-    return PreparedRun(config, out, loaded, specs)
+    if jax.process_count() > 1 and not follower:
+        sharding.barrier("gdbench-prepare")
+    return PreparedRun(config, out, loaded, specs, load_s)
 
 
 OnGrid = Callable[[str, str, engine.GridTiming | None], None]
@@ -252,12 +288,20 @@ def execute(run: PreparedRun, on_grid: OnGrid | None = None) -> Path:
     processes running the same command into the same directory share the work instead of
     repeating it; a grid another process holds is waited for at the end. ``on_grid(task,
     model, timing)`` is called once per grid (``timing`` None when nothing was computed).
+
+    Under ``jax.distributed`` with several processes every process computes its share of each
+    grid's cells (``sharding.process_share``), locking only its own share; process 0 marks the
+    run finished after every process is done (a barrier).
     """
-    store.update_manifest(run.out, lambda m: {**m, "finished_utc": None})
+    processes = jax.process_count()
+    suffix = f".p{jax.process_index()}" if processes > 1 else ""
+    if processes == 1 or jax.process_index() == 0:
+        store.update_manifest(run.out, lambda m: {**m, "finished_utc": None})
     deferred = []
     for task_name, task in run.tasks.items():
         for spec in run.specs.values():
-            with store.lock(run.out, f"grid-{task_name}__{spec.spec}", blocking=False) as held:
+            name = f"grid-{task_name}__{spec.spec}{suffix}"
+            with store.lock(run.out, name, blocking=False) as held:
                 if held:
                     timing = _compute_missing(run, task, spec)
                     if on_grid:
@@ -265,11 +309,13 @@ def execute(run: PreparedRun, on_grid: OnGrid | None = None) -> Path:
                     continue
             deferred.append((task, spec))
     for task, spec in deferred:
-        with store.lock(run.out, f"grid-{task.name}__{spec.spec}"):
+        with store.lock(run.out, f"grid-{task.name}__{spec.spec}{suffix}"):
             timing = _compute_missing(run, task, spec)
         if on_grid:
             on_grid(task.name, spec.spec, timing)
-    store.update_manifest(run.out, lambda m: {**m, "finished_utc": provenance.utc_now()})
+    sharding.barrier("gdbench-execute")
+    if processes == 1 or jax.process_index() == 0:
+        store.update_manifest(run.out, lambda m: {**m, "finished_utc": provenance.utc_now()})
     return run.out
 
 
@@ -288,7 +334,11 @@ def _compute_missing(run: PreparedRun, task, spec) -> engine.GridTiming | None:
     done = set(stored.loc[stored["status"] != "failed", "cell_key"])
     sizes = sizes_for(run.config, task)
     keyed = {(n, s): cell_key(task, spec, n, s) for n in sizes for s in run.config.seeds}
-    missing = [pair for pair, key in keyed.items() if key not in done]
+    processes = jax.process_count()
+    share = set(sharding.process_share(len(keyed))) if processes > 1 else range(len(keyed))
+    missing = [
+        pair for i, (pair, key) in enumerate(keyed.items()) if i in share and key not in done
+    ]
     if not missing:
         return None
     timing, samples, traces = None, None, None
@@ -297,7 +347,12 @@ def _compute_missing(run: PreparedRun, task, spec) -> engine.GridTiming | None:
             result = reference.run_cells(task, spec, missing)
         else:
             result = engine.run_cells(
-                task, spec, missing, run.config.cell_batch, quality=run.config.quality
+                task,
+                spec,
+                missing,
+                run.config.cell_batch,
+                quality=run.config.quality,
+                devices=run.config.devices,
             )
         rows, timing, samples = result.rows, result.timing, result.samples
         traces = result.traces
@@ -305,8 +360,17 @@ def _compute_missing(run: PreparedRun, task, spec) -> engine.GridTiming | None:
         rows = engine.failed_rows(task, spec, missing, error)
     for row in rows:
         row["cell_key"] = keyed[(row["n_train"], row["seed"])]
+        row["load_s"] = run.load_s.get(task.name, float("nan"))
     keys = [keyed[pair] for pair in missing]
     name = part_name(task.name, spec.spec, keys)
+    if processes > 1:
+        name += f".p{jax.process_index()}"
+        # Samples and traces: only from the process holding the grid's (largest, first) cell.
+        first = (max(sizes), min(run.config.seeds))
+        if samples is not None and (samples["n_train"], samples["seed"]) != first:
+            samples = None
+        if traces is not None and (traces["n_train"], traces["seeds"][0]) != first:
+            traces = None
     path = store.write_grid(run.out, pd.DataFrame(rows), name)
     grid = f"{task.name}__{spec.spec}"
     meta = {

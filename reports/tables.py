@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from reports.stats import check_unique_cells, summarize
@@ -107,7 +108,15 @@ _COMPUTE_AGG = {
     "flop_rate": "mean",
     "peak_fraction": "mean",
     "peak_bytes": "max",
+    "input_s": "max",
+    "load_s": "max",
 }
+#: Input-pipeline columns of the compute table, shown when a run measured them.
+INPUT_NOTE = (
+    "Input: seconds to copy the grid's inputs (pool, test set, cell keys and weights) to the "
+    "device(s), apart from compile and fit. Task load: seconds to load the task (read or "
+    "generate, preprocess) in the process that ran the grid."
+)
 COMPUTE_NOTE = (
     "compile: lowering + compiling the grid's two programs ahead of time. fit s per cell: "
     "median wall seconds of the grid's fit over timed repeats after a warm-up run / cells "
@@ -166,7 +175,14 @@ def _compute_table(df: pd.DataFrame) -> list[str]:
         ]
         for _, g in grids.iterrows()
     ]
+    inputs = bool(np.isfinite(grids[["input_s", "load_s"]].to_numpy(dtype=float)).any())
+    if inputs:  # runs of earlier gdbench versions did not measure them
+        header += ["input s (per grid)", "task load s"]
+        for row, (_, g) in zip(body, grids.iterrows(), strict=True):
+            row += [_sig(g["input_s"]), _sig(g["load_s"])]
     lines = [*table(header, body), "", COMPUTE_NOTE]
+    if inputs:
+        lines += ["", INPUT_NOTE]
     if any(_loop_once(g) for _, g in grids.iterrows()):
         lines += ["", LOOP_ONCE_NOTE]
     if (grids["paradigm"] == "reference").any():

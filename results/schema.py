@@ -186,6 +186,21 @@ COLUMNS: dict[str, Column] = {
         "float64",
         "seconds to compile the grid's programs; same value on every row of a grid, never sum",
     ),
+    "input_s": Column(
+        "float64",
+        "seconds to copy the grid's inputs (training pool, test set, cell keys and weights) from "
+        "the host to the device(s), jax.device_put until ready; apart from compile_s and fit_s; "
+        "per grid, same value on every row; NaN if not measured",
+        required=False,
+        default=np.nan,
+    ),
+    "load_s": Column(
+        "float64",
+        "seconds to load the task (tasks.load: read or generate, preprocess) in the run that "
+        "computed the row; per task, same value on every row of it; NaN if not measured",
+        required=False,
+        default=np.nan,
+    ),
     "grid_cells": Column("int64", "number of cells in the grid this row was run in"),
     "flops": Column(
         "float64",
@@ -277,6 +292,8 @@ _NON_NEGATIVE = (
     "predict_s_max",
     "predict_per_s",
     "compile_s",
+    "input_s",
+    "load_s",
     "flops",
     "fit_flops",
     "bytes",

@@ -6,6 +6,11 @@ RUN_DIR/rows/<part>.parquet    rows of one grid, in the schema of `results.schem
 ```
 Every file is written atomically (temporary file in the same directory, flush, fsync,
 `os.replace`), so a killed run never leaves a half-written manifest or part behind.
+
+Several processes may write one run (a shared directory, e.g. the processes of a
+`jax.distributed` run, each writing parts named `<part>.p<process index>`): `load` merges all
+parts, and a cell stored twice under the same content key (`cell_key`: same data, model, size,
+seed and code, so the same computation) is kept once, a row that is not `failed` first.
 """
 
 from __future__ import annotations
@@ -175,11 +180,28 @@ def _load_run(run_dir: Path, name: str) -> pd.DataFrame:
         except SchemaError as err:
             raise type(err)(f"{path}: {err}") from None
     rows = pd.concat(parts, ignore_index=True) if parts else empty_frame()
+    rows = dedupe_cells(rows)
     dup = rows.duplicated(subset=list(CELL_KEY))
     if dup.any():
         key = tuple(rows.loc[dup.idxmax(), list(CELL_KEY)].tolist())
         raise SchemaError(f"run {run_dir}: cell {key!r} is stored in more than one part")
     return _with_run(rows, name)
+
+
+def dedupe_cells(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` with every non-empty ``cell_key`` kept once: the first row of it that is not
+    ``failed`` (parts in name order), else its first row. Rows without a key are kept as they
+    are (``load`` refuses two rows of one cell then)."""
+    keyed = rows["cell_key"].fillna("") != ""
+    if not keyed.any():
+        return rows
+    failed = (rows["status"] == "failed").to_numpy()
+    order = np.argsort(failed, kind="stable")  # non-failed rows first, else in part order
+    first = ~rows["cell_key"].iloc[order].duplicated().to_numpy()
+    keep = np.zeros(len(rows), dtype=bool)
+    keep[order[first]] = True
+    keep |= ~keyed.to_numpy()
+    return rows[keep].reset_index(drop=True)
 
 
 def _read_part(path: Path, columns: list[str] | None = None) -> pa.Table:
