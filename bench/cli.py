@@ -74,6 +74,25 @@ def _parser() -> argparse.ArgumentParser:
         help="skip the sample-quality metrics (FD, classifier score, precision/recall, CAS) of "
         "models that sample: two fewer programs to compile per such grid",
     )
+    robust = run.add_mutually_exclusive_group()
+    robust.add_argument(
+        "--robustness",
+        action="store_true",
+        help="also measure OOD detection (AUROC of log p(x) and of max-softmax) and accuracy "
+        "with 25/50/75%% of the features missing, on the largest size's cells (default: the "
+        "suite's setting; on in the robustness and images suites)",
+    )
+    robust.add_argument(
+        "--no-robustness", action="store_true", help="do not, whatever the suite says"
+    )
+    run.add_argument(
+        "--ood",
+        metavar="SET",
+        help="the OOD set of every task (implies --robustness): a transform of the task's own "
+        "test set (contrast0.3, blur, noise, permute, flip) or a task of the same shape "
+        "(tfds:mnist); default: each task's pairing (digits -> digits:contrast0.3, "
+        "tfds:fashion_mnist -> tfds:mnist, ...)",
+    )
     run.add_argument(
         "--devices",
         type=_positive_int,
@@ -204,6 +223,8 @@ def _run_grids(args) -> int:
         args.seeds,
         quality=not args.no_quality,
         devices=args.devices,
+        robustness=True if args.robustness else (False if args.no_robustness else None),
+        ood=args.ood,
     )
     if args.devices is not None:
         try:

@@ -41,6 +41,7 @@ from flax import nnx
 
 from bench import compile_cache, env, plan, sharding
 from bench import quality as sample_quality
+from bench import robustness as robustness_step
 from bench.fit import run_plan
 from bench.metrics import classification_metrics
 from models.base import GenerativeModel
@@ -659,6 +660,8 @@ def run_cells(
     quality: bool = True,
     mesh: jax.sharding.Mesh | None = None,
     devices: int | None = None,
+    robustness: bool = False,
+    ood: str | None = None,
 ) -> GridResult:
     """Fit and evaluate the given (size, seed) cells of one (task, model) in one program.
 
@@ -666,7 +669,10 @@ def run_cells(
     sample-quality columns stay NaN without it). ``mesh``: the device mesh the cells are split
     over (``bench.sharding.make_mesh``); None: a mesh over the first ``devices`` local devices
     (all when None), or no mesh (the unsharded programs) when that is one device. Results do
-    not depend on the mesh beyond float round-off (see tests/test_sharding.py)."""
+    not depend on the mesh beyond float round-off (see tests/test_sharding.py).
+    ``robustness``: also compute the robustness columns (``bench.robustness``: accuracy with
+    missing features and, when ``ood`` names an OOD set, OOD-detection AUROCs) on the cells
+    of the largest size; they stay NaN / '' without it."""
     plan.check_pairs(pairs, task)
     cells = plan.make_cells_for(
         task.y_pool, task.num_classes, pairs, validation=spec.cls.needs_validation
@@ -729,8 +735,16 @@ def run_cells(
             )
         except Exception as err:  # noqa: BLE001 - the grid's results stand without it
             q_error = f"sample quality not computed: {type(err).__name__}: {err}"[:300]
+    robust, r_compile, r_error = robustness_step.empty_columns(cells.count), 0.0, ""
+    if robustness:
+        try:
+            robust, r_compile, _ = robustness_step.run_robustness(
+                task, spec, template, cells, fitted, ood_task=ood
+            )
+        except Exception as err:  # noqa: BLE001 - the grid's results stand without it
+            r_error = f"robustness not computed: {type(err).__name__}: {err}"[:300]
     timing = GridTiming(
-        compile_s=(t1 - t0) + (t4 - t3) + q_compile,
+        compile_s=(t1 - t0) + (t4 - t3) + q_compile + r_compile,
         fit_s=fit_rep.median_s,
         predict_s=eval_rep.median_s,
         flops=fit_cost.flops + eval_cost.flops,
@@ -773,10 +787,14 @@ def run_cells(
     if quality_cols is not None:
         metrics.update(quality_cols)
     rows = _rows(task, spec, template, cells, metrics, timing)
-    if q_error:  # on the cells it would have scored
+    for i, row in enumerate(rows):
+        row.update({k: v[i] for k, v in robust.items()})
+    for error in (q_error, r_error):  # on the cells it would have scored
+        if not error:
+            continue
         for row in rows:
             if row["n_train"] == int(cells.sizes.max()):
-                row["message"] = "; ".join(filter(None, [row["message"], q_error]))
+                row["message"] = "; ".join(filter(None, [row["message"], error]))
     return GridResult(rows, timing, samples, traces)
 
 

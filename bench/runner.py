@@ -57,6 +57,16 @@ class RunConfig:
     #: Local devices the cells of a grid are split over (the first N; None: all). Not part of
     #: the run's identity: the numbers do not depend on it beyond float round-off.
     devices: int | None = None
+    #: Also compute the robustness columns (``bench.robustness``): accuracy with missing
+    #: features and, for tasks with an OOD set in ``ood``, OOD-detection AUROCs. Part of the
+    #: run's identity when on (with ``ood``).
+    robustness: bool = False
+    #: (task, OOD set) pairs (``tasks.ood`` specs) for the robustness step.
+    ood: tuple[tuple[str, str], ...] = ()
+
+    def ood_for(self, task: str) -> str | None:
+        """The OOD set of ``task`` in this run, or None."""
+        return dict(self.ood).get(task)
 
     def to_json(self) -> dict:
         """The configuration as it is stored in (and read back from) a run's manifest."""
@@ -71,8 +81,15 @@ def make_config(
     seeds: int | None = None,
     quality: bool = True,
     devices: int | None = None,
+    robustness: bool | None = None,
+    ood: str | None = None,
 ) -> RunConfig:
-    """The suite's grid with the given parts overridden. Names are checked here."""
+    """The suite's grid with the given parts overridden. Names are checked here.
+
+    ``robustness``: None takes the suite's setting. ``ood`` (implies ``robustness``): the OOD
+    set of every task, a ``tasks.ood`` transform name (``noise``, ``contrast0.3``, ...: the
+    task's own test set through it) or a task name; None: each task's default pairing
+    (``tasks.ood.OOD_PAIRS``)."""
     task_names = tuple(dict.fromkeys(tasks or suite.tasks))
     for t in task_names:
         task_registry.check_name(t)
@@ -83,6 +100,11 @@ def make_config(
         raise plan.PlanError(f"--seeds must be at least 1, got {n_seeds}")
     if sizes is not None and any(n < 1 for n in sizes):
         raise plan.PlanError(f"training sizes must be positive, got {min(sizes)}")
+    robust = suite.robustness if robustness is None else robustness
+    robust = robust or ood is not None
+    ood_pairs: tuple[tuple[str, str], ...] = ()
+    if robust:
+        ood_pairs = tuple((t, o) for t in task_names if (o := _ood_spec(t, ood)) is not None)
     return RunConfig(
         suite=suite.name,
         tasks=task_names,
@@ -94,7 +116,25 @@ def make_config(
         pairs=_pairs_present(suite, model_specs),
         quality=quality,
         devices=devices,
+        robustness=robust,
+        ood=ood_pairs,
     )
+
+
+def _ood_spec(task: str, ood: str | None) -> str | None:
+    """The OOD set of ``task``: ``ood`` as a transform of the task or as a task, else the
+    task's default pairing; checked here (one-line ``TaskError``)."""
+    from tasks import ood as ood_sets
+
+    if ood is None:
+        spec = ood_sets.default_for(task)
+    elif ood_sets.is_transform(ood):
+        spec = f"{task}:{ood}"
+    else:
+        spec = ood
+    if spec is not None:
+        ood_sets.parse(spec)
+    return spec
 
 
 def _pairs_present(suite: Suite, model_specs: tuple[str, ...]) -> tuple[tuple[str, str, str], ...]:
@@ -142,6 +182,8 @@ def identity(config: RunConfig, loaded: dict, specs: dict) -> dict:
         },
         "models": sorted(spec.spec for spec in specs.values()),
         "seeds": sorted(config.seeds),
+        # Only when on, so that the identity of runs without it is unchanged.
+        **({"robustness": dict(sorted(config.ood))} if config.robustness else {}),
     }
 
 
@@ -153,6 +195,16 @@ def _describe_difference(stored: dict, asked: dict) -> str:
         )
     if stored.get("schema_version") != asked["schema_version"]:
         return f"it has result schema {stored.get('schema_version')}, this is {SCHEMA_VERSION}"
+    if stored.get("robustness") != asked.get("robustness"):
+        return (
+            "it was computed "
+            + ("with" if stored.get("robustness") is not None else "without")
+            + " the robustness step"
+            + (f" (OOD sets {stored['robustness']})" if stored.get("robustness") else "")
+            + ", asked "
+            + ("with" if asked.get("robustness") is not None else "without")
+            + (f" (OOD sets {asked['robustness']})" if asked.get("robustness") else "")
+        )
     for key in ("tasks", "models", "seeds"):
         if stored.get(key) != asked[key]:
             old, new = stored.get(key), asked[key]
@@ -353,6 +405,8 @@ def _compute_missing(run: PreparedRun, task, spec) -> engine.GridTiming | None:
                 run.config.cell_batch,
                 quality=run.config.quality,
                 devices=run.config.devices,
+                robustness=run.config.robustness,
+                ood=run.config.ood_for(task.name),
             )
         rows, timing, samples = result.rows, result.timing, result.samples
         traces = result.traces

@@ -8,6 +8,7 @@ laptop from runs made on an accelerator.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 import results
-from reports import cite, figures, hybrids, latex
+from reports import cite, figures, hybrids, latex, robustness
 from reports.efficiency import efficiency
 from reports.html import INDEX_HTML, write_html
 from reports.stats import summarize
@@ -75,9 +76,13 @@ def build_report(
         {**item, "run": Path(p).absolute().name} for p in run_list for item in store.read_traces(p)
     ]
     hybrid = hybrids.hybrid_section(df, traces, out)
+    robust_md = "\n".join(robustness.robustness_section(df, out))
+    # Every file the section writes is linked from its Markdown.
+    robust_files = sorted({out / link for link in re.findall(r"\]\(([^)]+)\)", robust_md)})
     tex = latex.write_tables(df, out) + _efficiency_tex(eff, out) + hybrid.tables
     written = {str(p.relative_to(out)): p for group in figure_groups.values() for p in group}
     written.update({str(p.relative_to(out)): p for p in hybrid.figures})
+    written.update({str(p.relative_to(out)): p for p in robust_files})
     written.update({str(p.relative_to(out)): p for p in tex})
 
     csv_path = out / RESULTS_CSV
@@ -89,7 +94,9 @@ def build_report(
     bib_path.write_text(cite.bibtex(manifests, version))
     written[REFERENCES_BIB] = bib_path
 
-    md = _report_markdown(df, manifests, summary_md, eff, figure_groups, tex, out, hybrid.markdown)
+    md = _report_markdown(
+        df, manifests, summary_md, eff, figure_groups, tex, out, hybrid.markdown, robust_md
+    )
     md_path = out / REPORT_MD
     md_path.write_text(md)
     written[REPORT_MD] = md_path
@@ -165,6 +172,7 @@ def _report_markdown(
     tex: list[Path],
     out: Path,
     hybrid_md: str = "",
+    robust_md: str = "",
 ) -> str:
     n_bad = int((df["status"] != "ok").sum())
     runs = ", ".join(f"`{name}`" for name in manifests)
@@ -188,6 +196,7 @@ def _report_markdown(
         *_calibration_lines(df),
         likelihood_table(df),
         *([hybrid_md.rstrip(), ""] if hybrid_md else []),
+        *([robust_md.rstrip(), ""] if robust_md else []),
         "## Figures",
         "",
     ]

@@ -123,6 +123,45 @@ COLUMNS: dict[str, Column] = {
         required=False,
         default=np.nan,
     ),
+    "ood_task": Column(
+        "str",
+        "OOD set of the OOD columns: a task or <task>:<transform> (tasks.ood); '' if none. "
+        "Robustness columns (bench.robustness) are computed on the cells of the grid's largest "
+        "training size, NaN / '' elsewhere and where the run did not ask for them",
+        required=False,
+        default="",
+    ),
+    "ood_auroc_logpx": Column(
+        "float64",
+        "AUROC of log p(x) separating the test set (positive) from the OOD set; 0.5 = chance; "
+        "generative models with a density of the task's features, else NaN",
+        required=False,
+        default=np.nan,
+    ),
+    "ood_auroc_msp": Column(
+        "float64",
+        "AUROC of the maximum softmax probability (Hendrycks & Gimpel 2017) separating the test "
+        "set (positive) from the OOD set; every model; NaN if not computed",
+        required=False,
+        default=np.nan,
+    ),
+    **{
+        f"acc_miss{p}": Column(
+            "float64",
+            f"test accuracy with {p}% of the features of each test example hidden completely "
+            "at random (fixed masks, the same for every model); NaN if not computed",
+            required=False,
+            default=np.nan,
+        )
+        for p in (25, 50, 75)
+    },
+    "missing_method": Column(
+        "str",
+        "how missing features were handled: marginalize (exact log p(x_obs, y)) or impute-mean "
+        "(the training subset's mean); '' if not computed",
+        required=False,
+        default="",
+    ),
     "fit_s": Column(
         "float64",
         "seconds per cell: steady-state median wall time of the grid's fit program over its "
@@ -279,7 +318,20 @@ COLUMNS: dict[str, Column] = {
     ),
 }
 
-_UNIT_INTERVAL = ("accuracy", "ece", "bayes_accuracy", "precision", "recall", "cas", "cas_real")
+_UNIT_INTERVAL = (
+    "accuracy",
+    "ece",
+    "bayes_accuracy",
+    "precision",
+    "recall",
+    "cas",
+    "cas_real",
+    "ood_auroc_logpx",
+    "ood_auroc_msp",
+    "acc_miss25",
+    "acc_miss50",
+    "acc_miss75",
+)
 _NON_NEGATIVE = (
     "nll",
     "fd",

@@ -60,6 +60,8 @@ HARDER = ("noise", "permute")
 OOD_PAIRS: dict[str, str] = {
     "tfds:fashion_mnist": "tfds:mnist",
     "tfds:mnist": "tfds:fashion_mnist",
+    "tfds:mnist?binarize=0.5": "tfds:fashion_mnist?binarize=0.5",
+    "tfds:cifar10": "tfds:svhn_cropped",  # Nalisnick et al.'s other pair
     "digits": "digits:contrast0.3",
     "digits_0v1": "digits_0v1:contrast0.3",
     "digits_2v3": "digits_2v3:contrast0.3",
@@ -84,7 +86,7 @@ class OODSpec:
         return f"{self.task}:{self.transform}" if self.transform else self.task
 
 
-def _is_transform(text: str) -> bool:
+def is_transform(text: str) -> bool:
     return text in ("blur", "noise", "permute", "flip") or _CONTRAST.fullmatch(text) is not None
 
 
@@ -93,7 +95,7 @@ def parse(spec: str) -> OODSpec:
     name (``tfds:mnist``, ``tfds:mnist:3.0.1`` and ``csv:...`` stay task names). Raises
     ``TaskError`` (one line) for an unknown task or a bad contrast factor."""
     head, sep, tail = spec.rpartition(":")
-    if sep and head and _is_transform(tail):
+    if sep and head and is_transform(tail):
         m = _CONTRAST.fullmatch(tail)
         if m and not 0.0 <= float(m.group(1)) < 1.0:
             raise TaskError(
