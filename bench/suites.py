@@ -40,6 +40,9 @@ class Suite:
     #: (generative, discriminative, what the pair tests): the pairs whose crossover the report
     #: analyses first; without any, it compares every generative x discriminative pair.
     pairs: tuple[tuple[str, str, str], ...] = ()
+    #: Also run the robustness step (``bench.robustness``): OOD detection against each task's
+    #: paired OOD set (``tasks.ood.OOD_PAIRS``) and accuracy with missing features.
+    robustness: bool = False
 
 
 QUICK = Suite(
