@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
 import re
 import statistics
 import time
@@ -53,6 +54,28 @@ from tasks.base import Task
 #: 1,000 gnb cells 2.4x faster than 256 (20 vs 49 ms on digits_2v3), 1,000 logreg cells 1.2x
 #: faster, 256 MLP cells 1.5x faster, with identical results (bench/benchmarks measures it).
 DEFAULT_CELL_BATCH = 64
+#: Bytes of working memory one chunk of cells may take, by default (``GDBENCH_CELL_MEMORY``
+#: overrides, in bytes): each cell holds its own standardized copy of the training pool and
+#: its temporaries, about ``CELL_COPIES`` times the pool's float32 bytes. On an accelerator
+#: that reports its memory, a quarter of it; else 2 GiB. Small tasks never reach it (a
+#: 1,000 x 64 pool is 0.8 MB per cell); MNIST's 60,000 x 784 pool is 0.56 GB per cell, so a
+#: CPU maps 3 of its cells at a time and an 80 GB GPU 35 (see ``chunk_cells``).
+CELL_MEMORY_DEFAULT = 2 * 2**30
+CELL_COPIES = 3
+
+
+def chunk_cells(task: Task, requested: int = DEFAULT_CELL_BATCH) -> int:
+    """Cells per vmapped chunk for ``task``: ``requested``, fewer where the chunk's per-cell
+    copies of the training pool would exceed the memory budget (at least 1)."""
+    budget = os.environ.get("GDBENCH_CELL_MEMORY")
+    if budget:
+        limit = float(budget)
+    else:
+        stats = jax.local_devices()[0].memory_stats() or {}
+        total = stats.get("bytes_limit")
+        limit = total / 4 if total else CELL_MEMORY_DEFAULT
+    per_cell = CELL_COPIES * 4 * task.pool_size * task.dim
+    return int(max(1, min(requested, limit // per_cell)))
 
 
 #: Steady-state timing policy of ``run_cells`` (see ``steady_state``; read at call time): timed
@@ -680,7 +703,7 @@ def run_cells(
     if mesh is None:
         mesh = sharding.make_mesh(devices)
     template = build_template(task, spec)
-    fit_grid, eval_grid = build_programs(task, spec, template, cell_batch)
+    fit_grid, eval_grid = build_programs(task, spec, template, chunk_cells(task, cell_batch))
     index = sharding.pad_index(cells.count, mesh)  # 0..count-1, then copies of cell 0
     keys = jax.vmap(jax.random.key)(jnp.asarray(cells.seeds, dtype=jnp.uint32))
     keys = jax.vmap(jax.random.fold_in)(keys, jnp.asarray(cells.sizes, dtype=jnp.uint32))

@@ -23,7 +23,7 @@ from sklearn.metrics import accuracy_score, log_loss
 
 import models
 import tasks
-from bench import fit, plan
+from bench import engine, fit, plan
 from bench.engine import run_grid
 from bench.metrics import classification_metrics
 
@@ -340,3 +340,17 @@ def test_gradient_keeps_the_best_validation_parameters():
     assert run(100, select=False, key=99) == pytest.approx(checkpoints[-1], rel=1e-5)
     assert min(checkpoints) < checkpoints[-1] - 0.05  # the setting overfits: selection matters
     assert run(100, select=True, key=5) == pytest.approx(min(checkpoints), rel=1e-5)
+
+
+def test_chunk_cells_bounds_memory_for_large_pools(monkeypatch):
+    small = tasks.load("digits_2v3")
+    # An MNIST-sized pool (a zero-copy view: no memory is allocated).
+    big = dataclasses.replace(small, x_pool=np.broadcast_to(np.float32(0), (60_000, 784)))
+    monkeypatch.delenv("GDBENCH_CELL_MEMORY", raising=False)
+    assert engine.chunk_cells(small) == engine.DEFAULT_CELL_BATCH
+    per_cell = engine.CELL_COPIES * 4 * 60_000 * 784
+    assert engine.chunk_cells(big) == engine.CELL_MEMORY_DEFAULT // per_cell == 3
+    monkeypatch.setenv("GDBENCH_CELL_MEMORY", str(per_cell * 10))
+    assert engine.chunk_cells(big) == 10
+    monkeypatch.setenv("GDBENCH_CELL_MEMORY", "1")
+    assert engine.chunk_cells(big) == 1  # never below one cell
