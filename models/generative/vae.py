@@ -118,8 +118,7 @@ class VAE(GenerativeModel):
         self.min_variance = min_variance
         self.iwae_k = iwae_k
         self.dim, self.num_classes, self.latent = dim, num_classes, latent
-        self.encoder = _mlp((dim + num_classes, *hidden, 2 * latent), rngs)
-        self.decoder_net = _mlp((latent + num_classes, *hidden[::-1], dim), rngs)
+        self._build_networks(tuple(hidden), rngs)
         if decoder == "gaussian":
             # softplus(0.5413) = 1: unit variance at initialisation.
             self.raw_variance = nnx.Param(jnp.full((dim,), 0.5413))
@@ -137,6 +136,28 @@ class VAE(GenerativeModel):
             stochastic=True,
         )
 
+    def _build_networks(self, hidden: tuple[int, ...], rngs: nnx.Rngs) -> None:
+        """The encoder MLP on ``[x, onehot(c)]`` and the decoder MLP on ``[z, onehot(c)]``.
+
+        Subclasses (``conv_vae``) build other networks; they keep ``encoder`` and
+        ``decoder_net`` as the class-conditioned dense maps whose first layers' last C kernel
+        rows are the one-hot rows (see ``_conditioned_mlp``), and override
+        ``_encoder_features``, ``_decoder_means`` and ``_decoder_width`` to match."""
+        self.encoder = _mlp((self.dim + self.num_classes, *hidden, 2 * self.latent), rngs)
+        self.decoder_net = _mlp((self.latent + self.num_classes, *hidden[::-1], self.dim), rngs)
+
+    def _encoder_features(self, x: Array) -> Array:
+        """What the encoder's dense layers read from ``x`` ``[..., D]``: ``x`` itself here."""
+        return x
+
+    def _decoder_means(self, z: Array, class_rows: Array) -> Array:
+        """The decoder's output ``m(z, c)`` ``[..., D]``: Gaussian means or Bernoulli logits."""
+        return _conditioned_mlp(self.decoder_net, z, class_rows)
+
+    def _decoder_width(self) -> int:
+        """Floats of the decoder's widest activation for one (sample, example, class)."""
+        return max([layer.out_features for layer in self.decoder_net] + [self.dim])
+
     def fit_plan(self):
         return (ClosedForm(), self.plan)
 
@@ -151,19 +172,19 @@ class VAE(GenerativeModel):
 
     def encode(self, x: Array, class_rows: Array) -> tuple[Array, Array]:
         """Mean and log-variance of ``q(z | x, c)``; ``class_rows`` as in ``_conditioned_mlp``."""
-        out = _conditioned_mlp(self.encoder, x, class_rows)
+        out = _conditioned_mlp(self.encoder, self._encoder_features(x), class_rows)
         mu, log_var = jnp.split(out, 2, axis=-1)
         return mu, jnp.clip(log_var, -15.0, 10.0)
 
     def _encoder_rows(self) -> Array:
-        return self.encoder[0].kernel[...][self.dim :]
+        return self.encoder[0].kernel[...][-self.num_classes :]
 
     def _decoder_rows(self) -> Array:
-        return self.decoder_net[0].kernel[...][self.latent :]
+        return self.decoder_net[0].kernel[...][-self.num_classes :]
 
     def decoder_log_prob(self, x: Array, z: Array, class_rows: Array) -> Array:
         """``log p(x | z, c)``, summed over features (nats); broadcasts over leading axes."""
-        out = _unfused(_conditioned_mlp(self.decoder_net, z, class_rows))
+        out = _unfused(self._decoder_means(z, class_rows))
         if self.decoder == "bernoulli":
             return (x * out - jax.nn.softplus(out)).sum(-1)
         var = self.decoder_variance()
@@ -210,8 +231,7 @@ class VAE(GenerativeModel):
             log_q = log_q_const - 0.5 * (eps**2).sum(-1)
             return self.decoder_log_prob(x_b, z, dec_rows) + _std_normal_log_density(z) - log_q
 
-        widest = max([layer.out_features for layer in self.decoder_net] + [self.dim])
-        per_sample = batch * self.num_classes * widest
+        per_sample = batch * self.num_classes * self._decoder_width()
         chunk = _chunk_size(k_total, per_sample)
 
         def body(carry, ks):
@@ -236,7 +256,7 @@ class VAE(GenerativeModel):
         """``z ~ N(0, I)``, then ``x ~ p(x | z, y)``: mean plus Gaussian noise, or 0/1 draws."""
         k_z, k_x = jax.random.split(key)
         z = jax.random.normal(k_z, (n, self.latent))
-        out = _conditioned_mlp(self.decoder_net, z, self._decoder_rows()[y])
+        out = self._decoder_means(z, self._decoder_rows()[y])
         if self.decoder == "bernoulli":
             return jax.random.bernoulli(k_x, jax.nn.sigmoid(out)).astype(jnp.float32)
         return out + jnp.sqrt(self.decoder_variance()) * jax.random.normal(k_x, out.shape)
