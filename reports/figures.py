@@ -146,7 +146,7 @@ def _learning_curve_figure(rows: pd.DataFrame, task: str, colors: dict) -> Figur
     ax.minorticks_off()
     ax.set_xlabel("training examples (n_train, log scale)")
     ax.set_ylabel("test error (1 − accuracy)")
-    ax.set_title(f"{_tex(task)}: learning curves (mean, 95% t-interval over seeds)")
+    ax.set_title(f"{literal_text(task)}: learning curves (mean, 95% t-interval over seeds)")
     ax.grid(True, which="both", alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize="small", frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0))
@@ -182,11 +182,11 @@ def sample_grids(samples: list[dict], out_dir: str | Path) -> list[Path]:
                 ax.imshow(_mosaic(x, shape), interpolation="nearest")
             else:
                 ax.imshow(_mosaic(x, shape), cmap="gray_r", vmin=low, vmax=high)
-            ax.set_title(_tex(title), fontsize="small")
+            ax.set_title(literal_text(title), fontsize="small")
             ax.set_xticks([])
             ax.set_yticks([])
         how = "; colours rescaled per image" if is_colour(shape) else ""
-        fig.suptitle(f"{_tex(task)}: samples per class (one row per class{how})")
+        fig.suptitle(f"{literal_text(task)}: samples per class (one row per class{how})")
         written += save_figure(fig, out_dir, f"samples_{safe_name(task)}")
     return written
 
@@ -264,7 +264,7 @@ def _accuracy_vs_compute_figure(df: pd.DataFrame) -> Figure | None:
     if not stats["plotted"].any():
         return None
     tasks = sorted(stats["task"].unique())
-    fig, axes = _facets(len(tasks), width=4.4, height=3.6)
+    fig, axes = facet_axes(len(tasks), width=4.4, height=3.6)
     for ax, task in zip(axes, tasks, strict=True):
         rows = stats[stats["task"] == task]
         for r in rows[rows["plotted"]].itertuples():
@@ -281,7 +281,7 @@ def _accuracy_vs_compute_figure(df: pd.DataFrame) -> Figure | None:
             )
             label = r.model + (f" ({r.n_not_ok} not ok)" if r.n_not_ok else "")
             ax.annotate(
-                _tex(label),
+                literal_text(label),
                 (r.fit_s_mean, r.accuracy_mean),
                 xytext=(4, 3),
                 textcoords="offset points",
@@ -289,7 +289,7 @@ def _accuracy_vs_compute_figure(df: pd.DataFrame) -> Figure | None:
                 color=color,
             )
         n = int(rows["n_train"].iloc[0])
-        ax.set_title(_tex(f"{task} (n_train = {n})") + _not_shown(rows), fontsize="medium")
+        ax.set_title(literal_text(f"{task} (n_train = {n})") + _not_shown(rows), fontsize="medium")
         ax.set_xscale("log")
         ax.margins(x=0.25, y=0.15)
         ax.set_xlabel("fit time per cell (s, log scale)")
@@ -342,7 +342,7 @@ def _likelihood_vs_accuracy_figure(df: pd.DataFrame) -> Figure | None:
     is_bound = rows.assign(_bound=bound).groupby(["task", "model"])["_bound"].any()
     stats["plotted"] = stats["bits_per_dim_count"] > 0
     tasks = sorted(stats["task"].unique())
-    fig, axes = _facets(len(tasks), width=4.4, height=3.6)
+    fig, axes = facet_axes(len(tasks), width=4.4, height=3.6)
     for ax, task in zip(axes, tasks, strict=True):
         task_rows = stats[stats["task"] == task]
         for r in task_rows[task_rows["plotted"]].itertuples():
@@ -364,7 +364,7 @@ def _likelihood_vs_accuracy_figure(df: pd.DataFrame) -> Figure | None:
             )
             label = r.model + (f" ({r.n_not_ok} not ok)" if r.n_not_ok else "")
             ax.annotate(
-                _tex(label),
+                literal_text(label),
                 (r.bits_per_dim_mean, r.accuracy_mean),
                 xytext=(5, 3),
                 textcoords="offset points",
@@ -372,7 +372,9 @@ def _likelihood_vs_accuracy_figure(df: pd.DataFrame) -> Figure | None:
                 color=color,
             )
         n = int(task_rows["n_train"].iloc[0])
-        ax.set_title(_tex(f"{task} (n_train = {n})") + _not_shown(task_rows), fontsize="medium")
+        ax.set_title(
+            literal_text(f"{task} (n_train = {n})") + _not_shown(task_rows), fontsize="medium"
+        )
         ax.margins(x=0.2, y=0.15)
         ax.set_xlabel("bits per dimension (lower is better)")
         ax.set_ylabel("test accuracy")
@@ -436,7 +438,9 @@ def _crossover_figure(frame: pd.DataFrame, task: str) -> Figure:
         g = frame[frame["pair"] == pair].sort_values("n_train")
         color = colors[pair]
         x = g["n_train"].astype(float).to_numpy()
-        ax.plot(x, g["mean_diff"], marker="o", markersize=3.5, color=color, label=_tex(pair))
+        ax.plot(
+            x, g["mean_diff"], marker="o", markersize=3.5, color=color, label=literal_text(pair)
+        )
         ax.fill_between(x, g["lo"], g["hi"], color=color, alpha=0.2, linewidth=0)
         n_star, lo, hi = (_first_value(g[c]) for c in ("n_star", "n_star_lo", "n_star_hi"))
         if math.isnan(n_star):
@@ -469,7 +473,7 @@ def _crossover_figure(frame: pd.DataFrame, task: str) -> Figure:
     ax.minorticks_off()
     ax.set_xlabel("training examples (n_train, log scale)")
     ax.set_ylabel("test error difference\n(generative − discriminative)")
-    ax.set_title(f"{_tex(task)}: paired error difference (mean, 95% CI over seeds)")
+    ax.set_title(f"{literal_text(task)}: paired error difference (mean, 95% CI over seeds)")
     ax.text(
         0.01,
         0.99,
@@ -484,7 +488,7 @@ def _crossover_figure(frame: pd.DataFrame, task: str) -> Figure:
     return fig
 
 
-def _facets(count: int, width: float, height: float) -> tuple[Figure, list[Axes]]:
+def facet_axes(count: int, width: float, height: float) -> tuple[Figure, list[Axes]]:
     """A constrained-layout figure with `count` axes, at most three per row."""
     cols = min(3, count)
     rows = -(-count // cols)
@@ -495,7 +499,7 @@ def _facets(count: int, width: float, height: float) -> tuple[Figure, list[Axes]
 def _not_shown(rows: pd.DataFrame) -> str:
     """A second title line naming the models of `rows` that could not be plotted."""
     hidden = sorted(rows.loc[~rows["plotted"], "model"])
-    return "\n" + _tex(f"not shown (no ok cell): {', '.join(hidden)}") if hidden else ""
+    return "\n" + literal_text(f"not shown (no ok cell): {', '.join(hidden)}") if hidden else ""
 
 
 def _half(ci: float) -> float:
@@ -515,6 +519,21 @@ def _num(value: float) -> str:
     return "∞" if math.isinf(value) else f"{value:.3g}"
 
 
-def _tex(text: str) -> str:
+def literal_text(text: str) -> str:
     """`text` with dollar signs escaped, so matplotlib shows it literally (no mathtext)."""
     return str(text).replace("$", r"\$")
+
+
+def figure_markdown(paths: list[Path], out: Path) -> list[str]:
+    """Markdown lines embedding each PNG of `paths` (relative to `out`), with links to its SVG
+    and PDF."""
+    lines = []
+    for png in (p for p in paths if p.suffix == ".png"):
+        rel = png.relative_to(out).with_suffix("").as_posix()
+        lines += [
+            f"![{png.stem}]({rel}.png)",
+            "",
+            f"{png.stem}: [SVG]({rel}.svg) · [PDF]({rel}.pdf)",
+            "",
+        ]
+    return lines

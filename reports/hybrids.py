@@ -43,7 +43,15 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from reports import latex
-from reports.figures import _facets, _tex, colour_image, grey_image, is_colour, save_figure
+from reports.figures import (
+    colour_image,
+    facet_axes,
+    figure_markdown,
+    grey_image,
+    is_colour,
+    literal_text,
+    save_figure,
+)
 from reports.stats import check_unique_cells, summarize, t_half_width
 from reports.tables import DASH, DECIMALS, fmt_mean_ci, table
 from results.store import safe_name
@@ -236,7 +244,7 @@ def gan_training_markdown(
         "",
         *table(header, body),
         "",
-        *_figure_lines(paths, Path(out_dir)),
+        *figure_markdown(paths, Path(out_dir)),
     ]
     return "\n".join(lines), paths
 
@@ -292,13 +300,13 @@ def _series_groups(item: dict[str, Any]) -> list[tuple[str, list[str]]]:
 def _training_figure(item: dict[str, Any]) -> Figure:
     steps = np.asarray(item["trace_step"], dtype=float)
     groups = _series_groups(item)
-    fig, axes = _facets(max(1, len(groups)), width=4.6, height=3.4)
+    fig, axes = facet_axes(max(1, len(groups)), width=4.6, height=3.4)
     palette = sns.color_palette("colorblind", 8)
     for ax, (title, series) in zip(axes, groups, strict=False):
         for k, name in enumerate(series):
             mean, half, _ = seed_band(item[name])
             color = palette[k % len(palette)]
-            ax.plot(steps, mean, color=color, label=_tex(TRACE_LABELS.get(name, name)))
+            ax.plot(steps, mean, color=color, label=literal_text(TRACE_LABELS.get(name, name)))
             band = np.nan_to_num(half, nan=0.0)
             ax.fill_between(steps, mean - band, mean + band, color=color, alpha=0.2, linewidth=0)
         if series[0].startswith("d_acc"):
@@ -306,12 +314,12 @@ def _training_figure(item: dict[str, Any]) -> Figure:
         if "accuracy" in title:
             ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("optimiser step")
-        ax.set_ylabel(_tex(title))
+        ax.set_ylabel(literal_text(title))
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="small", frameon=False)
     seeds = len(item.get("seeds") or [])
     fig.suptitle(
-        _tex(
+        literal_text(
             f"{item['task']}: {item['model']} training (n_train = {int(item['n_train'])}; "
             f"mean, 95% t-interval over {seeds} seeds)"
         )
@@ -346,7 +354,7 @@ def training_samples_markdown(
         "its optimiser step); columns are the classes, each with its draws, on the task's own "
         "pixel scale.",
         "",
-        *_figure_lines(paths, Path(out_dir)),
+        *figure_markdown(paths, Path(out_dir)),
     ]
     return "\n".join(lines), paths
 
@@ -377,7 +385,7 @@ def training_samples_figure(item: dict[str, Any]) -> Figure:
     for spine in ax.spines.values():
         spine.set_visible(False)
     fig.suptitle(
-        _tex(
+        literal_text(
             f"{item['task']}: {item['model']} samples over training (n_train = "
             f"{int(item['n_train'])}, first seed)"
         ),
@@ -616,7 +624,7 @@ def lambda_sweep_markdown(
         "",
         *table(["task", "lam", "model", "n_train", "seeds", *(headers[m] for m in metrics)], body),
         "",
-        *_figure_lines(figure_paths, Path(out_dir)),
+        *figure_markdown(figure_paths, Path(out_dir)),
     ]
     return "\n".join(lines), figure_paths, [tex_path]
 
@@ -624,7 +632,7 @@ def lambda_sweep_markdown(
 def _sweep_figure(stats: pd.DataFrame, metrics: list[str]) -> Figure:
     tasks = sorted(stats["task"].unique())
     colors = dict(zip(tasks, sns.color_palette("colorblind", len(tasks)), strict=True))
-    fig, axes = _facets(len(metrics), width=4.4, height=3.4)
+    fig, axes = facet_axes(len(metrics), width=4.4, height=3.4)
     for ax, metric in zip(axes, metrics, strict=True):
         for task in tasks:
             g = stats[(stats["task"] == task) & (stats[f"{metric}_count"] > 0)]
@@ -645,7 +653,7 @@ def _sweep_figure(stats: pd.DataFrame, metrics: list[str]) -> Figure:
                 capsize=2.5,
                 linewidth=1.2,
                 color=colors[task],
-                label=_tex(f"{task} (n={n})"),
+                label=literal_text(f"{task} (n={n})"),
             )
         _lam_axis(ax, stats["lam"].to_numpy(dtype=float))
         ax.set_ylabel(SWEEP_LABELS[metric])
@@ -715,17 +723,3 @@ def _sweep_tex(stats: pd.DataFrame, metrics: list[str]) -> str:
 
 
 # --- shared ---------------------------------------------------------------------------------
-
-
-def _figure_lines(paths: list[Path], out: Path) -> list[str]:
-    """Markdown embedding each PNG of `paths`, with links to its SVG and PDF (as build.py)."""
-    lines = []
-    for png in (p for p in paths if p.suffix == ".png"):
-        rel = png.relative_to(out).with_suffix("").as_posix()
-        lines += [
-            f"![{png.stem}]({rel}.png)",
-            "",
-            f"{png.stem}: [SVG]({rel}.svg) · [PDF]({rel}.pdf)",
-            "",
-        ]
-    return lines

@@ -30,7 +30,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from reports import latex
-from reports.figures import _facets, _tex, model_colors, save_figure
+from reports.figures import facet_axes, figure_markdown, literal_text, model_colors, save_figure
 from reports.stats import check_unique_cells, summarize
 from reports.tables import DASH, fmt_mean_ci, table
 from results.store import safe_name
@@ -167,7 +167,7 @@ def ood_lines(df: pd.DataFrame, out: Path) -> list[str]:
         path.write_text(_ood_tex(rows, str(task), str(ood_task)))
         lines += [f"Table: [{path.name}]({path.relative_to(out).as_posix()})", ""]
     paths = save_figure(_ood_figure(stats), out, "ood_auroc")
-    return [*lines, *_figure_lines(paths, out)]
+    return [*lines, *figure_markdown(paths, out)]
 
 
 def _seeds(r: pd.Series) -> str:
@@ -212,7 +212,7 @@ def _tex_mean_ci(mean: float, ci: float) -> str:
 def _ood_figure(stats: pd.DataFrame) -> Figure:
     """Per (task, OOD set) a panel: each model's two AUROCs with their intervals."""
     pairs = sorted(stats.groupby(["task", "ood_task"]).groups)
-    fig, axes = _facets(len(pairs), width=4.6, height=0.9 + 0.32 * stats["model"].nunique())
+    fig, axes = facet_axes(len(pairs), width=4.6, height=0.9 + 0.32 * stats["model"].nunique())
     markers = {"ood_auroc_logpx": ("o", "#DE8F05"), "ood_auroc_msp": ("s", "#0173B2")}
     for ax, (task, ood_task) in zip(axes, pairs, strict=False):
         rows = stats[(stats["task"] == task) & (stats["ood_task"] == ood_task)]
@@ -234,10 +234,10 @@ def _ood_figure(stats: pd.DataFrame) -> Figure:
                 label=OOD_HEADERS[metric],
             )
         ax.axvline(0.5, color="black", linestyle=":", linewidth=1.0)
-        ax.set_yticks(y, [_tex(m) for m in rows["model"]])
+        ax.set_yticks(y, [literal_text(m) for m in rows["model"]])
         ax.set_xlim(-0.02, 1.02)
         ax.set_xlabel("AUROC (0.5 = chance)")
-        ax.set_title(_tex(f"{task} vs {ood_task}"), fontsize="medium")
+        ax.set_title(literal_text(f"{task} vs {ood_task}"), fontsize="medium")
         ax.grid(True, axis="x", alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=2, frameon=False)
@@ -276,7 +276,7 @@ def missing_lines(df: pd.DataFrame, out: Path) -> list[str]:
             )
         lines += [f"#### {task}", "", *table(header, body), ""]
         fig = _missing_figure(rows, str(task), fractions)
-        lines += _figure_lines(
+        lines += figure_markdown(
             save_figure(fig, out, f"missing_features_{safe_name(str(task))}"), out
         )
     return lines
@@ -302,7 +302,7 @@ def _missing_figure(rows: pd.DataFrame, task: str, fractions: list[tuple[float, 
             markersize=3.5,
             capsize=2,
             linewidth=1.3,
-            label=_tex(f"{r['model']} ({method or 'n/a'})"),
+            label=literal_text(f"{r['model']} ({method or 'n/a'})"),
         )
     ax.set_xticks(xs, [f"{round(100 * x)}%" for x in xs])
     ax.set_xlabel("features hidden per test example (completely at random)")
@@ -312,21 +312,9 @@ def _missing_figure(rows: pd.DataFrame, task: str, fractions: list[tuple[float, 
     ax.legend(fontsize="small", frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     n = ", ".join(str(int(v)) for v in sorted(rows["n_train"].unique()))
     ax.set_title(
-        _tex(f"{task}: accuracy with missing features (n_train = {n}); dashed: marginalize"),
+        literal_text(
+            f"{task}: accuracy with missing features (n_train = {n}); dashed: marginalize"
+        ),
         fontsize="medium",
     )
     return fig
-
-
-def _figure_lines(paths: list[Path], out: Path) -> list[str]:
-    """Markdown embedding each PNG of `paths`, with links to its SVG and PDF."""
-    lines = []
-    for png in (p for p in paths if p.suffix == ".png"):
-        rel = png.relative_to(out).with_suffix("").as_posix()
-        lines += [
-            f"![{png.stem}]({rel}.png)",
-            "",
-            f"{png.stem}: [SVG]({rel}.svg) · [PDF]({rel}.pdf)",
-            "",
-        ]
-    return lines

@@ -55,6 +55,7 @@ import numpy as np
 from flax import nnx
 
 from models.base import Array, ClosedForm, FeatureKind, GenerativeModel, Gradient, class_counts
+from models.conv import Conv3x3
 
 _LOG_2PI = math.log(2.0 * math.pi)
 #: Added to the pooled within-class variance when initialising the per-class affine map
@@ -100,41 +101,6 @@ def unsqueeze(h: Array) -> Array:
     c = c4 // 4
     h = h.reshape(b, height, width, 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
     return h.reshape(b, 2 * height, 2 * width, c)
-
-
-def conv3x3(h: Array, kernel: Array) -> Array:
-    """A 3x3 convolution with zero ("SAME") padding, ``[B, H, W, I] -> [B, H, W, O]``: one
-    gather of the 9 neighbours of every pixel (im2col) and one matrix product with ``kernel``
-    ``[3, 3, I, O]``.
-
-    Why not ``lax.conv_general_dilated``: XLA:CPU runs convolutions inside loops (the engine's
-    ``lax.scan``) many times slower than at top level, and vmapped over cells (per-cell
-    kernels) as grouped convolutions. Measured on the 2-core CPU (loaded), gradient steps of a
-    3x3 / 1x1 / 3x3 conv net in ``lax.scan``, vmapped over 2 cells, batch 64: 8x8 images 19 ms
-    (XLA conv), 6 ms (9 slices concatenated), 12 ms (this gather); 28x28 648, 467 and 376 ms;
-    compile 1.5, 2.2 and 1.0 s. The gather compiles fastest and batches over cells as a
-    batched matrix product.
-    """
-    b, height, width, c = h.shape
-    padded = jnp.pad(h, ((0, 0), (1, 1), (1, 1), (0, 0))).reshape(b, -1, c)
-    i, j = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
-    neighbours = [(i + di) * (width + 2) + (j + dj) for di in range(3) for dj in range(3)]
-    index = np.stack(neighbours, axis=-1).reshape(-1).astype(np.int32)
-    patches = padded[:, index, :].reshape(b, height, width, 9 * c)
-    return patches @ kernel.reshape(9 * c, -1)
-
-
-class Conv3x3(nnx.Module):
-    """A 3x3 convolution with bias and zero padding (``conv3x3``); LeCun-normal kernel."""
-
-    def __init__(self, in_channels: int, out_channels: int, *, zero: bool = False, rngs: nnx.Rngs):
-        shape = (3, 3, in_channels, out_channels)
-        init = nnx.initializers.zeros_init() if zero else nnx.initializers.lecun_normal()
-        self.kernel = nnx.Param(init(rngs.params(), shape, jnp.float32))
-        self.bias = nnx.Param(jnp.zeros((out_channels,)))
-
-    def __call__(self, h: Array) -> Array:
-        return conv3x3(h, self.kernel[...]) + self.bias[...]
 
 
 class ConvConditioner(nnx.Module):
