@@ -101,6 +101,14 @@ def _parser() -> argparse.ArgumentParser:
         "sharding); the numbers do not depend on it",
     )
     run.add_argument(
+        "--data-parallel",
+        type=_positive_int,
+        default=1,
+        metavar="K",
+        help="split each cell's examples over K devices as well (the devices form a "
+        "cells x K mesh; K must divide them); default 1: whole cells per device",
+    )
+    run.add_argument(
         "--distributed",
         action="store_true",
         help="join a jax.distributed cluster (auto-detected on TPU pods, SLURM, ...; or set by "
@@ -223,14 +231,14 @@ def _run_grids(args) -> int:
         args.seeds,
         quality=not args.no_quality,
         devices=args.devices,
+        data_parallel=args.data_parallel,
         robustness=True if args.robustness else (False if args.no_robustness else None),
         ood=args.ood,
     )
-    if args.devices is not None:
-        try:
-            sharding.local_devices(args.devices)
-        except ValueError as e:  # more devices than this process has
-            raise UsageError(str(e)) from None
+    try:
+        sharding.make_mesh(args.devices, args.data_parallel)
+    except ValueError as e:  # more devices than this process has; K does not divide them
+        raise UsageError(str(e)) from None
 
     out = args.out or Path("runs") / suite.name
     if args.resume and not (out / "manifest.json").is_file():

@@ -691,6 +691,7 @@ def run_cells(
     devices: int | None = None,
     robustness: bool = False,
     ood: str | None = None,
+    data: int = 1,
 ) -> GridResult:
     """Fit and evaluate the given (size, seed) cells of one (task, model) in one program.
 
@@ -701,13 +702,14 @@ def run_cells(
     not depend on the mesh beyond float round-off (see tests/test_sharding.py).
     ``robustness``: also compute the robustness columns (``bench.robustness``: accuracy with
     missing features and, when ``ood`` names an OOD set, OOD-detection AUROCs) on the cells
-    of the largest size; they stay NaN / '' without it."""
+    of the largest size; they stay NaN / '' without it. ``data``: devices per cell, over which
+    each cell's examples are split (``bench.sharding``; with ``mesh`` None)."""
     plan.check_pairs(pairs, task)
     cells = plan.make_cells_for(
         task.y_pool, task.num_classes, pairs, validation=spec.cls.needs_validation
     )
     if mesh is None:
-        mesh = sharding.make_mesh(devices)
+        mesh = sharding.make_mesh(devices, data)
     template = build_template(task, spec)
     fit_grid, eval_grid = build_programs(task, spec, template, chunk_cells(task, cell_batch))
     index = sharding.pad_index(cells.count, mesh)  # 0..count-1, then copies of cell 0
@@ -720,7 +722,12 @@ def run_cells(
         keys = np.asarray(jax.random.key_data(keys))[index]
         fit_grid = sharding.shard_cells(_with_key_data(fit_grid), mesh, 3, 2)
         eval_grid = sharding.shard_cells(eval_grid, mesh, cell_args=1, shared_args=2)
-        cell_put, shared_put = sharding.cell_sharding(mesh), sharding.replicated(mesh)
+        n_pool, n_test = task.pool_size, len(task.y_test)
+        by_cell = sharding.cell_sharding(mesh)
+        by_example = sharding.rows_sharding(mesh, n_pool, cells=True)
+        cell_put = (by_cell, by_example, by_example)
+        pool, test_rows = (sharding.rows_sharding(mesh, n) for n in (n_pool, n_test))
+        shared_put = (pool, pool, test_rows, test_rows)
     cell_in = sharding.timed_put((keys, cells.w_train[index], cells.w_val[index]), cell_put)
     shared_in = sharding.timed_put((task.x_pool, task.y_pool, task.x_test, task.y_test), shared_put)
     input_s = cell_in.seconds + shared_in.seconds
@@ -750,7 +757,7 @@ def run_cells(
     eval_rep = steady_state(lambda: eval_compiled(fitted, *test), t5 - t4, **policy)
     t6 = time.perf_counter()
     # XLA analyses the per-device program: scale to all devices' real cells.
-    per_device = sharding.cell_count(mesh) * cells.count / len(index)
+    per_device = sharding.device_count(mesh) * cells.count / len(index)
     fit_cost = _scaled(program_cost(fit_compiled), per_device)
     eval_cost = _scaled(program_cost(eval_compiled), per_device)
     peak = env.device_peak()
@@ -800,7 +807,7 @@ def run_cells(
         quality_s=q_run,
         quality_cells=q_cells,
         input_s=input_s,
-        devices=sharding.cell_count(mesh),
+        devices=sharding.device_count(mesh),
         padded_cells=len(index),
     )
     samples = None

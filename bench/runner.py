@@ -57,6 +57,9 @@ class RunConfig:
     #: Local devices the cells of a grid are split over (the first N; None: all). Not part of
     #: the run's identity: the numbers do not depend on it beyond float round-off.
     devices: int | None = None
+    #: Devices per cell, over which each cell's examples are split (``bench.sharding``); not
+    #: part of the run's identity either.
+    data_parallel: int = 1
     #: Also compute the robustness columns (``bench.robustness``): accuracy with missing
     #: features and, for tasks with an OOD set in ``ood``, OOD-detection AUROCs. Part of the
     #: run's identity when on (with ``ood``).
@@ -82,6 +85,7 @@ def make_config(
     quality: bool = True,
     devices: int | None = None,
     robustness: bool | None = None,
+    data_parallel: int = 1,
     ood: str | None = None,
 ) -> RunConfig:
     """The suite's grid with the given parts overridden. Names are checked here.
@@ -116,6 +120,7 @@ def make_config(
         pairs=_pairs_present(suite, model_specs),
         quality=quality,
         devices=devices,
+        data_parallel=data_parallel,
         robustness=robust,
         ood=ood_pairs,
     )
@@ -405,6 +410,7 @@ def _compute_missing(run: PreparedRun, task, spec) -> engine.GridTiming | None:
                 run.config.cell_batch,
                 quality=run.config.quality,
                 devices=run.config.devices,
+                data=run.config.data_parallel,
                 robustness=run.config.robustness,
                 ood=run.config.ood_for(task.name),
             )

@@ -12,11 +12,13 @@ stay sharded over cells until they are gathered to the host.
 The cell count is padded to a multiple of the device count with copies of cell 0, whose results
 are dropped (``pad_index``), so every device gets the same static shapes (one program).
 
-Mesh layout: axes ``("cells", "data")``. The ``data`` axis (a cell's examples spread over
-devices) is kept at size 1: models compute their sums over examples inside their own code
-(``fit_plan`` stages, losses), so sharding the pool would need a ``psum`` inside every model;
-batch parallelism within one cell is left to XLA's SPMD partitioner (data-parallel only) and
-not used here.
+Mesh layout: axes ``("cells", "data")``, ``data`` = 1 by default. With ``data`` = k > 1
+(``gdbench run --data-parallel k``) each cell's examples (the pool's rows, the cells' example
+weights, the test set) are also split over k devices: the ``shard_map`` is then manual over
+``cells`` only, and inside it XLA's SPMD partitioner (GSPMD) splits every per-example
+computation over ``data`` and inserts the all-reduces that the models' sums over examples
+need, so the models stay written for one device. For pools too large for one device, or
+cells too few to fill the devices.
 
 With one device (or ``devices=1``) nothing of this is used: the engine compiles exactly the
 programs it compiled before (no ``shard_map``, no padding).
@@ -70,17 +72,34 @@ def make_mesh(devices: Sequence[jax.Device] | int | None = None, data: int = 1) 
 
     ``devices``: a list of devices, a count (the first that many local devices) or None (all
     local devices). ``data`` must be 1 (see the module docstring)."""
-    if data != 1:
-        raise ValueError(
-            "data-axis sharding (a cell's examples over devices) is not supported: models sum "
-            "over examples inside their own code; all devices go on the 'cells' axis"
-        )
     if devices is None or isinstance(devices, int):
         devices = local_devices(devices)
     devices = list(devices)
+    if data < 1 or len(devices) % data:
+        raise ValueError(
+            f"--data-parallel {data} must divide the {len(devices)} device(s) the cells are "
+            "split over"
+        )
     if len(devices) < 2:
         return None
-    return Mesh(np.asarray(devices).reshape(len(devices), data), (CELLS, DATA))
+    return Mesh(np.asarray(devices).reshape(len(devices) // data, data), (CELLS, DATA))
+
+
+def data_count(mesh: Mesh | None) -> int:
+    """Devices along the data axis: how many devices share one cell's examples."""
+    return 1 if mesh is None else int(mesh.shape[DATA])
+
+
+def device_count(mesh: Mesh | None) -> int:
+    """Devices of the mesh (1 without one)."""
+    return 1 if mesh is None else int(mesh.devices.size)
+
+
+def rows_sharding(mesh: Mesh, rows: int, cells: bool = False) -> NamedSharding:
+    """An array of ``rows`` examples (after a leading cell axis when ``cells``) split over the
+    data axis when it divides them (else replicated over it), its cell axis over ``cells``."""
+    split = DATA if data_count(mesh) > 1 and rows % data_count(mesh) == 0 else None
+    return NamedSharding(mesh, PartitionSpec(CELLS, split) if cells else PartitionSpec(split))
 
 
 def cell_count(mesh: Mesh | None) -> int:
@@ -120,13 +139,23 @@ def shard_cells(fn: Callable, mesh: Mesh, cell_args: int, shared_args: int) -> C
     # for plain jit, and shard_map's varying-axes type check would ask every model to mark its
     # carries as varying over 'cells'. The check guards collectives and their transposes; these
     # programs have none (``collectives``), so each device simply runs the unsharded body.
+    # With a data axis the map is manual over 'cells' only: within each cell XLA's SPMD
+    # partitioner splits the examples over 'data' (as the arguments' shardings say) and adds
+    # the all-reduces the models' sums over examples need.
+    manual = {"axis_names": frozenset({CELLS})} if data_count(mesh) > 1 else {}
     return jax.shard_map(
-        fn, mesh=mesh, in_specs=in_specs, out_specs=PartitionSpec(CELLS), check_vma=False
+        fn,
+        mesh=mesh,
+        in_specs=in_specs,
+        out_specs=PartitionSpec(CELLS),
+        check_vma=False,
+        **manual,
     )
 
 
-def put(tree: Any, sharding: jax.sharding.Sharding | None) -> Any:
-    """``jax.device_put`` of every leaf (onto the default device when ``sharding`` is None)."""
+def put(tree: Any, sharding: Any) -> Any:
+    """``jax.device_put`` of every leaf (onto the default device when ``sharding`` is None);
+    ``sharding`` is one sharding or a pytree of them matching ``tree``."""
     if sharding is None:
         return jax.device_put(tree)
     return jax.device_put(tree, sharding)
@@ -140,7 +169,7 @@ class Transfer:
     seconds: float
 
 
-def timed_put(tree: Any, sharding: jax.sharding.Sharding | None) -> Transfer:
+def timed_put(tree: Any, sharding: Any) -> Transfer:
     """``put`` the host arrays of ``tree`` and wait for the copies (``block_until_ready``)."""
     t = time.perf_counter()
     arrays = jax.block_until_ready(put(tree, sharding))

@@ -12,6 +12,8 @@ JAX fixes the device count when it starts, so the sharded runs happen in subproc
 - Two processes of one ``jax.distributed`` cluster (loopback coordinator, 2 devices each) run
   the same ``gdbench run`` into one directory: each writes its own ``.p<i>`` part, and the
   merged rows are the rows of a single-process run.
+- ``--data-parallel 2`` (a 4 x 2 mesh: each cell's examples over 2 devices) gives the 1-device
+  numbers too, and its fit program holds the all-reduces of the sums over examples.
 - ``input_s`` and ``load_s`` are stored, positive, and shown in the report's compute table;
   ``--devices`` is parsed and checked; the device count is not part of a run's identity.
 """
@@ -89,6 +91,35 @@ out["program"] = {
     "global_shape": list(shift.shape),
     "collectives": sharding.collectives(compiled),
 }
+
+# Data parallelism: 4 cells x 2 devices per cell on breast_cancer (398 pool rows, even), each
+# cell's examples split over 2 devices by XLA's partitioner, against the 1-device grid.
+task = tasks.load("breast_cancer")
+out["data"] = {}
+for name in ("gnb", "mlp?steps=50"):
+    spec = models.get(name)
+    res = {
+        label: engine.run_cells(task, spec, pairs, quality=False, devices=d, data=k)
+        for label, d, k in (("one", 1, 1), ("data", 8, 2))
+    }
+    out["data"][name] = {
+        label: {k: [row[k] for row in r.rows] for k in ("accuracy", "nll")}
+        for label, r in res.items()
+    }
+mesh = sharding.make_mesh(None, data=2)
+fit_grid, _ = engine.build_programs(task, spec, engine.build_template(task, spec))
+cells = plan.make_cells_for(task.y_pool, task.num_classes, pairs, validation=True)
+index = sharding.pad_index(cells.count, mesh)
+keys = jax.random.key_data(jax.vmap(jax.random.key)(jnp.asarray(cells.seeds[index], jnp.uint32)))
+rows = sharding.rows_sharding(mesh, task.pool_size, cells=True)
+cell_args = sharding.put(
+    (np.asarray(keys), cells.w_train[index], cells.w_val[index]),
+    (sharding.cell_sharding(mesh), rows, rows),
+)
+shared = sharding.put((task.x_pool, task.y_pool), sharding.rows_sharding(mesh, task.pool_size))
+program = sharding.shard_cells(engine._with_key_data(fit_grid), mesh, 3, 2)
+compiled = jax.jit(program).lower(*cell_args, *shared).compile()
+out["data_program"] = {"mesh": dict(mesh.shape), "collectives": sharding.collectives(compiled)}
 print(json.dumps(out))
 """
 
@@ -262,3 +293,22 @@ def test_devices_flag_is_parsed_and_checked(capsys):
     args = parser.parse_args(["run", "--coordinator", "h:1", "--num-processes", "2"])
     with pytest.raises(cli.UsageError, match="go together"):
         cli._cmd_run(args)
+
+
+@pytest.mark.parametrize("model", ["gnb", "mlp?steps=50"])
+def test_data_parallel_grid_equals_the_single_device_grid(sharded: dict, model: str):
+    """--data-parallel 2: each cell's examples split over 2 devices (4 x 2 mesh) give the
+    1-device numbers; XLA's partitioner adds the all-reduces of the sums over examples."""
+    one, split = sharded["data"][model]["one"], sharded["data"][model]["data"]
+    assert one["accuracy"] == split["accuracy"]
+    np.testing.assert_allclose(split["nll"], one["nll"], rtol=RTOL[model], atol=0)
+    program = sharded["data_program"]
+    assert program["mesh"] == {"cells": 4, "data": 2}
+    assert "all-reduce" in program["collectives"]  # the examples really are split
+
+
+def test_data_parallel_must_divide_the_devices():
+    from bench import sharding
+
+    with pytest.raises(ValueError, match="--data-parallel 3 must divide the 1 device"):
+        sharding.make_mesh(None, data=3)
