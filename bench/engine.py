@@ -45,7 +45,7 @@ from bench import quality as sample_quality
 from bench import robustness as robustness_step
 from bench.fit import run_plan
 from bench.metrics import classification_metrics
-from models.base import GenerativeModel
+from models.base import ClosedForm, GenerativeModel, Newton
 from models.registry import ModelSpec
 from tasks.base import Task
 
@@ -62,6 +62,23 @@ DEFAULT_CELL_BATCH = 64
 #: CPU maps 3 of its cells at a time and an 80 GB GPU 35 (see ``chunk_cells``).
 CELL_MEMORY_DEFAULT = 2 * 2**30
 CELL_COPIES = 3
+
+
+#: Most cells per evaluation chunk of models whose evaluation is light (``eval_chunk``).
+LIGHT_EVAL_BATCH = 1024
+
+
+def eval_chunk(task: Task, template, fit_chunk: int) -> int:
+    """Cells per vmapped chunk of the evaluation program. Models fitted in closed form or by
+    Newton (naive Bayes, LDA/QDA, linear models) evaluate a few matrix products per cell, and
+    evaluating up to ``LIGHT_EVAL_BATCH`` cells at once (within the memory budget of
+    ``chunk_cells``, on the test set) was 2.4x faster than chunks of 64 (1,000 gnb cells on
+    digits_2v3, 2-core CPU); the others (importance-sampled VAE bounds, deep nets) keep the
+    fit's chunk."""
+    if not all(isinstance(stage, ClosedForm | Newton) for stage in template.fit_plan()):
+        return fit_chunk
+    rows = dataclasses.replace(task, x_pool=task.x_test)  # the budget, on the test set
+    return max(fit_chunk, chunk_cells(rows, LIGHT_EVAL_BATCH))
 
 
 def chunk_cells(task: Task, requested: int = DEFAULT_CELL_BATCH) -> int:
@@ -301,10 +318,18 @@ def build_template(task: Task, spec: ModelSpec):
     )
 
 
-def build_programs(task: Task, spec: ModelSpec, template, cell_batch: int = DEFAULT_CELL_BATCH):
-    """The (unjitted) fit and evaluate functions of a grid, each mapping over cells.
+def build_programs(
+    task: Task,
+    spec: ModelSpec,
+    template,
+    cell_batch: int = DEFAULT_CELL_BATCH,
+    eval_batch: int | None = None,
+):
+    """The (unjitted) fit and evaluate functions of a grid, each mapping over cells, in chunks
+    of ``cell_batch`` cells (the evaluation in chunks of ``eval_batch``, default the same).
 
     ``template`` is ``build_template(task, spec)``: its graph and declared properties."""
+    eval_batch = eval_batch or cell_batch
     dim, num_classes = task.dim, task.num_classes
     graphdef, _ = nnx.split(template)
     standardize = task.preprocess == "standardize"
@@ -358,7 +383,7 @@ def build_programs(task: Task, spec: ModelSpec, template, cell_batch: int = DEFA
     def eval_grid(fitted, x_test, y_test):
         fn = lambda c: eval_cell(*c, x_test, y_test)  # noqa: E731
         cells = fitted[:4]  # the fit program's traces are not needed here
-        return jax.lax.map(fn, cells, batch_size=min(cell_batch, fitted[1].shape[0]))
+        return jax.lax.map(fn, cells, batch_size=min(eval_batch, fitted[1].shape[0]))
 
     return fit_grid, eval_grid
 
@@ -711,7 +736,10 @@ def run_cells(
     if mesh is None:
         mesh = sharding.make_mesh(devices, data)
     template = build_template(task, spec)
-    fit_grid, eval_grid = build_programs(task, spec, template, chunk_cells(task, cell_batch))
+    fit_chunk = chunk_cells(task, cell_batch)
+    fit_grid, eval_grid = build_programs(
+        task, spec, template, fit_chunk, eval_chunk(task, template, fit_chunk)
+    )
     index = sharding.pad_index(cells.count, mesh)  # 0..count-1, then copies of cell 0
     keys = jax.vmap(jax.random.key)(jnp.asarray(cells.seeds, dtype=jnp.uint32))
     keys = jax.vmap(jax.random.fold_in)(keys, jnp.asarray(cells.sizes, dtype=jnp.uint32))

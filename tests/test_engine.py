@@ -354,3 +354,17 @@ def test_chunk_cells_bounds_memory_for_large_pools(monkeypatch):
     assert engine.chunk_cells(big) == 10
     monkeypatch.setenv("GDBENCH_CELL_MEMORY", "1")
     assert engine.chunk_cells(big) == 1  # never below one cell
+
+
+def test_light_models_evaluate_more_cells_at_once_with_the_same_results(monkeypatch):
+    task = tasks.load("digits_2v3")
+    pairs = [(n, s) for n in (10, 40) for s in range(40)]  # 80 cells: more than one fit chunk
+    template = engine.build_template(task, models.get("gnb"))
+    assert engine.eval_chunk(task, template, 64) > 64
+    assert engine.eval_chunk(task, engine.build_template(task, models.get("mlp")), 64) == 64
+    wide = engine.run_cells(task, models.get("gnb"), pairs, quality=False).rows
+    monkeypatch.setattr(engine, "LIGHT_EVAL_BATCH", 1)  # the fit's chunk of 64 again
+    narrow = engine.run_cells(task, models.get("gnb"), pairs, quality=False).rows
+    for a, b in zip(wide, narrow, strict=True):
+        for k in ("accuracy", "nll", "brier", "log_lik"):
+            assert a[k] == pytest.approx(b[k], rel=1e-6), k

@@ -56,7 +56,7 @@ VALUE: dict[str, st.SearchStrategy] = {
     "ece": st.one_of(floats(0.0, 1.0), NAN),
     "bayes_accuracy": st.one_of(floats(0.0, 1.0), NAN),
     "brier": st.one_of(floats(0.0, 2.0), NAN),
-    **{n: st.one_of(floats(0.0, 1.0), NAN) for n in ("precision", "recall", "cas", "cas_real")},
+    **{n: st.one_of(floats(0.0, 1.0), NAN) for n in schema._UNIT_INTERVAL if n != "accuracy"},
     **{n: st.one_of(floats(0.0, 1e300), NAN) for n in schema._NON_NEGATIVE},
     **{n: st.one_of(st.integers(0, 5).map(float), NAN) for n in schema._COUNTS},
     "likelihood_is_bound": st.sampled_from([True, False, None]),
