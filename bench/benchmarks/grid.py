@@ -75,7 +75,11 @@ class CompiledGrid:
             task.y_pool, task.num_classes, self.pairs, validation=spec.cls.needs_validation
         )
         template = engine.build_template(task, spec)
-        fit_grid, eval_grid = engine.build_programs(task, spec, template, cell_batch)
+        # The chunks run_cells uses: bounded by memory, light evaluations in larger chunks.
+        fit_chunk = engine.chunk_cells(task, cell_batch)
+        fit_grid, eval_grid = engine.build_programs(
+            task, spec, template, fit_chunk, engine.eval_chunk(task, template, fit_chunk)
+        )
         self._eval_grid = eval_grid
         self.fit_args = (
             cell_keys(self.cells),
