@@ -459,12 +459,14 @@ def run_quality(
     cells: plan.Cells,
     fitted,
     mesh: jax.sharding.Mesh | None = None,
+    size: int | None = None,
 ):
-    """Sample quality of the cells of the grid's largest size: ``({column: [cells]}, compile
-    seconds, run seconds, cells scored)``; NaN for the other cells. Two programs: the model's
+    """Sample quality of the cells of training size ``size`` (default: the grid's largest):
+    ``({column: [cells]}, compile seconds, run seconds, cells scored)``; NaN for the other
+    cells. Two programs: the model's
     sampling program, and the scoring program, compiled once per task, cell count and mesh.
     With a ``mesh`` both are split over its cells axis as the fit is (``run_cells``)."""
-    idx = np.flatnonzero(cells.sizes == cells.sizes.max())
+    idx = np.flatnonzero(cells.sizes == (cells.sizes.max() if size is None else size))
     padded = idx[sharding.pad_index(len(idx), mesh)]
     net = sample_quality.feature_net(task)
     cell_put = None if mesh is None else sharding.cell_sharding(mesh)
@@ -717,6 +719,7 @@ def run_cells(
     robustness: bool = False,
     ood: str | None = None,
     data: int = 1,
+    scored_size: int | None = None,
 ) -> GridResult:
     """Fit and evaluate the given (size, seed) cells of one (task, model) in one program.
 
@@ -728,7 +731,10 @@ def run_cells(
     ``robustness``: also compute the robustness columns (``bench.robustness``: accuracy with
     missing features and, when ``ood`` names an OOD set, OOD-detection AUROCs) on the cells
     of the largest size; they stay NaN / '' without it. ``data``: devices per cell, over which
-    each cell's examples are split (``bench.sharding``; with ``mesh`` None)."""
+    each cell's examples are split (``bench.sharding``; with ``mesh`` None). ``scored_size``:
+    the training size whose cells get the sample-quality and robustness columns and the
+    traces (default: the largest among ``pairs``; the runner passes the grid's largest, so
+    that a resumed grid does not score a smaller size); none when no cell has it."""
     plan.check_pairs(pairs, task)
     cells = plan.make_cells_for(
         task.y_pool, task.num_classes, pairs, validation=spec.cls.needs_validation
@@ -791,19 +797,21 @@ def run_cells(
     peak = env.device_peak()
     t7 = time.perf_counter()
     metrics = jax.tree.map(lambda a: np.asarray(a)[: cells.count], metrics)
+    score_size = int(cells.sizes.max()) if scored_size is None else int(scored_size)
+    scored = bool((cells.sizes == score_size).any())
     quality_cols, q_compile, q_run, q_cells, q_error = None, 0.0, 0.0, 0, ""
-    if quality and draws_samples(template, task):
+    if quality and scored and draws_samples(template, task):
         try:
             quality_cols, q_compile, q_run, q_cells = run_quality(
-                task, spec, template, cells, fitted, mesh
+                task, spec, template, cells, fitted, mesh, score_size
             )
         except Exception as err:  # noqa: BLE001 - the grid's results stand without it
             q_error = f"sample quality not computed: {type(err).__name__}: {err}"[:300]
     robust, r_compile, r_error = robustness_step.empty_columns(cells.count), 0.0, ""
-    if robustness:
+    if robustness and scored:
         try:
             robust, r_compile, _ = robustness_step.run_robustness(
-                task, spec, template, cells, fitted, ood_task=ood
+                task, spec, template, cells, fitted, ood_task=ood, size=score_size
             )
         except Exception as err:  # noqa: BLE001 - the grid's results stand without it
             r_error = f"robustness not computed: {type(err).__name__}: {err}"[:300]
@@ -847,7 +855,7 @@ def run_cells(
             "seed": int(cells.seeds[i]),
             "x": metrics.pop("samples")[i],
         }
-    traces = grid_traces(cells, fitted)
+    traces = grid_traces(cells, fitted, score_size)
     if quality_cols is not None:
         metrics.update(quality_cols)
     rows = _rows(task, spec, template, cells, metrics, timing)
@@ -857,7 +865,7 @@ def run_cells(
         if not error:
             continue
         for row in rows:
-            if row["n_train"] == int(cells.sizes.max()):
+            if row["n_train"] == score_size:
                 row["message"] = "; ".join(filter(None, [row["message"], error]))
     return GridResult(rows, timing, samples, traces)
 
@@ -883,19 +891,22 @@ def _scaled(cost: ProgramCost, factor: float) -> ProgramCost:
     )
 
 
-def grid_traces(cells: plan.Cells, fitted) -> dict[str, Any] | None:
-    """The fit program's training traces (e.g. a GAN's losses) for the largest size of the grid.
+def grid_traces(cells: plan.Cells, fitted, size: int | None = None) -> dict[str, Any] | None:
+    """The fit program's training traces (e.g. a GAN's losses) for training size ``size``
+    (default: the grid's largest).
 
-    Returns None when the model records none, else ``{"n_train", "seeds", "arrays"}`` where
-    ``arrays`` holds ``trace_step`` ``[T]``, every other trace as ``[S, T]`` over the ``seeds``
-    (ascending), and ``trace_samples`` ``[T, C, k, D]`` of the first seed in the task's original
-    units when the model records samples.
+    Returns None when the model records none or no cell has that size, else ``{"n_train",
+    "seeds", "arrays"}`` where ``arrays`` holds ``trace_step`` ``[T]``, every other trace as
+    ``[S, T]`` over the ``seeds`` (ascending), and ``trace_samples`` ``[T, C, k, D]`` of the
+    first seed in the task's original units when the model records samples.
     """
     traces = fitted[4]
     if not traces:
         return None
-    n = int(cells.sizes.max())
+    n = int(cells.sizes.max() if size is None else size)
     idx = np.flatnonzero(cells.sizes == n)
+    if idx.size == 0:
+        return None
     idx = idx[np.argsort(cells.seeds[idx], kind="stable")]
     arrays: dict[str, np.ndarray] = {}
     for name, value in traces.items():

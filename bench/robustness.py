@@ -287,6 +287,7 @@ def run_robustness(
     fractions: Sequence[float] = MISSING_FRACTIONS,
     largest_only: bool = True,
     missing_method: str | None = None,
+    size: int | None = None,
 ) -> tuple[dict[str, np.ndarray], float, float]:
     """OOD AUROCs and missing-feature accuracies of a fitted grid, one program for the grid.
 
@@ -297,7 +298,8 @@ def run_robustness(
         cells (only the first three are read).
       ood_task: the OOD set (``tasks.ood`` spec or a ``Task``); None: no OOD columns.
       fractions: missing fractions in [0, 1); columns ``fraction_column(f)``.
-      largest_only: score only the cells of the grid's largest training size (others NaN).
+      largest_only: score only the cells of one training size, ``size`` (default: the grid's
+        largest); the others get NaN.
       missing_method: ``"marginalize"`` or ``"impute-mean"``; None: marginalize when the model
         has ``marginal_logits``, else impute (``"impute-mean"`` on a model that marginalizes
         measures what marginalization gains, with the same masks).
@@ -314,7 +316,8 @@ def run_robustness(
     for f in fractions:
         hidden_count(f, task.dim)
     count = cells.count
-    idx = np.flatnonzero(cells.sizes == cells.sizes.max()) if largest_only else np.arange(count)
+    scored = cells.sizes.max() if size is None else size
+    idx = np.flatnonzero(cells.sizes == scored) if largest_only else np.arange(count)
     can_marginalize = callable(getattr(template, "marginal_logits", None))
     if missing_method not in (None, MARGINALIZE, IMPUTE):
         raise RobustnessError(

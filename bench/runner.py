@@ -411,6 +411,7 @@ def _compute_missing(run: PreparedRun, task, spec) -> engine.GridTiming | None:
                 quality=run.config.quality,
                 devices=run.config.devices,
                 data=run.config.data_parallel,
+                scored_size=max(sizes),
                 robustness=run.config.robustness,
                 ood=run.config.ood_for(task.name),
             )
@@ -425,12 +426,13 @@ def _compute_missing(run: PreparedRun, task, spec) -> engine.GridTiming | None:
     name = part_name(task.name, spec.spec, keys)
     if processes > 1:
         name += f".p{jax.process_index()}"
-        # Samples and traces: only from the process holding the grid's (largest, first) cell.
-        first = (max(sizes), min(run.config.seeds))
-        if samples is not None and (samples["n_train"], samples["seed"]) != first:
-            samples = None
-        if traces is not None and (traces["n_train"], traces["seeds"][0]) != first:
-            traces = None
+    # Samples and traces: only from the computation holding the grid's (largest, first) cell
+    # (not from a resumed grid's smaller cells, nor from another process's share).
+    first = (max(sizes), min(run.config.seeds))
+    if samples is not None and (samples["n_train"], samples["seed"]) != first:
+        samples = None
+    if traces is not None and (traces["n_train"], traces["seeds"][0]) != first:
+        traces = None
     path = store.write_grid(run.out, pd.DataFrame(rows), name)
     grid = f"{task.name}__{spec.spec}"
     meta = {

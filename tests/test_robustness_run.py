@@ -71,3 +71,24 @@ def test_images_suite_pairs_the_tfds_tasks():
     assert pairs["tfds:mnist"] == "tfds:fashion_mnist"
     assert pairs["tfds:cifar10"] == "tfds:svhn_cropped"
     assert np.all([m in suites.IMAGE_MODELS for m in ("cnn", "conv_vae", "conv_flow")])
+
+
+def test_a_resumed_grid_scores_only_the_grids_largest_size():
+    """The runner passes the grid's largest size: a call holding only smaller cells (a resumed
+    grid whose largest cells are stored) scores none of them."""
+    import models
+    import tasks
+    from bench import engine
+
+    task, spec = tasks.load("iris"), models.get("gnb_shared")
+    small = engine.run_cells(
+        task, spec, [(12, 0), (30, 0)], quality=False, robustness=True, ood="iris:noise",
+        scored_size=60,
+    )  # fmt: skip
+    assert all(np.isnan(r["acc_miss50"]) and r["ood_task"] == "" for r in small.rows)
+    both = engine.run_cells(
+        task, spec, [(12, 0), (60, 0)], quality=False, robustness=True, ood="iris:noise",
+        scored_size=60,
+    )  # fmt: skip
+    scored = {r["n_train"]: not np.isnan(r["acc_miss50"]) for r in both.rows}
+    assert scored == {12: False, 60: True}
