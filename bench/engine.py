@@ -463,8 +463,8 @@ def run_quality(
 ):
     """Sample quality of the cells of training size ``size`` (default: the grid's largest):
     ``({column: [cells]}, compile seconds, run seconds, cells scored)``; NaN for the other
-    cells. Two programs: the model's
-    sampling program, and the scoring program, compiled once per task, cell count and mesh.
+    cells. Two programs: the model's sampling program, and the scoring program, compiled once
+    per task, cell count and mesh.
     With a ``mesh`` both are split over its cells axis as the fit is (``run_cells``)."""
     idx = np.flatnonzero(cells.sizes == (cells.sizes.max() if size is None else size))
     padded = idx[sharding.pad_index(len(idx), mesh)]
@@ -730,7 +730,7 @@ def run_cells(
     not depend on the mesh beyond float round-off (see tests/test_sharding.py).
     ``robustness``: also compute the robustness columns (``bench.robustness``: accuracy with
     missing features and, when ``ood`` names an OOD set, OOD-detection AUROCs) on the cells
-    of the largest size; they stay NaN / '' without it. ``data``: devices per cell, over which
+    of ``scored_size``; they stay NaN / '' without it. ``data``: devices per cell, over which
     each cell's examples are split (``bench.sharding``; with ``mesh`` None). ``scored_size``:
     the training size whose cells get the sample-quality and robustness columns and the
     traces (default: the largest among ``pairs``; the runner passes the grid's largest, so
