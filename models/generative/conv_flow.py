@@ -54,13 +54,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from models.base import Array, ClosedForm, FeatureKind, GenerativeModel, Gradient, class_counts
+from models.base import Array
 from models.conv import Conv3x3
-
-_LOG_2PI = math.log(2.0 * math.pi)
-#: Added to the pooled within-class variance when initialising the per-class affine map
-#: (standardized units), as in ``flow``.
-_INIT_VAR_FLOOR = 0.05
+from models.generative.flow import AffineStartFlow
 
 Shape = tuple[int, int, int]
 
@@ -228,7 +224,7 @@ def flow_layout(shape: Shape, scales: int, couplings: int) -> list[tuple[str, in
     return layers
 
 
-class ConvFlow(GenerativeModel):
+class ConvFlow(AffineStartFlow):
     """Class-conditional RealNVP for images: a per-class affine start, then checkerboard and
     channel affine couplings with conv conditioners and squeezes between blocks.
 
@@ -240,9 +236,6 @@ class ConvFlow(GenerativeModel):
       learning_rate, weight_decay, steps, batch_size, eval_every: the AdamW stage (``Gradient``).
     """
 
-    input_support: ClassVar[FeatureKind] = "real"
-    likelihood_is_bound: ClassVar[bool] = False
-    needs_validation: ClassVar[bool] = True
     #: Convolutional: only image tasks (the runner refuses others when it plans the run).
     needs_image: ClassVar[bool] = True
 
@@ -269,7 +262,15 @@ class ConvFlow(GenerativeModel):
                 raise ValueError(f"{name} must be at least 1, got {value}")
         if not scale_bound > 0:
             raise ValueError(f"scale_bound must be > 0, got {scale_bound}")
-        self.num_classes = num_classes
+        self._init_affine_start(
+            dim,
+            num_classes,
+            learning_rate=learning_rate,
+            weight_decay=weight_decay,
+            steps=steps,
+            batch_size=batch_size,
+            eval_every=eval_every,
+        )
         self.image_shape = shape
         layers: list[nnx.Module] = []
         for kind, parity, in_shape in flow_layout(shape, scales, couplings):
@@ -280,36 +281,6 @@ class ConvFlow(GenerativeModel):
                     Coupling(kind, parity, in_shape, num_classes, channels, scale_bound, rngs=rngs)
                 )
         self.layers = nnx.List(layers)
-        # Per-class affine map x -> (x - loc_y) * exp(-log_scale_y) before the couplings.
-        self.loc = nnx.Param(jnp.zeros((num_classes, dim)))
-        self.log_scale = nnx.Param(jnp.zeros((num_classes, dim)))
-        # Set by ``estimate``, not trained (a plain Variable, as in ``flow``).
-        self.log_class_prior = nnx.Variable(jnp.full((num_classes,), -math.log(num_classes)))
-        self.plan = Gradient(
-            loss="nll",
-            steps=steps,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            weight_decay=weight_decay,
-            eval_every=eval_every,
-        )
-
-    def fit_plan(self):
-        return (ClosedForm(), self.plan)
-
-    def estimate(self, x: Array, y: Array, w: Array) -> None:
-        """The class prior from weighted class counts, and the affine start: the weighted class
-        means and the pooled within-class standard deviation (plus a variance floor of
-        ``_INIT_VAR_FLOOR``), so that the untrained flow is ``gnb_shared``."""
-        onehot, counts = class_counts(y, w, self.num_classes)
-        self.set_class_prior(counts)
-        mean = onehot.T @ x / jnp.maximum(counts, 1e-12)[:, None]
-        var = (w[:, None] * (x - mean[y]) ** 2).sum(0) / jnp.maximum(w.sum(), 1.0)
-        self.loc[...] = mean
-        self.log_scale[...] = jnp.broadcast_to(0.5 * jnp.log(var + _INIT_VAR_FLOOR), mean.shape)
-
-    def _onehot(self, y: Array, n: int) -> Array:
-        return jax.nn.one_hot(jnp.broadcast_to(y, (n,)), self.num_classes, dtype=jnp.float32)
 
     def forward(self, x: Array, y: Array) -> tuple[Array, Array]:
         """``z = f_y(x)`` ``[B, D]`` (flattened in the last block's layout) and
@@ -342,22 +313,8 @@ class ConvFlow(GenerativeModel):
         u = h.reshape(b, -1)
         return u * jnp.exp(onehot @ self.log_scale[...]) + onehot @ self.loc[...]
 
-    def log_prob(self, x: Array, y: Array) -> Array:
-        """``log p(x | y)``, ``[B]`` nats: standard Normal base plus the log-determinant."""
-        z, logdet = self.forward(x, y)
-        return -0.5 * (z**2 + _LOG_2PI).sum(-1) + logdet
-
     def class_log_probs(self, x: Array) -> Array:
         """``log p(x | y=c)`` for every class, ``[B, C]``: one class at a time
         (``lax.map``), so that the conv activations of only one class are live at once."""
         classes = jnp.arange(self.num_classes)
         return jax.lax.map(lambda c: self.log_prob(x, c), classes).T
-
-    def nll(self, x: Array, y: Array) -> Array:
-        """Per-example ``-log p(x | y)``, ``[B]`` nats: the loss of the AdamW stage."""
-        return -self.log_prob(x, y)
-
-    def sample(self, key: Array, y: int | Array, n: int) -> Array:
-        """``n`` draws from ``p(x | y)``, ``[n, D]``, in the model's (standardized) units."""
-        z = jax.random.normal(key, (n, self.loc.shape[-1]))
-        return self.inverse(z, jnp.asarray(y, jnp.int32))

@@ -116,43 +116,30 @@ class AffineCoupling(nnx.Module):
         return z.at[:, idx].set((z[:, idx] - t) * jnp.exp(-s))
 
 
-class Flow(GenerativeModel):
-    """Class-conditional RealNVP flow: affine couplings, then a per-class elementwise affine.
-
-    Hyperparameters:
-      layers: number of affine coupling layers (pairs swap the two halves).
-      hidden: hidden layer widths of each coupling's ReLU conditioner.
-      scale_bound: bound on each coupling's log-scale (``s = bound * tanh(raw / bound)``).
-      learning_rate, weight_decay, steps, batch_size, eval_every: the AdamW stage (``Gradient``).
-    """
+class AffineStartFlow(GenerativeModel):
+    """What ``flow`` and ``conv_flow`` share: a class-conditional normalizing flow whose
+    per-class elementwise affine map ``u -> (u - loc_y) * exp(-log_scale_y)`` (``loc``,
+    ``log_scale`` ``[C, D]``) starts from the data (``estimate``), a standard-Normal base,
+    exact ``log_prob``, a ``ClosedForm`` stage (the start and the class prior) then AdamW on
+    ``nll``, and ``sample`` by the inverse. Subclasses build their couplings, call
+    ``_init_affine_start`` and give ``forward(x, y) -> (z, logdet)`` and ``inverse(z, y)``."""
 
     input_support: ClassVar[FeatureKind] = "real"
     likelihood_is_bound: ClassVar[bool] = False
     needs_validation: ClassVar[bool] = True
 
-    def __init__(
+    def _init_affine_start(
         self,
         dim: int,
         num_classes: int,
         *,
-        rngs: nnx.Rngs,
-        layers: int = 4,
-        hidden: tuple[int, ...] = (64,),
-        scale_bound: float = 1.0,
-        learning_rate: float = 1e-3,
-        weight_decay: float = 1e-4,
-        steps: int = 400,
-        batch_size: int = 64,
-        eval_every: int = 25,
-    ):
+        learning_rate: float,
+        weight_decay: float,
+        steps: int,
+        batch_size: int,
+        eval_every: int,
+    ) -> None:
         self.num_classes = num_classes
-        self.couplings = nnx.List(
-            [
-                AffineCoupling(cond, trans, num_classes, tuple(hidden), scale_bound, rngs=rngs)
-                for cond, trans in coupling_splits(dim, layers)
-            ]
-        )
-        # Per-class elementwise affine u -> (u - loc_y) * exp(-log_scale_y) before the base.
         self.loc = nnx.Param(jnp.zeros((num_classes, dim)))
         self.log_scale = nnx.Param(jnp.zeros((num_classes, dim)))
         # A plain Variable, not a Param: set by ``estimate`` and left alone by the AdamW stage
@@ -173,7 +160,7 @@ class Flow(GenerativeModel):
     def estimate(self, x: Array, y: Array, w: Array) -> None:
         """The class prior from weighted class counts, and the flow's starting point.
 
-        The last layer starts at the weighted class means and the pooled within-class standard
+        The affine map starts at the weighted class means and the pooled within-class standard
         deviation (plus a variance floor of ``_INIT_VAR_FLOOR``), a data-dependent
         initialisation like Glow's ActNorm: with the couplings at the identity, the untrained
         flow is Gaussian naive Bayes with shared variances (``gnb_shared``).
@@ -187,6 +174,72 @@ class Flow(GenerativeModel):
 
     def _onehot(self, y: Array, n: int) -> Array:
         return jax.nn.one_hot(jnp.broadcast_to(y, (n,)), self.num_classes, dtype=jnp.float32)
+
+    def forward(self, x: Array, y: Array) -> tuple[Array, Array]:
+        raise NotImplementedError
+
+    def inverse(self, z: Array, y: Array) -> Array:
+        raise NotImplementedError
+
+    def log_prob(self, x: Array, y: Array) -> Array:
+        """``log p(x | y)``, ``[B]`` nats: standard Normal base plus the log-determinant."""
+        z, logdet = self.forward(x, y)
+        return -0.5 * (z**2 + _LOG_2PI).sum(-1) + logdet
+
+    def class_log_probs(self, x: Array) -> Array:
+        classes = jnp.arange(self.num_classes)
+        return jax.vmap(lambda c: self.log_prob(x, c), out_axes=1)(classes)
+
+    def nll(self, x: Array, y: Array) -> Array:
+        """Per-example ``-log p(x | y)``, ``[B]`` nats: the loss of the AdamW stage."""
+        return -self.log_prob(x, y)
+
+    def sample(self, key: Array, y: int | Array, n: int) -> Array:
+        """``n`` draws from ``p(x | y)``, ``[n, D]``, in the model's (standardized) units."""
+        z = jax.random.normal(key, (n, self.loc.shape[-1]))
+        return self.inverse(z, jnp.asarray(y, jnp.int32))
+
+
+class Flow(AffineStartFlow):
+    """Class-conditional RealNVP flow: affine couplings, then a per-class elementwise affine.
+
+    Hyperparameters:
+      layers: number of affine coupling layers (pairs swap the two halves).
+      hidden: hidden layer widths of each coupling's ReLU conditioner.
+      scale_bound: bound on each coupling's log-scale (``s = bound * tanh(raw / bound)``).
+      learning_rate, weight_decay, steps, batch_size, eval_every: the AdamW stage (``Gradient``).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_classes: int,
+        *,
+        rngs: nnx.Rngs,
+        layers: int = 4,
+        hidden: tuple[int, ...] = (64,),
+        scale_bound: float = 1.0,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 1e-4,
+        steps: int = 400,
+        batch_size: int = 64,
+        eval_every: int = 25,
+    ):
+        self._init_affine_start(
+            dim,
+            num_classes,
+            learning_rate=learning_rate,
+            weight_decay=weight_decay,
+            steps=steps,
+            batch_size=batch_size,
+            eval_every=eval_every,
+        )
+        self.couplings = nnx.List(
+            [
+                AffineCoupling(cond, trans, num_classes, tuple(hidden), scale_bound, rngs=rngs)
+                for cond, trans in coupling_splits(dim, layers)
+            ]
+        )
 
     def forward(self, x: Array, y: Array) -> tuple[Array, Array]:
         """``z = f_y(x)`` ``[B, D]`` and ``log |det df_y/dx|`` ``[B]`` (nats)."""
@@ -206,20 +259,3 @@ class Flow(GenerativeModel):
         for coupling in reversed(self.couplings):
             x = coupling.inverse(x, onehot)
         return x
-
-    def log_prob(self, x: Array, y: Array) -> Array:
-        """``log p(x | y)``, ``[B]`` nats: standard Normal base plus the log-determinant."""
-        z, logdet = self.forward(x, y)
-        return -0.5 * (z**2 + _LOG_2PI).sum(-1) + logdet
-
-    def class_log_probs(self, x: Array) -> Array:
-        classes = jnp.arange(self.num_classes)
-        return jax.vmap(lambda c: self.log_prob(x, c), out_axes=1)(classes)
-
-    def nll(self, x: Array, y: Array) -> Array:
-        """Per-example ``-log p(x | y)``, ``[B]`` nats: the loss of the AdamW stage."""
-        return -self.log_prob(x, y)
-
-    def sample(self, key: Array, y: int | Array, n: int) -> Array:
-        z = jax.random.normal(key, (n, self.loc.shape[-1]))
-        return self.inverse(z, jnp.asarray(y, jnp.int32))
