@@ -21,19 +21,17 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import jax
-import jax.numpy as jnp
 from flax import nnx
 
-from models.base import Array, Gradient, Model
+from models.base import Array
 from models.conv import conv_features, halved, image_dims, strided_convs, to_images
+from models.discriminative.mlp import MLP
 
 
-class CNN(Model):
-    """Stride-2 3x3 convolutions with ReLU, a dense head, validation-selected AdamW training."""
+class CNN(MLP):
+    """Stride-2 3x3 convolutions with ReLU, then ``mlp`` on the flattened feature maps (its
+    dense head, cross-entropy loss and validation-selected AdamW training)."""
 
-    paradigm = "discriminative"
-    needs_validation = True
     #: Runs only on tasks with an ``image_shape`` (checked when a run is planned).
     needs_image: ClassVar[bool] = True
 
@@ -58,20 +56,17 @@ class CNN(Model):
         height, width, in_channels = self.image_shape
         self.convs = strided_convs(in_channels, tuple(channels), rngs)
         flat = halved(height, len(channels)) * halved(width, len(channels)) * channels[-1]
-        sizes = (flat, *hidden, num_classes)
-        self.head = nnx.List(
-            [nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
-        )
-        self.plan = Gradient(
-            steps=steps,
-            batch_size=batch_size,
+        super().__init__(
+            flat,
+            num_classes,
+            rngs=rngs,
+            hidden=tuple(hidden),
             learning_rate=learning_rate,
             weight_decay=weight_decay,
+            steps=steps,
+            batch_size=batch_size,
             eval_every=eval_every,
         )
-
-    def fit_plan(self):
-        return (self.plan,)
 
     def features(self, x: Array) -> Array:
         """The last convolution's feature maps, ``[B, H', W', channels[-1]]``, of flat
@@ -81,12 +76,4 @@ class CNN(Model):
 
     def predict_logits(self, x: Array) -> Array:
         h = self.features(x)
-        h = h.reshape(h.shape[0], -1)
-        for layer in self.head[:-1]:
-            h = jax.nn.relu(layer(h))
-        return self.head[-1](h)
-
-    def loss(self, x: Array, y: Array) -> Array:
-        """Per-example cross-entropy, nats."""
-        logp = jax.nn.log_softmax(self.predict_logits(x))
-        return -jnp.take_along_axis(logp, y[:, None], axis=-1)[:, 0]
+        return super().predict_logits(h.reshape(h.shape[0], -1))
