@@ -1,8 +1,9 @@
 """One (task, model) grid: a jit-compiled fit program and evaluate program over every cell.
 
 ``run_grid`` builds both programs once, compiles them ahead of time (timed apart), runs them on
-all (size, seed) cells at once with ``jax.vmap`` (in chunks of ``cell_batch`` cells through
-``jax.lax.map`` when the grid is large, still one program), and returns one result row per cell.
+all (size, seed) cells at once with ``jax.vmap`` (in equal chunks of at most ``cell_batch``
+cells through ``jax.lax.map`` when the grid is large, still one program with one copy of the
+cell function: ``bench.sharding.map_cells``), and returns one result row per cell.
 
 Measurement (``GridTiming``):
 
@@ -325,8 +326,9 @@ def build_programs(
     cell_batch: int = DEFAULT_CELL_BATCH,
     eval_batch: int | None = None,
 ):
-    """The (unjitted) fit and evaluate functions of a grid, each mapping over cells, in chunks
-    of ``cell_batch`` cells (the evaluation in chunks of ``eval_batch``, default the same).
+    """The (unjitted) fit and evaluate functions of a grid, each mapping over cells, in equal
+    chunks of at most ``cell_batch`` cells (the evaluation: ``eval_batch``, default the same;
+    ``bench.sharding.map_cells``).
 
     ``template`` is ``build_template(task, spec)``: its graph and declared properties."""
     eval_batch = eval_batch or cell_batch
@@ -378,12 +380,12 @@ def build_programs(
     def fit_grid(keys, w_train, w_val, x_pool, y_pool):
         cells = (keys, w_train, w_val)
         fn = lambda c: fit_cell(*c, x_pool, y_pool)  # noqa: E731
-        return jax.lax.map(fn, cells, batch_size=min(cell_batch, keys.shape[0]))
+        return sharding.map_cells(fn, cells, cell_batch)
 
     def eval_grid(fitted, x_test, y_test):
         fn = lambda c: eval_cell(*c, x_test, y_test)  # noqa: E731
         cells = fitted[:4]  # the fit program's traces are not needed here
-        return jax.lax.map(fn, cells, batch_size=min(eval_batch, fitted[1].shape[0]))
+        return sharding.map_cells(fn, cells, eval_batch)
 
     return fit_grid, eval_grid
 
@@ -421,8 +423,7 @@ def build_sampling_program(task: Task, spec: ModelSpec, template):
 
     def sample_grid(fitted, y_ref, y_pool):
         fn = lambda c: sample_cell(*c, y_ref, y_pool)  # noqa: E731
-        batch = min(QUALITY_CELL_BATCH, fitted[1].shape[0])
-        return jax.lax.map(fn, tuple(fitted[:4]), batch_size=batch)
+        return sharding.map_cells(fn, tuple(fitted[:4]), QUALITY_CELL_BATCH)
 
     return sample_grid
 
@@ -444,8 +445,7 @@ def _score_grid(x_gen, x_syn, w_train, x_pool, y_pool, x_test, y_test, feat, num
         )
         return {**{k: out[k] for k in QUALITY_COLUMNS[:4]}, "cas": cas, "cas_real": real}
 
-    batch = min(QUALITY_CELL_BATCH, w_train.shape[0])
-    return jax.lax.map(score_cell, (x_gen, x_syn, w_train), batch_size=batch)
+    return sharding.map_cells(score_cell, (x_gen, x_syn, w_train), QUALITY_CELL_BATCH)
 
 
 #: Compiled scoring programs by (class count, argument shapes): one per task and cell count.

@@ -57,6 +57,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from bench import sharding
 from models.registry import ModelSpec
 from tasks import ood as ood_sets
 from tasks.base import Task
@@ -248,7 +249,7 @@ def build_robustness_program(
 
     def robustness_grid(cells, x_in, x_out, x_miss, y_miss, masks, x_pool):
         fn = lambda c: cell(*c, x_in, x_out, x_miss, y_miss, masks, x_pool)  # noqa: E731
-        return jax.lax.map(fn, cells, batch_size=min(CELL_BATCH, cells[1].shape[0]))
+        return sharding.map_cells(fn, cells, CELL_BATCH)
 
     return robustness_grid
 

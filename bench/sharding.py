@@ -117,6 +117,28 @@ def pad_index(count: int, mesh: Mesh | None) -> np.ndarray:
     return np.concatenate([np.arange(count), np.zeros(padded - count, dtype=np.int64)])
 
 
+def map_cells(fn: Callable, cells: Any, batch: int) -> Any:
+    """``jax.lax.map(fn, cells)`` over the leading (cell) axis of the pytree ``cells``, vmapped
+    in equal chunks of at most ``batch`` cells: one copy of ``fn`` in the program.
+
+    ``lax.map(..., batch_size=b)`` handles a cell count that ``b`` does not divide with a
+    second, separately compiled vmap of ``fn`` for the remainder, which doubled the compile
+    time of such grids (1,000 cells in chunks of 64: logreg 1.4 -> 0.75 s, mlp 4.0 -> 1.9 s on a
+    2-core CPU). Here the chunks are balanced instead (1,000 cells: 16 chunks of 63) and the
+    last one is padded with copies of the last cell, whose outputs are dropped.
+    """
+    count = jax.tree.leaves(cells)[0].shape[0]
+    chunks = math.ceil(count / max(1, min(batch, count)))
+    size = math.ceil(count / chunks)
+    pad = chunks * size - count
+    if pad:
+        cells = jax.tree.map(
+            lambda a: jax.numpy.concatenate([a, jax.numpy.repeat(a[-1:], pad, axis=0)]), cells
+        )
+    out = jax.lax.map(fn, cells, batch_size=size)
+    return jax.tree.map(lambda a: a[:count], out) if pad else out
+
+
 def cell_sharding(mesh: Mesh) -> NamedSharding:
     """Leading (cell) axis split over the mesh's cells axis, the rest replicated."""
     return NamedSharding(mesh, PartitionSpec(CELLS))
