@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from bench import compile_cache, env, plan, sharding
+from bench import compile_cache, env, lowering, plan, sharding
 from bench import quality as sample_quality
 from bench import robustness as robustness_step
 from bench.fit import run_plan
@@ -49,6 +49,8 @@ from bench.metrics import classification_metrics
 from models.base import ClosedForm, GenerativeModel, Newton
 from models.registry import ModelSpec
 from tasks.base import Task
+
+lowering.use_unrolled_threefry()
 
 #: Cells per vmapped chunk; larger grids are mapped chunk by chunk inside the same program.
 #: Smaller chunks keep a chunk's per-cell copies of the data in cache: on a 2-core CPU, 64 fit

@@ -53,7 +53,10 @@ import numpy as np
 import optax
 from flax import nnx
 
+from bench import lowering
 from tasks.base import Task
+
+lowering.use_unrolled_threefry()
 
 Array = jax.Array
 Params = dict[str, Any]
