@@ -5,15 +5,15 @@ JAX lowers its threefry2x32 hash (every ``jax.random`` call: ``split``, ``fold_i
 rounds, on CPU as a ``fori_loop`` over 5 groups of 4 rounds, to keep the program small. A
 grid's training loop calls the PRNG at every step, and on XLA:CPU each of those loops is a
 ``while`` of its own: compiled separately and dispatched as several small kernels per
-iteration. Lowering the hash unrolled on CPU as well (``use_unrolled_threefry``) compiles the
-quick suite's programs in well under the time (2-core CPU, digits_2v3, 30 cells: VAE fit +
-evaluate 9.1 -> 3.6 s, flow 5.4 -> 4.0 s, GMM 3.4 -> 1.7 s, 10-seed MLP 3.8 -> 2.1 s) and runs
-them as fast. The hash is the same function, so every random number, and every result, is
-bit-for-bit what the rolled lowering gives (``tests/test_timing.py`` checks a known-answer
-vector and whole grids).
+iteration. Lowering the hash unrolled on CPU as well (``use_unrolled_threefry``) makes the
+programs compile much faster (2-core CPU, digits_2v3, 30 cells: VAE fit + evaluate 9.1 -> 3.6
+s, flow 5.4 -> 4.0 s, GMM 3.4 -> 1.7 s, 10-seed MLP 3.8 -> 2.1 s) and run as fast. The hash is
+the same function, so every random number, and every result, is bit-for-bit what the rolled
+lowering gives (``tests/test_lowering.py`` checks a known-answer vector and a whole grid).
 
-This replaces one lowering rule of JAX's own (``jax._src`` has no public hook for it); with a
-JAX that no longer has it, nothing is changed and the default lowering stays.
+This replaces one lowering rule of JAX's own for the whole process (``jax._src`` has no public
+hook for it); with a JAX that no longer has it, nothing is changed and the default lowering
+stays.
 """
 
 from __future__ import annotations
