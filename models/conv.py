@@ -49,7 +49,7 @@ def image_dims(image_shape: tuple[int, ...] | None, dim: int, model: str) -> tup
     if math.prod(shape) != dim:
         raise ValueError(
             f"{model}: image_shape {image_shape} has {math.prod(shape)} pixels x channels, "
-            f"the task has {dim} features"
+            f"which does not hold the task's {dim} features"
         )
     return shape  # type: ignore[return-value]
 

@@ -46,7 +46,6 @@ an image task cannot use this model (the constructor raises ``ValueError``).
 
 from __future__ import annotations
 
-import math
 from typing import ClassVar, Literal
 
 import jax
@@ -55,27 +54,10 @@ import numpy as np
 from flax import nnx
 
 from models.base import Array
-from models.conv import Conv3x3
+from models.conv import Conv3x3, image_dims
 from models.generative.flow import AffineStartFlow
 
 Shape = tuple[int, int, int]
-
-
-def image_layout(image_shape: tuple[int, ...] | None, dim: int) -> Shape:
-    """``(H, W, C)`` of a task's ``image_shape`` (``(H, W)`` means one channel); raises a
-    one-line ``ValueError`` if there is none or it does not hold ``dim`` features."""
-    if image_shape is None:
-        raise ValueError(
-            "conv_flow needs an image task (one with an image shape, e.g. digits or tfds:mnist)"
-        )
-    shape = tuple(int(v) for v in image_shape)
-    if len(shape) == 2:
-        shape = (*shape, 1)
-    if len(shape) != 3 or min(shape) < 1 or math.prod(shape) != dim:
-        raise ValueError(
-            f"conv_flow: image shape {tuple(image_shape)} does not hold the task's {dim} features"
-        )
-    return shape  # type: ignore[return-value]
 
 
 def checkerboard(height: int, width: int, parity: int) -> np.ndarray:
@@ -256,7 +238,7 @@ class ConvFlow(AffineStartFlow):
         batch_size: int = 64,
         eval_every: int = 25,
     ):
-        shape = image_layout(image_shape, dim)
+        shape = image_dims(image_shape, dim, "conv_flow")
         for name, value in (("scales", scales), ("couplings", couplings), ("channels", channels)):
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
