@@ -204,15 +204,7 @@ def _report_markdown(
         pngs = [p for p in paths if p.suffix == ".png"]
         if not pngs:
             continue
-        lines += [f"### {title}", ""]
-        for png in pngs:
-            rel = png.relative_to(out).with_suffix("").as_posix()
-            lines += [
-                f"![{png.stem}]({rel}.png)",
-                "",
-                f"{png.stem}: [SVG]({rel}.svg) · [PDF]({rel}.pdf)",
-                "",
-            ]
+        lines += [f"### {title}", "", *figures.figure_markdown(pngs, out)]
     lines += [
         "## Provenance",
         "",
