@@ -9,8 +9,6 @@ has its robustness section."""
 
 from __future__ import annotations
 
-import socket
-
 import numpy as np
 import pytest
 
@@ -21,13 +19,7 @@ from bench import cli
 tfds = pytest.importorskip("tensorflow_datasets")
 
 
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"a test tried to use the network: {args!r}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
+pytestmark = pytest.mark.usefixtures("no_network")
 
 
 def test_images_suite_runs_on_mocked_tfds_data(tmp_path, monkeypatch):

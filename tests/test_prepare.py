@@ -25,7 +25,9 @@ tfds = pytest.importorskip("tensorflow_datasets")
 
 from bench import cli  # noqa: E402
 from tasks import TaskError, tfds_task  # noqa: E402
-from tests.test_tfds_task import TinyDigits, no_network, one_line, prepare  # noqa: E402, F401
+from tests.test_tfds_task import TinyDigits, one_line, prepare  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("no_network")
 
 tfds.disable_progress_bar()
 
