@@ -1,32 +1,72 @@
-"""JAX's persistent compilation cache, on by default for ``gdbench run``.
+"""Compiled programs kept on disk, on by default for ``gdbench run``: two layers.
 
-A grid's fit and evaluate programs depend only on the task's shapes, the model's configuration,
-the cell batch and the JAX/XLA versions, so a second run of a suite (or a resumed one) loads
+A grid's fit and evaluate programs depend only on the task, the model's configuration, the cell
+batch, the code and the JAX/XLA versions, so a second run of a suite (or a resumed one) loads
 them from disk instead of compiling again. The cache lives in, by priority: ``--compile-cache
 DIR``, ``$GDBENCH_COMPILE_CACHE``, ``$XDG_CACHE_HOME/gdbench/xla``, ``~/.cache/gdbench/xla``.
-``--no-compile-cache`` (or ``GDBENCH_COMPILE_CACHE=off``) turns it off. Results do not depend on
-it: a program loaded from the cache is the executable XLA compiled before.
+``--no-compile-cache`` (or ``GDBENCH_COMPILE_CACHE=off``) turns both layers off. Results do not
+depend on it: a program loaded from the cache is the executable XLA compiled before.
 
-Every program is cached, however fast it compiled (JAX's default skips those under one second,
-which would leave most of the quick suite's programs out).
+- **Programs** (``compile_program``, used for every program of a grid), in ``DIR/programs``:
+  the serialized executable, keyed by everything the traced program is a function of
+  (``program_key``: the code version, i.e. every source file of ``bench``/``models``/``tasks``
+  and the numerical libraries' versions; the program's name and static description: task with
+  its data checksum, model with its hyperparameters, chunk sizes, mesh; the arguments' tree,
+  shapes, dtypes and shardings; the JAX configuration, ``XLA_FLAGS``, the threefry lowering
+  and the devices). A hit skips tracing and lowering as well as compiling, which is most of
+  what a warm run spent on programs with JAX's cache alone.
+- **JAX's persistent compilation cache** (keyed by the lowered program itself) in ``DIR``, for
+  the small programs outside the grids (array creation, PRNG keys). Every program is cached,
+  however fast it compiled (JAX's default skips those under one second). The grid programs
+  bypass it (``_compile_fresh``), so an edit to the code compiles each of them again once.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import pickle
+import tempfile
 import threading
+import warnings
+import zlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import jax
 from jax._src import monitoring  # noqa: PLC2701 (JAX's event hooks have no public alias)
+from jax.experimental import serialize_executable
+from jax.experimental.compilation_cache.compilation_cache import reset_cache
+
+from bench import lowering
+from bench.codeversion import code_version
 
 ENV_VAR = "GDBENCH_COMPILE_CACHE"
 OFF = ("off", "none", "0", "false", "no")
 _HIT_EVENT = "/jax/compilation_cache/cache_hits"
 _REQUEST_EVENT = "/jax/compilation_cache/compile_requests_use_cache"
 
+#: Subdirectory of the cache directory holding the serialized programs (``compile_program``).
+PROGRAMS = "programs"
+#: Bumped when the stored format or the key's content changes.
+FORMAT = 1
+#: JAX options that do not change a compiled program (the cache's own settings, logging).
+_UNKEYED = (
+    "jax_compilation_cache",
+    "jax_enable_compilation_cache",
+    "jax_persistent_cache",
+    "jax_raise_persistent_cache_errors",
+    "jax_log_compiles",
+    "jax_explain_cache_misses",
+    "jax_logging_level",
+    "jax_pprint_use_color",
+)
+
 _lock = threading.Lock()
 _counts = {_HIT_EVENT: 0, _REQUEST_EVENT: 0}
+_programs = {"hits": 0, "dir": None}
 _listening = False
 
 
@@ -46,9 +86,11 @@ def enable(path: str | Path | None) -> Path | None:
     _listen()
     if path is None:
         jax.config.update("jax_enable_compilation_cache", False)
+        _programs["dir"] = None
         return None
     path = Path(path).expanduser()
-    path.mkdir(parents=True, exist_ok=True)
+    (path / PROGRAMS).mkdir(parents=True, exist_ok=True)
+    _programs["dir"] = path / PROGRAMS
     jax.config.update("jax_enable_compilation_cache", True)
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
@@ -56,10 +98,146 @@ def enable(path: str | Path | None) -> Path | None:
     return path
 
 
+def directory() -> Path | None:
+    """The cache directory in use (``enable``), or None when the cache is off."""
+    return None if _programs["dir"] is None else _programs["dir"].parent
+
+
 def counts() -> tuple[int, int]:
-    """(programs loaded from the cache, programs that asked the cache) since `enable`."""
+    """(programs loaded from the cache, programs that asked the cache) since `enable`: those
+    ``compile_program`` loaded, and those that went to JAX's cache (hits and requests)."""
     with _lock:
-        return _counts[_HIT_EVENT], _counts[_REQUEST_EVENT]
+        hits = _programs["hits"]
+        return hits + _counts[_HIT_EVENT], hits + _counts[_REQUEST_EVENT]
+
+
+def compile_program(
+    fn: Callable, args: tuple, name: str, static: Any
+) -> tuple[jax.stages.Compiled, bool]:
+    """``jax.jit(fn).lower(*args).compile()``, or the same executable loaded from the cache.
+
+    ``name`` names the program (``"fit"``, ``"evaluate"``, ...) and ``static`` (JSON-able)
+    describes everything else ``fn`` is built from: what its closure holds (task, model
+    configuration, chunk sizes, mesh). Two programs with the same name, static description,
+    arguments' structure and types, code version and JAX set-up must be the same program:
+    callers put all of that in. Returns the compiled program and whether it came from a cache.
+    With the cache off (``enable(None)``, or never enabled), compiles (through JAX's cache if
+    something else turned that on). A stored program that cannot be read back (truncated, written by
+    another JAX) is compiled again and replaced.
+    """
+    programs_dir = _programs["dir"]
+    if programs_dir is None:
+        return _compile_counting(fn, args)
+    path = programs_dir / f"{program_key(name, static, args)}.xla"
+    compiled = _load(path)
+    if compiled is not None:
+        with _lock:
+            _programs["hits"] += 1
+        return compiled, True
+    compiled = _compile_fresh(jax.jit(fn).lower(*args))
+    _store(path, compiled)
+    return compiled, False
+
+
+def program_key(name: str, static: Any, args: tuple) -> str:
+    """Hex key of the program ``compile_program`` would build from ``(fn, args, name, static)``."""
+    leaves, treedef = jax.tree.flatten(args)
+    content = {
+        "format": FORMAT,
+        "code": code_version(),
+        "name": name,
+        "static": static,
+        "tree": str(treedef),
+        "args": [_describe(a) for a in leaves],
+        "jax": {k: repr(v) for k, v in jax.config.values.items() if not k.startswith(_UNKEYED)},
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "threefry_unrolled": lowering.in_use(),
+        "devices": [(d.platform, d.device_kind, d.id, d.process_index) for d in jax.devices()],
+        "platform_version": jax.devices()[0].client.platform_version,
+    }
+    text = json.dumps(content, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _describe(leaf: Any) -> list:
+    """Type, shape, dtype, weak type and placement of one argument."""
+    aval = jax.typeof(leaf)
+    sharding = getattr(leaf, "sharding", None) if isinstance(leaf, jax.Array) else None
+    return [type(leaf).__name__, str(aval), bool(aval.weak_type), repr(sharding)]
+
+
+def _compile_counting(fn: Callable, args: tuple) -> tuple[jax.stages.Compiled, bool]:
+    """Lower and compile ``fn`` (through JAX's cache when it is on); whether JAX's cache hit.
+    Hits are counted around ``.compile()`` only: tracing may run small programs of its own
+    (``jax.ensure_compile_time_eval``), which are not this one."""
+    lowered = jax.jit(fn).lower(*args)
+    before = counts()[0]
+    compiled = lowered.compile()
+    return compiled, counts()[0] > before
+
+
+def _runtime_ready() -> bool:
+    """Set up what lowering would have set up for the executables it loads: JAX points its CPU
+    LAPACK kernels (Cholesky, eigh, triangular solves: custom calls in the compiled code) at
+    scipy's LAPACK only when it lowers such an operation, so a program loaded without lowering
+    would call null pointers. False (the cache is then not read) if this JAX has no such step."""
+    try:
+        from jax._src.lax import linalg  # noqa: PLC2701 - JAX has no public alias for it
+
+        linalg.initialize_lapack()
+    except (ImportError, AttributeError):
+        return False
+    return True
+
+
+def _compile_fresh(lowered: jax.stages.Lowered) -> jax.stages.Compiled:
+    """Compile with JAX's persistent cache bypassed. An executable JAX loaded from its cache
+    does not serialize completely on CPU (jaxlib 0.10: the program it writes fails to run,
+    "Function ... not found"), so a program for this cache is always compiled afresh; JAX's
+    cache is switched off around the compilation (``reset_cache``: it decides once whether it
+    is used) and on again after it."""
+    enabled = jax.config.values["jax_enable_compilation_cache"]
+    jax.config.update("jax_enable_compilation_cache", False)
+    reset_cache()
+    try:
+        return lowered.compile()
+    finally:
+        jax.config.update("jax_enable_compilation_cache", enabled)
+        reset_cache()
+
+
+def _load(path: Path) -> jax.stages.Compiled | None:
+    if not _runtime_ready():
+        return None
+    try:
+        blob = path.read_bytes()
+    except OSError:
+        return None
+    try:
+        payload, in_tree, out_tree = pickle.loads(zlib.decompress(blob))
+        return serialize_executable.deserialize_and_load(payload, in_tree, out_tree)
+    except Exception as err:  # noqa: BLE001 - any unreadable entry is compiled again
+        message = f"compiled program {path} unreadable ({type(err).__name__}); compiling it"
+        warnings.warn(message, stacklevel=3)
+        return None
+
+
+def _store(path: Path, compiled: jax.stages.Compiled) -> None:
+    """Write the serialized program atomically; a program that cannot be serialized (one with
+    host callbacks) or a full disk leaves the cache without it."""
+    try:
+        blob = zlib.compress(pickle.dumps(serialize_executable.serialize(compiled)), 1)
+    except Exception:  # noqa: BLE001 - not every executable serializes; it is then not kept
+        return
+    tmp = None
+    try:
+        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp") as f:
+            tmp = Path(f.name)
+            f.write(blob)
+        os.replace(tmp, path)
+    except OSError:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
 
 
 def _on_event(event: str, **_kwargs) -> None:

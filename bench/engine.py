@@ -483,8 +483,8 @@ def run_quality(
     if mesh is not None:
         sample_grid = sharding.shard_cells(sample_grid, mesh, cell_args=1, shared_args=2)
     t0 = time.perf_counter()
-    sampler = jax.jit(sample_grid).lower(sub, y_ref, y_pool)
-    sampler = sampler.compile()
+    static = program_static(task, spec, mesh)
+    sampler, _ = compile_cache.compile_program(sample_grid, (sub, y_ref, y_pool), "sample", static)
     t1 = time.perf_counter()
     x_gen, x_syn = jax.block_until_ready(sampler(sub, y_ref, y_pool))
     t2 = time.perf_counter()
@@ -508,7 +508,8 @@ def run_quality(
         score = functools.partial(_score_grid, num_classes=task.num_classes)
         if mesh is not None:
             score = sharding.shard_cells(score, mesh, cell_args=3, shared_args=5)
-        _SCORE_PROGRAMS[key] = jax.jit(score).lower(*args).compile()
+        static = {"num_classes": task.num_classes, "mesh": None if mesh is None else repr(mesh)}
+        _SCORE_PROGRAMS[key], _ = compile_cache.compile_program(score, args, "score", static)
     t3 = time.perf_counter()
     out = jax.block_until_ready(_SCORE_PROGRAMS[key](*args))
     t4 = time.perf_counter()
@@ -745,9 +746,9 @@ def run_cells(
         mesh = sharding.make_mesh(devices, data)
     template = build_template(task, spec)
     fit_chunk = chunk_cells(task, cell_batch)
-    fit_grid, eval_grid = build_programs(
-        task, spec, template, fit_chunk, eval_chunk(task, template, fit_chunk)
-    )
+    chunks = (fit_chunk, eval_chunk(task, template, fit_chunk))
+    fit_grid, eval_grid = build_programs(task, spec, template, *chunks)
+    static = {**program_static(task, spec, mesh), "chunks": chunks}
     index = sharding.pad_index(cells.count, mesh)  # 0..count-1, then copies of cell 0
     keys = jax.vmap(jax.random.key)(jnp.asarray(cells.seeds, dtype=jnp.uint32))
     keys = jax.vmap(jax.random.fold_in)(keys, jnp.asarray(cells.sizes, dtype=jnp.uint32))
@@ -770,23 +771,18 @@ def run_cells(
     fit_args = (*cell_in.arrays, *shared_in.arrays[:2])
     test = shared_in.arrays[2:]
 
-    # Persistent-cache hits are counted around .compile() only: tracing (in .lower()) may run
-    # small programs of its own (jax.ensure_compile_time_eval), which are not the grid's.
     t0 = time.perf_counter()
-    fit_lowered = jax.jit(fit_grid).lower(*fit_args)
-    hits_before = compile_cache.counts()[0]
-    fit_compiled = fit_lowered.compile()
-    cached = compile_cache.counts()[0] - hits_before
+    fit_compiled, fit_cached = compile_cache.compile_program(fit_grid, fit_args, "fit", static)
     t1 = time.perf_counter()
     fitted = jax.block_until_ready(fit_compiled(*fit_args))  # warm-up: these are the results
     t2 = time.perf_counter()
     policy = {"budget_s": REPEAT_BUDGET_S, "max_repeats": MAX_REPEATS, "slow_s": SLOW_S}
     fit_rep = steady_state(lambda: fit_compiled(*fit_args), t2 - t1, **policy)
     t3 = time.perf_counter()
-    eval_lowered = jax.jit(eval_grid).lower(fitted, *test)
-    hits_before = compile_cache.counts()[0]
-    eval_compiled = eval_lowered.compile()
-    cached += compile_cache.counts()[0] - hits_before
+    eval_compiled, eval_cached = compile_cache.compile_program(
+        eval_grid, (fitted, *test), "evaluate", static
+    )
+    cached = int(fit_cached) + int(eval_cached)
     t4 = time.perf_counter()
     metrics = jax.block_until_ready(eval_compiled(fitted, *test))
     t5 = time.perf_counter()
@@ -870,6 +866,17 @@ def run_cells(
             if row["n_train"] == score_size:
                 row["message"] = "; ".join(filter(None, [row["message"], error]))
     return GridResult(rows, timing, samples, traces)
+
+
+def program_static(task: Task, spec: ModelSpec, mesh: jax.sharding.Mesh | None) -> dict:
+    """What a grid's programs are built from besides their arguments, for
+    ``compile_cache.compile_program``: the task (its data checksum, shapes, preprocessing), the
+    model and its hyperparameters, and the device mesh."""
+    return {
+        "task": {**task.metadata(), "image_shape": task.image_shape},
+        "model": [spec.name, spec.spec, spec.paradigm, spec.config_json()],
+        "mesh": None if mesh is None else repr(mesh),
+    }
 
 
 def _with_key_data(fit_grid: Callable) -> Callable:

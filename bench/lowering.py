@@ -37,3 +37,8 @@ def use_unrolled_threefry() -> bool:
     mlir.register_lowering(primitive, rule, platform="cpu", inline=False)
     _done = True
     return True
+
+
+def in_use() -> bool:
+    """Whether ``use_unrolled_threefry`` has replaced the CPU lowering in this process."""
+    return _done

@@ -57,7 +57,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from bench import sharding
+from bench import compile_cache, sharding
 from models.registry import ModelSpec
 from tasks import ood as ood_sets
 from tasks.base import Task
@@ -311,7 +311,7 @@ def run_robustness(
       object strings for ``ood_task`` and ``missing_method``), NaN / "" where not computed;
       the seconds of compiling and of running the program.
     """
-    from bench.engine import reports_density  # engine imports this module
+    from bench.engine import program_static, reports_density  # engine imports this module
 
     other = load_ood(ood_task, task) if ood_task is not None else None
     for f in fractions:
@@ -349,7 +349,13 @@ def run_robustness(
         jnp.asarray(task.x_pool),
     )
     t0 = time.perf_counter()
-    compiled = jax.jit(program).lower(*args).compile()
+    static = {
+        **program_static(task, spec, None),
+        "ood": None if other is None else other.name,
+        "density": density,
+        "marginalize": marginalize,
+    }
+    compiled, _ = compile_cache.compile_program(program, args, "robustness", static)
     t1 = time.perf_counter()
     out = jax.block_until_ready(compiled(*args))
     t2 = time.perf_counter()

@@ -215,12 +215,30 @@ def _read_part(path: Path, columns: list[str] | None = None) -> pa.Table:
         ) from None
 
 
+#: ``stored_cells``' reads, by part path: (inode, mtime, size) and the part's cells. A run reads
+#: the stored cells once per grid, so without it a suite of G grids would read G^2/2 parts;
+#: a part is rewritten only by replacing the file (``_atomic_write``), which changes the inode.
+_CELLS_READ: dict[Path, tuple[tuple[int, int, int], pd.DataFrame]] = {}
+
+
 def stored_cells(run_dir: str | Path) -> pd.DataFrame:
-    """``part``, ``cell_key`` and ``status`` of every stored row, read without the metrics."""
+    """``part``, ``cell_key`` and ``status`` of every stored row, read without the metrics.
+
+    Parts read before and not replaced since are not read again."""
     frames = []
     for path in part_paths(run_dir):
-        table = _read_part(path, columns=["cell_key", "status"]).to_pandas()
-        frames.append(table.assign(part=path.name))
+        path = path.resolve()
+        try:
+            stat = path.stat()
+        except FileNotFoundError:  # deleted since it was listed (another process's cleanup)
+            continue
+        signature = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        seen = _CELLS_READ.get(path)
+        if seen is None or seen[0] != signature:
+            table = _read_part(path, columns=["cell_key", "status"]).to_pandas()
+            seen = (signature, table.assign(part=path.name))
+            _CELLS_READ[path] = seen
+        frames.append(seen[1])
     if not frames:
         return pd.DataFrame({"cell_key": [], "status": [], "part": []}, dtype=object)
     return pd.concat(frames, ignore_index=True)

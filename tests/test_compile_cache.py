@@ -1,12 +1,20 @@
-"""The persistent compilation cache: where it lives, and that a second process loads from it."""
+"""The compilation cache: where it lives, that a second process loads its programs (JAX's
+layer, and the programs layer without tracing them), what the programs' keys depend on, and
+that an unreadable entry is compiled again."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 import textwrap
+import zlib
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from bench import compile_cache
@@ -65,3 +73,114 @@ def test_default_dir_without_environment_is_under_home(monkeypatch, tmp_path):
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     assert compile_cache.default_dir() == tmp_path / ".cache" / "gdbench" / "xla"
+
+
+# One small grid with every kind of program: fit and evaluate, sampling and scoring (sample
+# quality), robustness; logreg's Newton solver calls LAPACK (Cholesky), which a program loaded
+# without lowering must find set up. Prints the rows' numbers, the grid's cached programs and
+# the names of the functions JAX traced.
+_GRID = textwrap.dedent(
+    """
+    import json, sys
+    import jax
+    traced = []
+
+    def listen(event, _seconds, **kw):
+        if event.endswith("jaxpr_trace_duration"):
+            traced.append(kw.get("fun_name"))
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    from bench import compile_cache, engine
+    from models import registry
+    from tasks import registry as tasks
+    compile_cache.enable(sys.argv[1])
+    cols = ["accuracy", "nll", "log_lik", "fd", "acc_miss25", "flops", "bytes", "peak_bytes"]
+    rows = []
+    for model in ("logreg", "gnb"):
+        result = engine.run_cells(
+            tasks.load("digits_2v3"), registry.get(model), [(20, 0), (40, 1)], robustness=True
+        )
+        rows += [[r[c] for c in cols] for r in result.rows]
+        rows.append(result.timing.cached_programs)
+    print(json.dumps({"rows": rows, "traced": traced}))
+    """
+)
+_GRID_PROGRAMS = ("fit_grid", "eval_grid", "sample_grid", "_score_grid", "robustness_grid")
+
+
+def _run_grid(cache_dir: Path) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", _GRID, str(cache_dir)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_grid_programs_load_without_tracing_and_give_the_same_numbers(tmp_path):
+    cache = tmp_path / "xla"
+    first = _run_grid(cache)
+    programs = sorted((cache / compile_cache.PROGRAMS).iterdir())
+    # logreg: fit, evaluate, robustness; gnb: those, sampling, scoring.
+    assert len(programs) == 8
+    assert set(_GRID_PROGRAMS) <= set(first["traced"])
+    assert first["rows"][2] == first["rows"][5] == 0  # nothing cached in the first process
+    # JAX's layer holds the small programs but not the grids' (compiled with it bypassed),
+    # so a process that finds only JAX's layer compiles them afresh and stores them again:
+    # an executable JAX loaded from its own cache does not serialize completely on CPU.
+    shutil.rmtree(cache / compile_cache.PROGRAMS)
+    second = _run_grid(cache)
+    assert sorted((cache / compile_cache.PROGRAMS).iterdir()) == programs
+    third = _run_grid(cache)
+    assert not set(_GRID_PROGRAMS) & set(third["traced"]), third["traced"]
+    assert third["rows"][2] == third["rows"][5] == 2  # fit and evaluate of each grid
+    # Bit-identical metrics and the same cost analysis (FLOPs, bytes, peak memory).
+    assert second["rows"] == first["rows"]
+    assert third["rows"][:2] == first["rows"][:2] and third["rows"][3:5] == first["rows"][3:5]
+
+
+def _double(x):
+    return jnp.tanh(x) * 2.0
+
+
+def test_program_key_follows_what_decides_the_program(monkeypatch):
+    x = jnp.ones((3, 4))
+    key = compile_cache.program_key("fit", {"model": "mlp"}, (x,))
+    assert key == compile_cache.program_key("fit", {"model": "mlp"}, (jnp.zeros((3, 4)),))
+    others = [
+        compile_cache.program_key("evaluate", {"model": "mlp"}, (x,)),
+        compile_cache.program_key("fit", {"model": "vae"}, (x,)),
+        compile_cache.program_key("fit", {"model": "mlp"}, (jnp.ones((3, 5)),)),
+        compile_cache.program_key("fit", {"model": "mlp"}, (x.astype(jnp.bfloat16),)),
+        compile_cache.program_key("fit", {"model": "mlp"}, ((x,),)),
+        compile_cache.program_key("fit", {"model": "mlp"}, (np.ones((3, 4), np.float32),)),
+    ]
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=true")
+    others.append(compile_cache.program_key("fit", {"model": "mlp"}, (x,)))
+    monkeypatch.delenv("XLA_FLAGS")
+    with jax.default_matmul_precision("highest"):
+        others.append(compile_cache.program_key("fit", {"model": "mlp"}, (x,)))
+    assert len({key, *others}) == len(others) + 1
+
+
+def test_unreadable_program_is_compiled_again(tmp_path):
+    before = compile_cache.directory()
+    compile_cache.enable(tmp_path / "xla")
+    try:
+        x = jnp.arange(6.0)
+        compiled, cached = compile_cache.compile_program(_double, (x,), "double", {})
+        assert not cached
+        (entry,) = (tmp_path / "xla" / compile_cache.PROGRAMS).iterdir()
+        loaded, cached = compile_cache.compile_program(_double, (x,), "double", {})
+        assert cached
+        np.testing.assert_array_equal(loaded(x), compiled(x))
+        entry.write_bytes(zlib.compress(b"not a program"))
+        with pytest.warns(UserWarning, match="unreadable"):
+            again, cached = compile_cache.compile_program(_double, (x,), "double", {})
+        assert not cached
+        np.testing.assert_array_equal(again(x), compiled(x))
+        assert compile_cache.compile_program(_double, (x,), "double", {})[1]  # rewritten
+    finally:
+        compile_cache.enable(before)

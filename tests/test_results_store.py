@@ -185,6 +185,30 @@ def test_rewriting_a_part_replaces_it(tmp_path):
     assert results.load(run)["fit_s"].tolist() == [0.75] * 6
 
 
+def test_stored_cells_reads_each_part_once_until_it_is_replaced(tmp_path, monkeypatch):
+    keyed = grid_rows().assign(cell_key=[f"k{i}" for i in range(6)])
+    run = make_run(
+        tmp_path / "r", [keyed, keyed.assign(model="lda", cell_key="m" + keyed["cell_key"])]
+    )
+    reads = []
+    read_part = store._read_part
+    monkeypatch.setattr(
+        store, "_read_part", lambda path, **kw: reads.append(path.name) or read_part(path, **kw)
+    )
+    first = store.stored_cells(run)
+    assert len(first) == 12 and len(reads) == 2
+    assert store.stored_cells(run).equals(first) and len(reads) == 2  # nothing read again
+    # A rewritten part (a resumed grid) and a new part are read; the other part is not.
+    store.write_grid(run, keyed.assign(status="failed"), "gauss_2d__gnb")
+    store.write_grid(run, keyed.assign(model="qda", cell_key="q" + keyed["cell_key"]), "extra")
+    cells = store.stored_cells(run)
+    assert sorted(reads[2:]) == ["extra.parquet", "gauss_2d__gnb.parquet"]
+    assert len(cells) == 18
+    assert (cells.loc[cells["part"] == "gauss_2d__gnb.parquet", "status"] == "failed").all()
+    store.delete_part(run, "extra.parquet")
+    assert len(store.stored_cells(run)) == 12
+
+
 def test_manifest_round_trip_and_schema_version(tmp_path):
     manifest = {
         "suite": {"tasks": ["iris"], "sizes": [10, 20]},
