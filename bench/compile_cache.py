@@ -23,12 +23,14 @@ depend on it: a program loaded from the cache is the executable XLA compiled bef
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import pickle
 import tempfile
 import threading
+import time
 import warnings
 import zlib
 from collections.abc import Callable
@@ -50,6 +52,11 @@ _REQUEST_EVENT = "/jax/compilation_cache/compile_requests_use_cache"
 
 #: Subdirectory of the cache directory holding the serialized programs (``compile_program``).
 PROGRAMS = "programs"
+#: The programs layer's size bound (``evict``): the quick suite's 241 programs take about
+#: 8 MB, so this keeps the programs of many code versions and suites.
+MAX_PROGRAM_BYTES = 2 * 1024**3
+#: A temporary file of the programs layer older than this (seconds) was left by a killed writer.
+_STALE_TMP_S = 3600
 #: Bumped when the stored format or the key's content changes.
 FORMAT = 1
 #: JAX options that do not change a compiled program (the cache's own settings, logging).
@@ -80,9 +87,10 @@ def default_dir() -> Path | None:
 
 
 def enable(path: str | Path | None) -> Path | None:
-    """Use `path` as JAX's persistent compilation cache (None: leave it off). Returns the path.
+    """Use `path` as the compilation cache, both layers (None: leave it off). Returns the path.
 
-    Counting of cache hits starts here (see `counts`)."""
+    Counting of cache hits starts here (see `counts`). The programs layer is trimmed to
+    ``MAX_PROGRAM_BYTES`` here (``evict``)."""
     _listen()
     if path is None:
         jax.config.update("jax_enable_compilation_cache", False)
@@ -91,11 +99,39 @@ def enable(path: str | Path | None) -> Path | None:
     path = Path(path).expanduser()
     (path / PROGRAMS).mkdir(parents=True, exist_ok=True)
     _programs["dir"] = path / PROGRAMS
+    evict(path / PROGRAMS, MAX_PROGRAM_BYTES)
     jax.config.update("jax_enable_compilation_cache", True)
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return path
+
+
+def evict(programs_dir: Path, max_bytes: int) -> list[Path]:
+    """Delete the least recently used programs (by modification time: a load touches its file)
+    until the rest take at most ``max_bytes``; returns the deleted paths. Every edit to the code
+    makes new entries (the key holds the code version), so without this the directory would
+    grow with each version run. A program deleted under a process that is about to read it is
+    compiled again there."""
+    entries, deleted = [], []
+    for entry in programs_dir.iterdir():
+        try:
+            stat = entry.stat()
+        except FileNotFoundError:
+            continue
+        if entry.suffix == ".xla":
+            entries.append((stat.st_mtime_ns, stat.st_size, entry))
+        elif entry.suffix == ".tmp" and time.time() - stat.st_mtime > _STALE_TMP_S:
+            entry.unlink(missing_ok=True)  # left by a writer that was killed
+            deleted.append(entry)
+    total = sum(size for _, size, _ in entries)
+    for _, size, entry in sorted(entries):
+        if total <= max_bytes:
+            break
+        entry.unlink(missing_ok=True)
+        total -= size
+        deleted.append(entry)
+    return deleted
 
 
 def directory() -> Path | None:
@@ -215,11 +251,14 @@ def _load(path: Path) -> jax.stages.Compiled | None:
         return None
     try:
         payload, in_tree, out_tree = pickle.loads(zlib.decompress(blob))
-        return serialize_executable.deserialize_and_load(payload, in_tree, out_tree)
+        compiled = serialize_executable.deserialize_and_load(payload, in_tree, out_tree)
     except Exception as err:  # noqa: BLE001 - any unreadable entry is compiled again
         message = f"compiled program {path} unreadable ({type(err).__name__}); compiling it"
         warnings.warn(message, stacklevel=3)
         return None
+    with contextlib.suppress(OSError):
+        os.utime(path)  # recently used: evicted last
+    return compiled
 
 
 def _store(path: Path, compiled: jax.stages.Compiled) -> None:

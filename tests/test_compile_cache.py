@@ -5,6 +5,7 @@ that an unreadable entry is compiled again."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -173,8 +174,10 @@ def test_unreadable_program_is_compiled_again(tmp_path):
         compiled, cached = compile_cache.compile_program(_double, (x,), "double", {})
         assert not cached
         (entry,) = (tmp_path / "xla" / compile_cache.PROGRAMS).iterdir()
+        os.utime(entry, (1e9, 1e9))
         loaded, cached = compile_cache.compile_program(_double, (x,), "double", {})
         assert cached
+        assert entry.stat().st_mtime > 1e9  # a load marks the entry as recently used
         np.testing.assert_array_equal(loaded(x), compiled(x))
         entry.write_bytes(zlib.compress(b"not a program"))
         with pytest.warns(UserWarning, match="unreadable"):
@@ -184,3 +187,19 @@ def test_unreadable_program_is_compiled_again(tmp_path):
         assert compile_cache.compile_program(_double, (x,), "double", {})[1]  # rewritten
     finally:
         compile_cache.enable(before)
+
+
+def test_evict_keeps_the_most_recently_used_programs_within_the_bound(tmp_path):
+    for i, name in enumerate(["old", "middle", "new"]):
+        entry = tmp_path / f"{name}.xla"
+        entry.write_bytes(b"x" * 100)
+        os.utime(entry, (1e9 + i, 1e9 + i))
+    (tmp_path / "killed-writer.tmp").write_bytes(b"x")
+    os.utime(tmp_path / "killed-writer.tmp", (1e9, 1e9))
+    (tmp_path / "writing-now.tmp").write_bytes(b"x")
+    deleted = compile_cache.evict(tmp_path, max_bytes=250)
+    assert sorted(p.name for p in deleted) == ["killed-writer.tmp", "old.xla"]
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == ["middle.xla", "new.xla", "writing-now.tmp"]
+    assert compile_cache.evict(tmp_path, max_bytes=250) == []
+    assert [p.name for p in compile_cache.evict(tmp_path, max_bytes=0)] == ["middle.xla", "new.xla"]
