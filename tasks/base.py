@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 from typing import Literal
 
@@ -85,9 +86,13 @@ class Task:
     def pool_size(self) -> int:
         return int(self.x_pool.shape[0])
 
-    @property
+    @functools.cached_property
     def checksum(self) -> str:
-        """SHA-256 of the pool and test arrays, as stored (dtype and order included)."""
+        """SHA-256 of the pool and test arrays, as stored (dtype and order included).
+
+        Computed once per task object (a task's arrays are not modified after loading; a
+        ``dataclasses.replace`` copy computes its own): run keys ask for it per cell, and on an
+        image task (MNIST: 188 MB of pixels) each computation takes a few tenths of a second."""
         h = hashlib.sha256()
         for a in (self.x_pool, self.y_pool, self.x_test, self.y_test):
             h.update(np.ascontiguousarray(a).tobytes())

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 
 import jax
 import jax.numpy as jnp
@@ -183,6 +184,16 @@ def test_plan_validation_fraction_at_large_sizes():
     task = tasks.load("gauss_nb")
     cells = plan.make_cells(task.y_pool, 2, (100, 1000), (0, 1, 2), validation=True)
     np.testing.assert_array_equal(cells.n_val, [20, 20, 20, 200, 200, 200])
+
+
+def test_task_checksum_is_computed_once_and_follows_the_data():
+    task = tasks.load("digits_2v3")
+    digest = hashlib.sha256()
+    for a in (task.x_pool, task.y_pool, task.x_test, task.y_test):
+        digest.update(np.ascontiguousarray(a).tobytes())
+    assert task.checksum == digest.hexdigest() == tasks.load("digits_2v3").checksum
+    assert task.checksum is task.checksum  # kept, not hashed again
+    assert dataclasses.replace(task, x_pool=task.x_pool + 1).checksum != task.checksum
 
 
 def test_engine_rows_share_subsets_across_models():
