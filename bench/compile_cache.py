@@ -12,9 +12,9 @@ depend on it: a program loaded from the cache is the executable XLA compiled bef
   (``program_key``: the code version, i.e. every source file of ``bench``/``models``/``tasks``
   and the numerical libraries' versions; the program's name and static description: task with
   its data checksum, model with its hyperparameters, chunk sizes, mesh; the arguments' tree,
-  shapes, dtypes and shardings; the JAX configuration, ``XLA_FLAGS``, the threefry lowering
-  and the devices). A hit skips tracing and lowering as well as compiling, which is most of
-  what a warm run spent on programs with JAX's cache alone.
+  shapes, dtypes and shardings; the JAX configuration, ``XLA_FLAGS``, the threefry lowering,
+  the devices and the host CPU's model and flags). A hit skips tracing and lowering as well as
+  compiling, which is most of what a warm run spent on programs with JAX's cache alone.
 - **JAX's persistent compilation cache** (keyed by the lowered program itself) in ``DIR``, for
   the small programs outside the grids (array creation, PRNG keys). Every program is cached,
   however fast it compiled (JAX's default skips those under one second). The grid programs
@@ -24,10 +24,12 @@ depend on it: a program loaded from the cache is the executable XLA compiled bef
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
 import pickle
+import platform
 import tempfile
 import threading
 import time
@@ -189,10 +191,27 @@ def program_key(name: str, static: Any, args: tuple) -> str:
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "threefry_unrolled": lowering.in_use(),
         "devices": [(d.platform, d.device_kind, d.id, d.process_index) for d in jax.devices()],
+        "host_cpu": host_cpu(),
         "platform_version": jax.devices()[0].client.platform_version,
     }
     text = json.dumps(content, sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+@functools.cache
+def host_cpu() -> str:
+    """The host CPU's model and instruction-set flags: XLA:CPU compiles for the features of the
+    CPU it runs on, so a cache directory shared between machines (a network home) must not hand
+    one machine's programs to another."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return f"{platform.machine()} {platform.processor()}"
+    fields = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    return " | ".join(fields.get(k, "") for k in ("model name", "flags", "Features", "CPU part"))
 
 
 def _describe(leaf: Any) -> list:

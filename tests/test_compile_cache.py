@@ -163,6 +163,8 @@ def test_program_key_follows_what_decides_the_program(monkeypatch):
     monkeypatch.delenv("XLA_FLAGS")
     with jax.default_matmul_precision("highest"):
         others.append(compile_cache.program_key("fit", {"model": "mlp"}, (x,)))
+    monkeypatch.setattr(compile_cache, "host_cpu", lambda: "another CPU | avx512f")
+    others.append(compile_cache.program_key("fit", {"model": "mlp"}, (x,)))
     assert len({key, *others}) == len(others) + 1
 
 
