@@ -30,7 +30,6 @@ import json
 import os
 import pickle
 import platform
-import tempfile
 import threading
 import time
 import warnings
@@ -46,6 +45,7 @@ from jax.experimental.compilation_cache.compilation_cache import reset_cache
 
 from bench import lowering
 from bench.codeversion import code_version
+from results import store
 
 ENV_VAR = "GDBENCH_COMPILE_CACHE"
 OFF = ("off", "none", "0", "false", "no")
@@ -160,8 +160,8 @@ def compile_program(
     arguments' structure and types, code version and JAX set-up must be the same program:
     callers put all of that in. Returns the compiled program and whether it came from a cache.
     With the cache off (``enable(None)``, or never enabled), compiles (through JAX's cache if
-    something else turned that on). A stored program that cannot be read back (truncated, written by
-    another JAX) is compiled again and replaced.
+    something else turned that on). A stored program that cannot be read back (truncated,
+    written by another JAX) is compiled again and replaced.
     """
     programs_dir = _programs["dir"]
     if programs_dir is None:
@@ -231,6 +231,7 @@ def _compile_counting(fn: Callable, args: tuple) -> tuple[jax.stages.Compiled, b
     return compiled, counts()[0] > before
 
 
+@functools.cache
 def _runtime_ready() -> bool:
     """Set up what lowering would have set up for the executables it loads: JAX points its CPU
     LAPACK kernels (Cholesky, eigh, triangular solves: custom calls in the compiled code) at
@@ -287,15 +288,8 @@ def _store(path: Path, compiled: jax.stages.Compiled) -> None:
         blob = zlib.compress(pickle.dumps(serialize_executable.serialize(compiled)), 1)
     except Exception:  # noqa: BLE001 - not every executable serializes; it is then not kept
         return
-    tmp = None
-    try:
-        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp") as f:
-            tmp = Path(f.name)
-            f.write(blob)
-        os.replace(tmp, path)
-    except OSError:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        store.atomic_write(path, lambda f: f.write(blob), durable=False)
 
 
 def _on_event(event: str, **_kwargs) -> None:

@@ -450,8 +450,8 @@ def _score_grid(x_gen, x_syn, w_train, x_pool, y_pool, x_test, y_test, feat, num
     return sharding.map_cells(score_cell, (x_gen, x_syn, w_train), QUALITY_CELL_BATCH)
 
 
-#: Compiled scoring programs by (class count, argument shapes): one per task and cell count.
-_SCORE_PROGRAMS: dict[tuple, Any] = {}
+#: Compiled scoring programs by ``compile_cache.program_key``: one per task and cell count.
+_SCORE_PROGRAMS: dict[str, Any] = {}
 
 
 def run_quality(
@@ -497,18 +497,12 @@ def run_quality(
         y_pool,
         *shared[1:],
     )
-    leaves, treedef = jax.tree.flatten(args)
-    key = (
-        task.num_classes,
-        str(treedef),
-        tuple((a.shape, str(a.dtype)) for a in leaves),
-        None if mesh is None else (tuple(d.id for d in mesh.devices.flat), mesh.axis_names),
-    )
+    static = {"num_classes": task.num_classes, "mesh": None if mesh is None else repr(mesh)}
+    key = compile_cache.program_key("score", static, args)
     if key not in _SCORE_PROGRAMS:
         score = functools.partial(_score_grid, num_classes=task.num_classes)
         if mesh is not None:
             score = sharding.shard_cells(score, mesh, cell_args=3, shared_args=5)
-        static = {"num_classes": task.num_classes, "mesh": None if mesh is None else repr(mesh)}
         _SCORE_PROGRAMS[key], _ = compile_cache.compile_program(score, args, "score", static)
     t3 = time.perf_counter()
     out = jax.block_until_ready(_SCORE_PROGRAMS[key](*args))

@@ -41,7 +41,6 @@ import json
 import os
 import pickle
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -54,6 +53,7 @@ import optax
 from flax import nnx
 
 from bench import lowering
+from results import store
 from tasks.base import Task
 
 lowering.use_unrolled_threefry()
@@ -258,14 +258,7 @@ def _save(path: Path, params: Params, test_accuracy: float, key: str) -> None:
     arrays["test_accuracy"] = np.asarray(test_accuracy, np.float64)
     arrays["key"] = np.asarray(key)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    store.atomic_write(path, lambda f: np.savez(f, **arrays), durable=False)
 
 
 def _load(path: Path, key: str) -> tuple[Params, float] | None:

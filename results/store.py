@@ -98,7 +98,7 @@ def write_manifest(run_dir: str | Path, manifest: dict[str, Any]) -> Path:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / MANIFEST
-    _atomic_write(path, lambda f: f.write(text.encode()))
+    atomic_write(path, lambda f: f.write(text.encode()))
     return path
 
 
@@ -135,7 +135,7 @@ def write_grid(run_dir: str | Path, df: pd.DataFrame, part_name: str) -> Path:
     rows_dir = Path(run_dir) / ROWS_DIR
     rows_dir.mkdir(parents=True, exist_ok=True)
     path = rows_dir / (safe_name(part_name) + PART_SUFFIX)
-    _atomic_write(path, lambda f: pq.write_table(table, f))
+    atomic_write(path, lambda f: pq.write_table(table, f))
     return path
 
 
@@ -217,7 +217,7 @@ def _read_part(path: Path, columns: list[str] | None = None) -> pa.Table:
 
 #: ``stored_cells``' reads, by part path: (inode, mtime, size) and the part's cells. A run reads
 #: the stored cells once per grid, so without it a suite of G grids would read G^2/2 parts;
-#: a part is rewritten only by replacing the file (``_atomic_write``), which changes the inode.
+#: a part is rewritten only by replacing the file (``atomic_write``), which changes the inode.
 _CELLS_READ: dict[Path, tuple[tuple[int, int, int], pd.DataFrame]] = {}
 
 
@@ -299,7 +299,7 @@ def write_samples(
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / (safe_name(name) + ".npz")
     meta_json = json.dumps(meta, default=_json_default)
-    _atomic_write(
+    atomic_write(
         path,
         lambda f: np.savez(f, samples=np.asarray(samples), real=np.asarray(real), meta=meta_json),
     )
@@ -338,7 +338,7 @@ def write_traces(
     payload = {k: np.asarray(v) for k, v in arrays.items()}
     if "meta" in payload:
         raise ValueError("'meta' is reserved in stored traces")
-    _atomic_write(path, lambda f: np.savez(f, meta=meta_json, **payload))
+    atomic_write(path, lambda f: np.savez(f, meta=meta_json, **payload))
     return path
 
 
@@ -361,18 +361,24 @@ def _with_run(rows: pd.DataFrame, name: str) -> pd.DataFrame:
     return rows
 
 
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
+def atomic_write(path: Path, write: Callable[[IO[bytes]], Any], durable: bool = True) -> None:
+    """Write ``path`` through ``write(f)`` into a temporary file beside it (``.<name>.*.tmp``),
+    then rename it over ``path``: a reader sees the old file or the whole new one, and a failed
+    writer leaves no temporary file. ``durable``: also flush the file and its directory to disk
+    (run data); caches, which recompute what they lose, skip that."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    if durable:
+        _fsync_dir(path.parent)
 
 
 def _fsync_dir(directory: Path) -> None:

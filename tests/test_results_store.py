@@ -252,7 +252,7 @@ def test_atomic_write_cleans_up_when_the_writer_fails(tmp_path):
     target = tmp_path / "file.bin"
     target.write_bytes(b"old")
     with pytest.raises(RuntimeError, match="disk full"):
-        store._atomic_write(target, failing)
+        store.atomic_write(target, failing)
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["file.bin"]
 
