@@ -10,6 +10,8 @@ What is checked against independent references:
 - the analytic matmul FLOP count of the MLP against the FLOPs of the ``dot_general``
   operations in the jaxpr of a real training step;
 - the baseline script runs as a process without importing JAX;
+- timed rounds alternate the two sides of a ratio (and the matmul peak), and a paired ratio is
+  the median of the rounds' ratios, against a hand computation;
 - the PyTorch mirror of the MLP learns digits (skipped without torch, which is never a
   dependency of gdbench).
 """
@@ -214,6 +216,54 @@ def test_lines_verdicts_and_formatting():
     assert "| a | b | 1 s | 2 s | 2.0x | ≥ 3.0x | MISS |" in table
     info = common.machine()
     assert info["cores"] >= 1 and info["cpu_model"] and "jax" in info["versions"]
+
+
+def test_interleaved_rounds_and_paired_ratio():
+    calls = []
+
+    def record(name, value):
+        def measure(r):
+            calls.append((r, name))
+            return value * (r + 1)
+
+        return measure
+
+    got = common.interleaved(3, {"ours": record("ours", 1.0), "base": record("base", 4.0)})
+    # Round by round, every measurement in turn (not all of one side, then the other).
+    assert calls == [(0, "ours"), (0, "base"), (1, "ours"), (1, "base"), (2, "ours"), (2, "base")]
+    assert got == {"ours": [1.0, 2.0, 3.0], "base": [4.0, 8.0, 12.0]}
+    # The median of the rounds' ratios, by hand: ratios 10/1, 2/2, 9/3 -> median 3, where the
+    # ratio of the medians would be 9 / 2 = 4.5.
+    assert common.paired_ratio([10.0, 2.0, 9.0], [1.0, 2.0, 3.0]) == 3.0
+    assert common.paired_ratio([1.0, 4.0], [0.0, 2.0]) == 2.0  # an undefined round is dropped
+    with pytest.raises(ValueError):
+        common.paired_ratio([1.0, 2.0], [1.0])
+
+
+def test_mlp_rounds_alternate_gdbench_pytorch_and_the_peak(monkeypatch):
+    calls = []
+
+    class Grid:
+        def __init__(self, name):
+            self.name = name
+
+        def fit(self):
+            calls.append(self.name)
+
+    def torch_fit(data, hidden, seed, steps=mlp_torch.STEPS):
+        calls.append(f"torch {data}")
+        return 0.5, 0.9
+
+    monkeypatch.setattr(mlp_torch, "torch_fit", torch_fit)
+    monkeypatch.setattr("bench.env.matmul_peak_flops", lambda: calls.append("peak") or 1e11)
+    got, accuracies = mlp_torch.timed_rounds(
+        Grid("gd 1"), Grid("gd 10"), ["d0", "d1"], (8,), rounds=2, peak=True
+    )
+    one_round = ["gd 1", "torch d0", "gd 10", "torch d0", "torch d1", "peak"]
+    assert calls == one_round * 2
+    assert got["torch_1"] == [0.5, 0.5] and got["peak_flops"] == [1e11, 1e11]
+    assert all(s >= 0 for s in got["gdbench_1"] + got["gdbench_10"] + got["torch_10"])
+    assert accuracies == [0.9, 0.9]
 
 
 def test_cli_rejects_unknown_benchmark(capsys):

@@ -98,6 +98,25 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - t, result
 
 
+def interleaved(rounds: int, measures: dict[str, Callable[[int], float]]) -> dict[str, list[float]]:
+    """Take every measurement once per round, in turn, for ``rounds`` rounds: round ``r`` calls
+    ``measures[name](r)`` for each name in order. Returns each name's values, one per round.
+
+    On a shared machine whose load drifts, the two sides of a ratio measured this way see
+    about the same load (``paired_ratio``); measured one side after the other, a drift
+    between them would land in the ratio."""
+    out: dict[str, list[float]] = {name: [] for name in measures}
+    for r in range(rounds):
+        for name, measure in measures.items():
+            out[name].append(float(measure(r)))
+    return out
+
+
+def paired_ratio(baseline: list[float], ours: list[float]) -> float:
+    """The median over rounds of ``baseline[r] / ours[r]`` (NaN if no round gives one)."""
+    return median(ratio(b, o) for b, o in zip(baseline, ours, strict=True))
+
+
 def ratio(baseline_s: float, ours_s: float) -> float:
     """``baseline_s / ours_s`` (how many times faster gdbench is); NaN if undefined."""
     if not (ours_s > 0) or not math.isfinite(baseline_s) or not math.isfinite(ours_s):

@@ -12,21 +12,27 @@ What is timed:
   ``bench.benchmarks.grid.CompiledGrid``) for 1 cell and for 10 cells (seeds 0..9, one vmapped
   program): standardization, initialization, 500 AdamW steps in ``lax.scan`` and the 20
   validation checkpoints (the engine evaluates the validation loss over the whole pool and
-  masks it). Per-step time = fit time / 500. Steady state = median of repeats after a first
-  run; compile time reported apart; "end to end" = compile + first run.
+  masks it). Per-step time = fit time / 500. Steady state = median of the timed rounds
+  (below) after a first run; compile time reported apart; "end to end" = compile + first run.
 - PyTorch (eager, ``torch.nn`` + ``torch.optim.AdamW``, same hyperparameters): the same cell
   (same training and validation examples, same standardization), minibatches drawn uniformly
   with replacement from the training part, validation loss on the validation part only every
-  25 steps (less work than gdbench does), best parameters copied. Steady state = median of
-  repeats after one warm-up run; 10 seeds = 10 sequential runs. PyTorch uses
-  ``torch.set_num_threads(cores)`` as asked, and is also timed with 1 thread; the faster of
-  the two is the baseline of every ratio (on a loaded 2-core machine 1 thread can be faster).
+  25 steps (less work than gdbench does), best parameters copied. 10 seeds = 10 sequential
+  runs. PyTorch is first timed with ``torch.set_num_threads(cores)`` as asked and with 1
+  thread (a warm-up run, then repeats); the faster of the two is the baseline of every ratio
+  (on a loaded 2-core machine 1 thread can be faster).
+- Timed rounds (``timed_rounds``): at least 3 rounds, each running gdbench's 1-model fit,
+  PyTorch's, gdbench's 10-seed program, PyTorch's 10 runs and, for the compute MLP, the matmul
+  peak, one after the other. A ratio is the median of the rounds' ratios, so that both sides
+  of it ran under the same machine load (times measured one side after the other let a drift
+  of this shared machine's load land in the ratio).
   Initialization follows each library's default (PyTorch's Kaiming-uniform, Flax's LeCun
   normal), so the accuracies are compared as a sanity check, not cell by cell.
 - FLOP/s: matmul FLOPs of the gdbench fit counted analytically (forward, both backward
   products, and the forward passes of the validation checkpoints over the pool; elementwise
-  work not counted), divided by the steady-state fit time, as a fraction of the float32 matmul
-  peak that ``bench.env.matmul_peak_flops`` measures in the same process.
+  work not counted), divided by the fit time, as a fraction of the float32 matmul peak that
+  ``bench.env.matmul_peak_flops`` measures in the same round: the median of the rounds'
+  fractions.
 """
 
 from __future__ import annotations
@@ -37,7 +43,17 @@ from typing import Any
 
 import numpy as np
 
-from bench.benchmarks.common import Line, core_count, fmt_s, load_average, median, ratio
+from bench.benchmarks.common import (
+    Line,
+    core_count,
+    fmt_s,
+    interleaved,
+    load_average,
+    median,
+    paired_ratio,
+    ratio,
+    timed,
+)
 
 TASK = "digits"
 ARCHS = {"small": (64, 64), "compute": (256, 256)}
@@ -156,11 +172,40 @@ def torch_single(
     }
 
 
+def timed_rounds(
+    single, multi, data, hidden: tuple[int, ...], rounds: int, peak: bool
+) -> tuple[dict[str, list[float]], list[float]]:
+    """The timed rounds of one architecture (``common.interleaved``): in each, gdbench's fit
+    of 1 model (``single``, a compiled ``CompiledGrid``), PyTorch's fit of that model (in the
+    thread configuration already set), gdbench's fit of the 10 seeds as one program
+    (``multi``), PyTorch's 10 sequential fits and, with ``peak``, the float32 matmul peak
+    (``bench.env.matmul_peak_flops``), so that every ratio and every fraction of the peak
+    compares runs made under the same machine load. Returns the seconds (FLOP/s for
+    ``peak_flops``) per round by name, and the test accuracies of PyTorch's 10 models."""
+    from bench import env
+
+    accuracies: list[float] = []
+
+    def torch_sequential(_r: int) -> float:
+        t = time.perf_counter()
+        accuracies[:] = [torch_fit(d, hidden, seed=s)[1] for s, d in enumerate(data)]
+        return time.perf_counter() - t
+
+    measures = {
+        "gdbench_1": lambda _r: timed(single.fit)[0],
+        "torch_1": lambda r: torch_fit(data[0], hidden, seed=r)[0],
+        "gdbench_10": lambda _r: timed(multi.fit)[0],
+        "torch_10": torch_sequential,
+    }
+    if peak:
+        measures["peak_flops"] = lambda _r: env.matmul_peak_flops()
+    return interleaved(rounds, measures), accuracies
+
+
 def run(quick: bool = False, repeats: int = 3) -> dict[str, Any]:
     """Run the benchmark; returns ``{"lines": [...], "detail": markdown, "raw": {...}}``."""
     import models as model_registry
     import tasks
-    from bench import env
     from bench.benchmarks.grid import CompiledGrid
 
     task = tasks.load(TASK)
@@ -183,10 +228,11 @@ def run(quick: bool = False, repeats: int = 3) -> dict[str, Any]:
     seeds_n = SEEDS
     for arch, hidden in ARCHS.items():
         spec = model_registry.get(spec_name(hidden))
+        # Compile and run each program once (its first run: end to end, accuracies).
         single = CompiledGrid(task, spec, [(n, 0)])
-        t1, m1 = single.time(repeats)
+        t1, m1 = single.time(0)
         multi = CompiledGrid(task, spec, [(n, s) for s in range(seeds_n)])
-        t10, m10 = multi.time(max(2, repeats - 1))
+        t10, m10 = multi.time(0)
         data = [cell_data(task, multi.cells, i) for i in range(seeds_n)]
 
         # PyTorch: the asked configuration (threads = cores) and 1 thread; the faster is used.
@@ -199,30 +245,28 @@ def run(quick: bool = False, repeats: int = 3) -> dict[str, Any]:
         import torch
 
         torch.set_num_threads(best["threads"])
-        seq, seq_acc = [], []
-        for _ in range(max(2, repeats - 1)):
-            t = time.perf_counter()
-            accs = [torch_fit(d, hidden, seed=s)[1] for s, d in enumerate(data)]
-            seq.append(time.perf_counter() - t)
-            seq_acc = accs
-        torch_10 = median(seq)
+        rounds = max(3, repeats)
+        got, seq_acc = timed_rounds(single, multi, data, hidden, rounds, arch == "compute")
 
-        gd_step = t1.fit_median_s / STEPS
-        th_step = best["median_s"] / STEPS
-        gd_10 = t10.fit_median_s
+        gd_step = median(got["gdbench_1"]) / STEPS
+        th_step = median(got["torch_1"]) / STEPS
+        gd_10 = median(got["gdbench_10"])
+        torch_10 = median(got["torch_10"])
         flops = matmul_flops(hidden, task.dim, task.num_classes, n, STEPS)
         per_config = ", ".join(
             f"{c['threads']} thr {fmt_s(c['median_s'] / STEPS)}" for c in configs
         )
+        paired = f"median of {rounds} interleaved rounds' ratios"
         lines.append(
             Line(
                 "2 MLP vs PyTorch",
                 f"per step, {arch} 64-{'-'.join(map(str, hidden))}-10",
                 fmt_s(gd_step),
                 fmt_s(th_step),
-                ratio(th_step, gd_step),
+                paired_ratio(got["torch_1"], got["gdbench_1"]),
                 STEP_TARGET[arch],
-                f"PyTorch {per_config}; gdbench compile {fmt_s(t1.compile_s)} apart",
+                f"{paired}; PyTorch {best['threads']} thread(s) (chosen from {per_config}); "
+                f"gdbench compile {fmt_s(t1.compile_s)} apart",
             )
         )
         e2e_gd = t1.compile_s + t1.first_s
@@ -243,9 +287,9 @@ def run(quick: bool = False, repeats: int = 3) -> dict[str, Any]:
                 f"10 seeds: one vmapped grid vs 10 sequential runs, {arch}",
                 fmt_s(gd_10),
                 fmt_s(torch_10),
-                ratio(torch_10, gd_10),
+                paired_ratio(got["torch_10"], got["gdbench_10"]),
                 SEEDS_TARGET[arch],
-                f"PyTorch {best['threads']} thread(s); with compile: "
+                f"{paired}; PyTorch {best['threads']} thread(s); with compile: "
                 f"{ratio(torch_10, gd_10 + t10.compile_s):.2f}x "
                 f"(gdbench compile {fmt_s(t10.compile_s)})",
             )
@@ -259,24 +303,24 @@ def run(quick: bool = False, repeats: int = 3) -> dict[str, Any]:
             "spec": spec.spec,
             "gdbench_single": vars(t1),
             "gdbench_10": vars(t10),
+            "rounds": got,
             "gdbench_accuracy_single": float(m1["accuracy"][0]),
             "gdbench_accuracy_10": m10["accuracy"].tolist(),
             "torch_configs": configs,
             "torch_threads_used": best["threads"],
-            "torch_10_sequential_s": seq,
             "torch_accuracy_10": seq_acc,
             "matmul_flops_per_fit": flops,
         }
         if arch == "compute":
-            peak = env.matmul_peak_flops()
-            rate1 = flops / t1.fit_median_s
-            rate10 = seeds_n * flops / t10.fit_median_s
+            peaks = got["peak_flops"]
+            rates1 = [flops / s for s in got["gdbench_1"]]
+            rates10 = [seeds_n * flops / s for s in got["gdbench_10"]]
             xla = _xla_flops(single)
-            raw["peak_flops"] = peak
+            raw["peak_flops"] = median(peaks)
             raw[arch].update(
                 {
-                    "flop_rate_single": rate1,
-                    "flop_rate_10": rate10,
+                    "flop_rate_single": median(rates1),
+                    "flop_rate_10": median(rates10),
                     "xla_loop_aware_flops_single": xla,
                 }
             )
@@ -285,30 +329,24 @@ def run(quick: bool = False, repeats: int = 3) -> dict[str, Any]:
                 if math.isfinite(xla)
                 else ""
             )
-            lines.append(
-                Line(
-                    "2 MLP vs PyTorch",
-                    "compute MLP FLOP/s / measured matmul peak, 1 model",
-                    f"{rate1 / 1e9:.1f} GFLOP/s",
-                    f"peak {peak / 1e9:.1f} GFLOP/s",
-                    rate1 / peak,
-                    PEAK_TARGET,
-                    f"analytic matmul FLOPs {flops / 1e9:.1f} GFLOP per fit{xla_note}",
-                    unit="%",
+            for label, rates, note in (
+                ("1 model", rates1, f"analytic matmul FLOPs {flops / 1e9:.1f} GFLOP per fit"
+                 f"{xla_note}"),
+                (f"{seeds_n} seeds", rates10, "one vmapped program"),
+            ):  # fmt: skip
+                lines.append(
+                    Line(
+                        "2 MLP vs PyTorch",
+                        f"compute MLP FLOP/s / measured matmul peak, {label}",
+                        f"{median(rates) / 1e9:.1f} GFLOP/s",
+                        f"peak {median(peaks) / 1e9:.1f} GFLOP/s",
+                        median(r / p for r, p in zip(rates, peaks, strict=True)),
+                        PEAK_TARGET,
+                        f"median of {rounds} rounds' fractions, the peak measured in each "
+                        f"round beside the MLP; {note}",
+                        unit="%",
+                    )
                 )
-            )
-            lines.append(
-                Line(
-                    "2 MLP vs PyTorch",
-                    "compute MLP FLOP/s / measured matmul peak, 10 seeds",
-                    f"{rate10 / 1e9:.1f} GFLOP/s",
-                    f"peak {peak / 1e9:.1f} GFLOP/s",
-                    rate10 / peak,
-                    PEAK_TARGET,
-                    "one vmapped program",
-                    unit="%",
-                )
-            )
         raw["torch_threads_tried"] = [c["threads"] for c in configs]
     raw["load_average_end"] = load_average()
     return {"lines": lines, "detail": "\n".join(detail), "raw": raw}
