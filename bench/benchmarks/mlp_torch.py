@@ -256,7 +256,7 @@ def run(quick: bool = False, repeats: int = 3) -> dict[str, Any]:
         per_config = ", ".join(
             f"{c['threads']} thr {fmt_s(c['median_s'] / STEPS)}" for c in configs
         )
-        paired = f"median of {rounds} interleaved rounds' ratios"
+        paired = f"median ratio of {rounds} interleaved round(s)"
         lines.append(
             Line(
                 "2 MLP vs PyTorch",
@@ -342,7 +342,7 @@ def run(quick: bool = False, repeats: int = 3) -> dict[str, Any]:
                         f"peak {median(peaks) / 1e9:.1f} GFLOP/s",
                         median(r / p for r, p in zip(rates, peaks, strict=True)),
                         PEAK_TARGET,
-                        f"median of {rounds} rounds' fractions, the peak measured in each "
+                        f"median fraction of {rounds} round(s), the peak measured in each "
                         f"round beside the MLP; {note}",
                         unit="%",
                     )
