@@ -82,8 +82,9 @@ def render(info: dict, lines: list[Line], details: dict[str, str], args) -> str:
         "",
         "Load average (1, 5, 15 min) at the start: "
         f"{info['load_start']}, at the end: {info['load_end']}; per benchmark in the JSON. "
-        "Other jobs shared this machine: times are noisy, and each ratio compares both sides "
-        "measured in the same script at about the same time.",
+        "Other jobs may share the machine: times are noisy. Both sides of a ratio run in "
+        "the same script, in interleaved rounds (each round times both, one after the "
+        "other), and a ratio marked so is the median of the rounds' ratios.",
         "",
         "Ratio = baseline time / gdbench time (higher: gdbench faster), or the measured "
         "fraction where the unit is %. PASS: ratio >= target.",
