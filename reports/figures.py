@@ -10,6 +10,7 @@ PDF files carry no dates, so the same rows give byte-identical files.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -148,8 +149,17 @@ def _learning_curve_figure(rows: pd.DataFrame, task: str, colors: dict) -> Figur
     ax.set_ylabel("test error (1 − accuracy)")
     ax.set_title(f"{literal_text(task)}: learning curves (mean, 95% t-interval over seeds)")
     ax.grid(True, which="both", alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize="small", frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        labels = [wrap_label(label) for label in labels]  # long model specs
+        ax.legend(
+            handles,
+            labels,
+            fontsize="small",
+            frameon=False,
+            loc="upper left",
+            bbox_to_anchor=(1.02, 1.0),
+        )
     return fig
 
 
@@ -439,7 +449,12 @@ def _crossover_figure(frame: pd.DataFrame, task: str) -> Figure:
         color = colors[pair]
         x = g["n_train"].astype(float).to_numpy()
         ax.plot(
-            x, g["mean_diff"], marker="o", markersize=3.5, color=color, label=literal_text(pair)
+            x,
+            g["mean_diff"],
+            marker="o",
+            markersize=3.5,
+            color=color,
+            label=literal_text(wrap_label(pair)),
         )
         ax.fill_between(x, g["lo"], g["hi"], color=color, alpha=0.2, linewidth=0)
         n_star, lo, hi = (_first_value(g[c]) for c in ("n_star", "n_star_lo", "n_star_hi"))
@@ -517,6 +532,27 @@ def _num(value: float) -> str:
     if math.isnan(value):
         return "?"
     return "∞" if math.isinf(value) else f"{value:.3g}"
+
+
+#: Widest legend line, in characters, before a model label is broken (``wrap_label``).
+LABEL_WIDTH = 44
+
+
+def wrap_label(text: str, width: int = LABEL_WIDTH) -> str:
+    """`text` broken into lines of at most `width` characters where it can be: before " vs "
+    and after the "?" and "&" of model specs (``mlp?hidden=256-256&steps=500``); a piece
+    longer than `width` stays whole. Short labels come back unchanged."""
+    text = str(text)
+    if len(text) <= width:
+        return text
+    pieces = [p for p in re.split(r"(?<=[?&])|(?= vs )", text) if p]
+    lines = [""]
+    for piece in pieces:
+        if lines[-1] and len(lines[-1]) + len(piece) > width:
+            lines.append(piece.lstrip())
+        else:
+            lines[-1] += piece
+    return "\n".join(lines)
 
 
 def literal_text(text: str) -> str:

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import tomllib
+import warnings
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
@@ -257,6 +258,29 @@ def test_crossover_plot(tmp_path):
     assert figures.crossover_plot({"a": pd.DataFrame()}, tmp_path / "none") == []
     with pytest.raises(ValueError, match="no column 'n_star'"):
         figures.crossover_plot({"a": per_size["gauss_2d"].drop(columns="n_star")}, tmp_path)
+
+
+def test_long_model_specs_are_wrapped_so_the_crossover_layout_fits(tmp_path):
+    long = "conv_vae?channels=4&iwae_k=4&latent=2&steps=25 vs cnn?channels=4&hidden=8&steps=25"
+    wrapped = figures.wrap_label(long)
+    assert wrapped.replace("\n", "") == long
+    assert all(len(line) <= figures.LABEL_WIDTH for line in wrapped.split("\n"))
+    assert figures.wrap_label("gnb vs logreg") == "gnb vs logreg"
+    assert figures.wrap_label("x" * 60) == "x" * 60  # nowhere to break: left whole
+    # Broken before " vs " when that is where the width runs out.
+    assert figures.wrap_label("a" * 30 + " vs " + "b" * 30) == "a" * 30 + "\nvs " + "b" * 30
+    # With such labels unwrapped, constrained layout gave up ("axes sizes collapsed to zero").
+    table = crossover_table(np.nan, np.nan, np.nan)
+    table["pair"] = table["pair"].map(
+        {"gnb_shared vs logreg": long, "gnb vs logreg": "gnb vs cnn?channels=4&hidden=8&steps=25"}
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        paths = figures.crossover_plot({"tfds:mnist": table}, tmp_path)
+    assert len(paths) == 3
+    fig = figures._crossover_figure(table, "tfds:mnist")
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert wrapped in labels
 
 
 # --- HTML ---------------------------------------------------------------------------------

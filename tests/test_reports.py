@@ -291,6 +291,12 @@ def test_learning_curve_figure_plots_test_error(rows):
     assert ax.get_xscale() == "log"
     labels = ax.get_legend_handles_labels()[1]
     assert {"logreg", "gnb", "discriminative", "generative", "Bayes error"} <= set(labels)
+    # A long model spec is broken into lines in the legend (figures.wrap_label).
+    long = "mlp?hidden=256-256-256&steps=500&batch_size=128&learning_rate=0.001"
+    renamed = rows[rows["task"] == "gauss_2d"].replace({"model": {"logreg": long}})
+    fig = figures._learning_curve_figure(renamed, "gauss_2d", {**colors, long: colors["logreg"]})
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert figures.wrap_label(long) in legend and "\n" in figures.wrap_label(long)
 
 
 def test_learning_curves_write_png_svg_and_pdf(rows, tmp_path):
