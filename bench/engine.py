@@ -196,7 +196,9 @@ class ProgramCost:
 class GridTiming:
     """Measurements of one grid (all its cells together): seconds, FLOPs, bytes.
 
-    ``compile_s``: lowering + compiling both programs (ahead of time). ``fit_s`` and
+    ``compile_s``: lowering + compiling the grid's programs ahead of time, or loading them
+    from the programs cache: fit and evaluate, plus sampling and sample scoring
+    (``quality_compile_s``) and robustness when they run. ``fit_s`` and
     ``predict_s``: steady-state median seconds of one execution of the fit and evaluate
     programs (``steady_state``), with ``*_first_s`` (the warm-up run, whose outputs are the
     results), ``*_min_s``, ``*_max_s``, ``*_repeats`` and the repeat times ``*_times_s``.

@@ -118,7 +118,9 @@ INPUT_NOTE = (
     "generate, preprocess) in the process that ran the grid."
 )
 COMPUTE_NOTE = (
-    "compile: lowering + compiling the grid's two programs ahead of time. fit s per cell: "
+    "compile: lowering + compiling the grid's programs ahead of time (fit and evaluate; for "
+    "models that sample, the sampling and sample-scoring programs too; robustness when asked), "
+    "or loading them from the compilation cache on a warm run. fit s per cell: "
     "median wall seconds of the grid's fit over timed repeats after a warm-up run / cells "
     "(min–max of the repeats, number of repeats; 'warm-up only': the first run is the only "
     "measurement). predict: test examples x cells per second of evaluation. GFLOP per cell: "
