@@ -139,8 +139,16 @@ class CompiledGrid:
         t = time.perf_counter()
         metrics = self.evaluate(fitted)  # compiles the evaluate program (timed apart)
         first += time.perf_counter() - t - (self.compile_s - compiled_before)
-        fit_s, predict_s = [], []
-        for _ in range(repeats):
+        fit_s, predict_s, last = self.repeat(repeats)
+        metrics = {k: np.asarray(v) for k, v in (last or metrics).items()}
+        return WarmTiming(self.compile_s, first, fit_s, predict_s), metrics
+
+    def repeat(self, count: int) -> tuple[list[float], list[float], dict | None]:
+        """``count`` timed runs of fit then evaluate, after a first run (``time``) compiled the
+        evaluate program. Returns their fit and evaluate seconds and the last run's metrics
+        (None when ``count`` is 0)."""
+        fit_s, predict_s, metrics = [], [], None
+        for _ in range(count):
             t0 = time.perf_counter()
             fitted = self.fit()
             t1 = time.perf_counter()
@@ -148,5 +156,4 @@ class CompiledGrid:
             t2 = time.perf_counter()
             fit_s.append(t1 - t0)
             predict_s.append(t2 - t1)
-        metrics = {k: np.asarray(v) for k, v in metrics.items()}
-        return WarmTiming(self.compile_s, first, fit_s, predict_s), metrics
+        return fit_s, predict_s, metrics
