@@ -15,6 +15,7 @@ import optax
 from flax import nnx
 from jax.flatten_util import ravel_pytree
 
+from bench.sharding import CHUNK
 from models.base import Adversarial, ClosedForm, Gradient, Iterate, Model, Newton
 
 #: Step lengths tried along each Newton direction; 0 keeps the objective monotone.
@@ -122,12 +123,17 @@ def _linear_newton(graphdef, unravel, rest, stage: Newton, flat0, layout, x, y, 
     """
     index, (dim, k) = layout
     inverse = np.argsort(index)  # flat position -> entry of theta
+    if k == 1:
+        # The subset's examples first (stable order), for ``_subset_hessian``.
+        order = jnp.argsort(w <= 0, stable=True)
+        x, y, w = x[order], y[order], w[order]
     u = jnp.concatenate([x, jnp.ones((x.shape[0], 1), x.dtype)], axis=1)
     # Examples along the last axis for the products that contract over them: XLA's CPU
     # batched matmuls (these are batched over cells by vmap) run several times faster in this
     # layout than when contracting over the leading axis of ``u``.
     ut = u.T
     active = w > 0
+    data_hessian = _subset_hessian(u, active) if k == 1 else lambda c: _kron_hessian(u, ut, c)
 
     def to_flat(theta):
         return theta.reshape(-1)[inverse]
@@ -158,7 +164,7 @@ def _linear_newton(graphdef, unravel, rest, stage: Newton, flat0, layout, x, y, 
         g = (ut @ g_scores).reshape(-1) + jax.grad(penalty)(vec)
         curv = jax.vmap(jax.hessian(single_loss))(scores, y)  # [N, K, K]
         curv = jnp.where(active[:, None, None], w[:, None, None] * curv, 0.0)
-        h = _kron_hessian(u, ut, curv) + jax.hessian(penalty)(vec)
+        h = data_hessian(curv) + jax.hessian(penalty)(vec)
         direction = _newton_direction(g, h, eye)
         moved = u @ direction.reshape(dim + 1, k)  # how the scores move per unit step
 
@@ -172,6 +178,44 @@ def _linear_newton(graphdef, unravel, rest, stage: Newton, flat0, layout, x, y, 
 
     theta, _ = jax.lax.scan(step, flat0[index].reshape(dim + 1, k), None, length=stage.steps)
     return to_flat(theta)
+
+
+#: ``_subset_hessian``'s row counts: the pool's, divided by ``ROW_RATIO`` up to twice. More
+#: (five, halving) ran no faster on 1,000-cell grids and added twice the compile time.
+ROW_BUCKETS, ROW_RATIO = 3, 4
+
+
+def _row_buckets(n: int) -> list[int]:
+    """Ascending distinct row counts ``ceil(n / ROW_RATIO**j)``, ``j < ROW_BUCKETS``."""
+    return sorted({-(-n // ROW_RATIO**j) for j in range(ROW_BUCKETS)})
+
+
+def _chunk_max(value):
+    """The largest ``value`` over the cells of the chunk being fitted (``bench.sharding.CHUNK``,
+    the engine's vmapped axis), or ``value`` itself outside such a chunk."""
+    try:
+        return jax.lax.pmax(value, CHUNK)
+    except NameError:  # not under the engine's vmap (a test fitting one model)
+        return value
+
+
+def _subset_hessian(u, active):
+    """``curv -> _kron_hessian(u, u.T, curv)`` for one output (``K = 1``), where the rows of
+    ``u`` with ``active`` come first and ``curv`` is 0 on the others.
+
+    Learning curves fit most cells on a small part of the pool: the product runs on the first
+    ``r`` rows only, ``r`` the smallest of ``_row_buckets`` that holds the subset of every
+    cell of the chunk (``lax.switch`` among static shapes; with the chunk's largest count
+    the choice is one for the whole vmapped chunk, not a select that computes every branch).
+    The rows left out have zero curvature: the sum is the same. 1,000 cells of 10 sizes from 6
+    to 252 (2-core CPU): fit 1.66 -> 1.32 s on ``digits_2v3`` (pool 290), 0.93 -> 0.75 s on
+    ``breast_cancer`` (398); 100 cells all of size 252: 159 -> 170 ms (the sort); compile
+    0.71 -> 0.86 s."""
+    buckets = _row_buckets(u.shape[0])
+    needed = _chunk_max(jnp.sum(active))
+    branch = jnp.minimum(jnp.sum(needed > jnp.asarray(buckets)), len(buckets) - 1)
+    products = [lambda c, r=r: _kron_hessian(u[:r], u[:r].T, c[:r]) for r in buckets]
+    return lambda curv: jax.lax.switch(branch, products, curv)
 
 
 def _kron_hessian(u, ut, curv):

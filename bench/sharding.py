@@ -50,6 +50,10 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 #: The mesh axis the grid's cells are split over.
 CELLS = "cells"
+#: The vmapped axis of the cells of one chunk inside ``map_cells``: a cell function may reduce
+#: over it (``jax.lax.pmax(x, CHUNK)``), e.g. to run a loop for as many steps as the chunk's
+#: largest cell needs (``bench.fit``).
+CHUNK = "chunk"
 #: The mesh axis a cell's examples would be split over (kept at size 1; see the module doc).
 DATA = "data"
 
@@ -135,7 +139,9 @@ def map_cells(fn: Callable, cells: Any, batch: int) -> Any:
         cells = jax.tree.map(
             lambda a: jax.numpy.concatenate([a, jax.numpy.repeat(a[-1:], pad, axis=0)]), cells
         )
-    out = jax.lax.map(fn, cells, batch_size=size)
+    chunked = jax.tree.map(lambda a: a.reshape(chunks, size, *a.shape[1:]), cells)
+    out = jax.lax.map(jax.vmap(fn, axis_name=CHUNK), chunked)
+    out = jax.tree.map(lambda a: a.reshape(chunks * size, *a.shape[2:]), out)
     return jax.tree.map(lambda a: a[:count], out) if pad else out
 
 

@@ -42,7 +42,9 @@ HAND_CELLS = ((30, 1), (10, 2))
 # decrease: their objectives are flat near the optimum to below float32 resolution, so the
 # vmapped and the single solves may stop at different points of that flat region. logreg on 10
 # examples in 13 dimensions (separable, defined by its penalty alone; its softmax intercepts are
-# unpenalized): objective values equal to 1e-7 relative, test NLL differs by ~2e-5. linsvm's
+# unpenalized): objective values equal to 1e-7 relative, test NLL differs by ~2e-5 on an AMD
+# EPYC, and by 4.6e-5 (NLL) and 1.6e-4 (Brier) on an Intel Xeon of the same CI (cell (10, 2);
+# the same at 710231e, before the subset Hessian of bench/fit.py). linsvm's
 # Platt stage: slopes differ by ~4e-5 relative, test NLL by ~6e-5 (its SVM weights agree to
 # ~1e-6).
 GRID_MODELS = [
@@ -50,7 +52,7 @@ GRID_MODELS = [
     ("bnb", 1e-5),
     ("lda", 1e-5),
     ("qda", 1e-5),
-    ("logreg", 1e-4),
+    ("logreg", 5e-4),
     ("linsvm", 5e-4),
     ("mlp?steps=100", 1e-5),
 ]

@@ -1,0 +1,102 @@
+"""Binary logistic regression's Newton Hessian on the cell's subset only (``bench.fit``).
+
+A learning-curve cell fits on a subset of the pool (weight 0 elsewhere). For one output the
+Newton solver moves the subset's rows to the front and forms the Hessian from the first ``r``
+rows, ``r`` the smallest of a few static row counts that holds the largest subset of the
+vmapped chunk (``bench.sharding.CHUNK``). Checked here:
+
+- the row counts, and ``map_cells`` binding the chunk axis (a cell sees its chunk's maximum);
+- the product equals the full-pool product of ``_kron_hessian`` for subsets of every size, and
+  under the chunk's vmap it stays one ``cond`` (not a select that computes every branch);
+- through the engine, binary cells of very different sizes in one chunk (the large one sets
+  the rows of all) give a single fit's numbers, rebuilt by hand outside the engine, where each
+  cell uses its own row count.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import models
+import tasks
+from bench import fit
+from bench.engine import run_grid
+from bench.sharding import CHUNK, map_cells
+from tests.test_engine import _hand_fit_cell
+
+
+def test_row_buckets_divide_the_pool():
+    assert fit._row_buckets(290) == [19, 73, 290]
+    assert fit._row_buckets(5) == [1, 2, 5]
+    assert fit._row_buckets(1) == [1]
+
+
+def test_map_cells_gives_each_cell_its_chunks_maximum():
+    # 10 cells in chunks of at most 4: 3 balanced chunks of 4, the last padded with copies of
+    # cell 9 (whose outputs are dropped).
+    values = jnp.arange(10.0)
+    got = map_cells(lambda v: jax.lax.pmax(v, CHUNK), values, 4)
+    np.testing.assert_array_equal(np.asarray(got), [3, 3, 3, 3, 7, 7, 7, 7, 9, 9])
+    # Outside a chunk the value is its own maximum.
+    assert fit._chunk_max(jnp.asarray(5)) == 5
+
+
+def _sorted_cell(rng, n, dim, count):
+    """Rows ``[x, 1]`` with the first ``count`` active and curvature 0 on the others."""
+    u = np.concatenate([rng.normal(size=(n, dim)), np.ones((n, 1))], axis=1)
+    active = np.arange(n) < count
+    curv = np.where(active, rng.uniform(0.01, 0.25, size=n), 0.0)[:, None, None]
+    return jnp.asarray(u, jnp.float32), jnp.asarray(active), jnp.asarray(curv, jnp.float32)
+
+
+@pytest.mark.parametrize("count", [0, 1, 5, 12, 13, 30, 57, 100])
+def test_subset_hessian_equals_the_full_product(count: int):
+    rng = np.random.default_rng(count)
+    u, active, curv = _sorted_cell(rng, 100, 7, count)
+    want = fit._kron_hessian(u, u.T, curv)
+    got = fit._subset_hessian(u, active)(curv)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
+
+
+def test_subset_hessian_of_a_chunk_is_one_branch_for_all_cells():
+    rng = np.random.default_rng(0)
+    counts = [3, 20, 8, 100]
+    cells = [_sorted_cell(rng, 100, 7, c) for c in counts]
+    u, active, curv = (jnp.stack(parts) for parts in zip(*cells, strict=True))
+
+    def cell(u, active, curv):
+        return fit._subset_hessian(u, active)(curv)
+
+    chunk = jax.vmap(cell, axis_name=CHUNK)
+    got = chunk(u, active, curv)
+    for i in range(len(counts)):
+        want = fit._kron_hessian(u[i], u[i].T, curv[i])
+        np.testing.assert_allclose(np.asarray(got[i]), np.asarray(want), rtol=1e-5, atol=1e-5)
+    # The branch index is the chunk's (unbatched): a real conditional in the program. Batched
+    # per cell, vmap would turn it into a select that computes all three branches.
+    assert "cond[" in str(jax.make_jaxpr(chunk)(u, active, curv))
+    assert "cond[" not in str(jax.make_jaxpr(jax.vmap(cell))(u, active, curv))
+
+
+@pytest.mark.parametrize("spec_name", ["logreg", "logreg?C=10000"])
+def test_binary_grid_cells_equal_single_fits(spec_name: str):
+    """Sizes 10 and 300 of breast_cancer's pool (398) in one chunk: the grid forms every
+    Hessian on 398 rows (the 300-example cells need them), a single 10-example fit on 25
+    (its own count)."""
+    task = tasks.load("breast_cancer")
+    spec = models.get(spec_name)
+    sizes, seeds = (10, 300), (0, 1)
+    rows, _ = run_grid(task, spec, sizes, seeds)
+    assert task.pool_size == 398 and fit._row_buckets(398) == [25, 100, 398]
+    by_cell = {(r["n_train"], r["seed"]): r for r in rows}
+    n_test = len(task.y_test)
+    for size, seed in ((10, 1), (300, 0)):
+        row = by_cell[(size, seed)]
+        correct, nll, _ = _hand_fit_cell(task, spec, size, seed)
+        assert round(row["accuracy"] * n_test) == correct, (size, seed)
+        # The C=1e4 objective is flat near its optimum (see tests/test_engine.py): measured
+        # up to 8e-5 relative on these cells.
+        assert row["nll"] == pytest.approx(nll, rel=5e-4), (size, seed)
