@@ -199,6 +199,14 @@ def _chunk_max(value):
         return value
 
 
+def _row_branch(active) -> tuple[list[int], jax.Array]:
+    """``_row_buckets`` of ``active``'s length and the index of the smallest that holds the
+    active count of every cell of the chunk (``_chunk_max``)."""
+    buckets = _row_buckets(active.shape[0])
+    needed = _chunk_max(jnp.sum(active))
+    return buckets, jnp.minimum(jnp.sum(needed > jnp.asarray(buckets)), len(buckets) - 1)
+
+
 def _subset_hessian(u, active):
     """``curv -> _kron_hessian(u, u.T, curv)`` for one output (``K = 1``), where the rows of
     ``u`` with ``active`` come first and ``curv`` is 0 on the others.
@@ -211,9 +219,7 @@ def _subset_hessian(u, active):
     to 252 (2-core CPU): fit 1.66 -> 1.32 s on ``digits_2v3`` (pool 290), 0.93 -> 0.75 s on
     ``breast_cancer`` (398); 100 cells all of size 252: 159 -> 170 ms (the sort); compile
     0.71 -> 0.86 s."""
-    buckets = _row_buckets(u.shape[0])
-    needed = _chunk_max(jnp.sum(active))
-    branch = jnp.minimum(jnp.sum(needed > jnp.asarray(buckets)), len(buckets) - 1)
+    buckets, branch = _row_branch(active)
     products = [lambda c, r=r: _kron_hessian(u[:r], u[:r].T, c[:r]) for r in buckets]
     return lambda curv: jax.lax.switch(branch, products, curv)
 
@@ -260,9 +266,9 @@ def gradient(
         return losses(p, xb, yb, k).mean()
 
     val_key = jax.random.fold_in(key, 2**31 - 1)
-
-    def val_loss(p):
-        return _weighted_sum(losses(p, x, y, val_key), w_val) / jnp.maximum(n_val, 1.0)
+    val_loss = _validation_loss(
+        lambda p, xv, yv: losses(p, xv, yv, val_key), x, y, w_val, stage.stochastic
+    )
 
     def train_step(carry, k):
         p, opt_state = carry
@@ -288,6 +294,34 @@ def gradient(
     init = (params, tx.init(params), params, jnp.asarray(jnp.inf, x.dtype))
     (_, _, best, _), _ = jax.lax.scan(block, init, jax.random.split(key, blocks))
     nnx.update(model, best)
+
+
+def _validation_loss(losses, x, y, w_val, stochastic: bool):
+    """``p -> sum_i w_val_i losses(p, x, y)_i / sum_i w_val_i``.
+
+    Computed on the validation examples only, where the loss allows it: they are a fifth of
+    the cell's subset, itself often a small part of the pool. The rows evaluated are the
+    smallest of ``_row_buckets`` that holds them for the whole chunk (``_row_branch``),
+    gathered in pool order; where that is the whole pool, the pool as it is. A stochastic
+    loss is always evaluated on the whole pool: its draws are shaped like the rows, so fewer
+    rows would draw other noise. Measured on the MLP benchmark's cell (1,257 examples, 251 of
+    them validation, 20 checkpoints): 10-seed fit of the 64-256-256-10 MLP 2.84 -> 2.57 s,
+    64-64-64-10 0.63 -> 0.57 s (2-core CPU)."""
+    n_val = jnp.maximum(w_val.sum(), 1.0)
+
+    def on_rows(rows):
+        def loss(p):
+            xv, yv, wv = (x, y, w_val) if rows is None else (x[rows], y[rows], w_val[rows])
+            return _weighted_sum(losses(p, xv, yv), wv) / n_val
+
+        return loss
+
+    if stochastic:
+        return on_rows(None)
+    buckets, branch = _row_branch(w_val > 0)
+    first = jnp.argsort(w_val <= 0, stable=True)
+    branches = [on_rows(first[:r]) for r in buckets[:-1]] + [on_rows(None)]
+    return lambda p: jax.lax.switch(branch, branches, p)
 
 
 def iterate(model: Model, stage: Iterate, x, y, w, key) -> None:

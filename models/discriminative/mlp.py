@@ -15,6 +15,23 @@ from flax import nnx
 from models.base import Array, Gradient, Model
 
 
+class OutputLinear(nnx.Linear):
+    """``nnx.Linear`` with its kernel stored transposed, ``[out, in]`` (the same initial values).
+
+    For a layer with few outputs (a classifier's last): the kernel's gradient
+    ``dy^T x`` is then formed ``[out, in]``, which XLA:CPU computes 3.7x faster than the
+    ``x^T dy`` of an ``[in, out]`` kernel when the cells are batched by vmap (10 seeds of a
+    256-input, 10-output layer on 128 examples: 135 against 505 us); the compute MLP's 10-seed
+    training step took 7-10 % less time (2-core CPU), one seed the same."""
+
+    def __init__(self, in_features: int, out_features: int, *, rngs: nnx.Rngs):
+        super().__init__(in_features, out_features, rngs=rngs)
+        self.kernel = nnx.Param(self.kernel[...].T)
+
+    def __call__(self, x: Array) -> Array:
+        return x @ self.kernel[...].T + self.bias[...]
+
+
 class MLP(Model):
     """ReLU multilayer perceptron with validation-selected AdamW training."""
 
@@ -35,9 +52,9 @@ class MLP(Model):
         eval_every: int = 25,
     ):
         sizes = (dim, *hidden, num_classes)
-        self.layers = nnx.List(
-            [nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
-        )
+        pairs = list(zip(sizes[:-1], sizes[1:], strict=True))
+        hidden_layers = [nnx.Linear(a, b, rngs=rngs) for a, b in pairs[:-1]]
+        self.layers = nnx.List([*hidden_layers, OutputLinear(*pairs[-1], rngs=rngs)])
         self.plan = Gradient(
             steps=steps,
             batch_size=batch_size,

@@ -1,16 +1,22 @@
-"""Binary logistic regression's Newton Hessian on the cell's subset only (``bench.fit``).
+"""Work on the cell's subset rows only: the Newton Hessian of one-output linear models and the
+validation loss of gradient-trained models (``bench.fit``); and the MLP's output layer.
 
 A learning-curve cell fits on a subset of the pool (weight 0 elsewhere). For one output the
 Newton solver moves the subset's rows to the front and forms the Hessian from the first ``r``
 rows, ``r`` the smallest of a few static row counts that holds the largest subset of the
-vmapped chunk (``bench.sharding.CHUNK``). Checked here:
+vmapped chunk (``bench.sharding.CHUNK``); the validation loss is computed on the validation
+rows, chosen the same way. Checked here:
 
 - the row counts, and ``map_cells`` binding the chunk axis (a cell sees its chunk's maximum);
 - the product equals the full-pool product of ``_kron_hessian`` for subsets of every size, and
   under the chunk's vmap it stays one ``cond`` (not a select that computes every branch);
 - through the engine, binary cells of very different sizes in one chunk (the large one sets
   the rows of all) give a single fit's numbers, rebuilt by hand outside the engine, where each
-  cell uses its own row count.
+  cell uses its own row count;
+- the validation loss on the chosen rows equals the masked sum over the pool for every count
+  (one branch per chunk; stochastic losses keep the pool);
+- the MLP's output layer (kernel stored ``[out, in]``) starts from ``nnx.Linear``'s values and
+  computes the same function.
 """
 
 from __future__ import annotations
@@ -100,3 +106,70 @@ def test_binary_grid_cells_equal_single_fits(spec_name: str):
         # The C=1e4 objective is flat near its optimum (see tests/test_engine.py): measured
         # up to 8e-5 relative on these cells.
         assert row["nll"] == pytest.approx(nll, rel=5e-4), (size, seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# The same row choice for the validation loss of gradient-trained models (``fit.gradient``).
+
+
+def _val_problem(rng, n, count):
+    x = jnp.asarray(rng.normal(size=(n, 3)), jnp.float32)
+    y = jnp.asarray(rng.integers(0, 2, size=n))
+    w_val = np.zeros(n, np.float32)
+    w_val[rng.choice(n, size=count, replace=False)] = 1.0
+    return x, y, jnp.asarray(w_val)
+
+
+def _losses(p, x, y):
+    """Per-example losses of a linear two-class model with parameters ``p`` ``[3]``."""
+    s = x @ p
+    return jnp.logaddexp(0.0, s) - y * s
+
+
+@pytest.mark.parametrize("count", [0, 1, 6, 7, 25, 26, 99, 100])
+def test_validation_loss_on_the_validation_rows_equals_the_masked_pool(count: int):
+    rng = np.random.default_rng(count)
+    x, y, w_val = _val_problem(rng, 100, count)  # row counts 7, 25, 100
+    p = jnp.asarray([0.3, -1.0, 2.0])
+    want = float(jnp.sum(w_val * _losses(p, x, y)) / max(count, 1))
+    got = float(fit._validation_loss(_losses, x, y, w_val, stochastic=False)(p))
+    assert got == pytest.approx(want, rel=1e-6, abs=1e-7)
+
+
+def test_validation_loss_of_a_chunk_is_one_branch_and_stochastic_losses_use_the_pool():
+    rng = np.random.default_rng(1)
+    problems = [_val_problem(rng, 100, c) for c in (2, 5, 20)]
+    x, y, w_val = (jnp.stack(parts) for parts in zip(*problems, strict=True))
+    p = jnp.asarray([0.3, -1.0, 2.0])
+
+    def cell(x, y, w_val, stochastic=False):
+        return fit._validation_loss(_losses, x, y, w_val, stochastic)(p)
+
+    chunk = jax.vmap(cell, axis_name=CHUNK)
+    got = chunk(x, y, w_val)
+    for i in range(len(problems)):
+        want = jnp.sum(w_val[i] * _losses(p, x[i], y[i])) / jnp.sum(w_val[i])
+        assert float(got[i]) == pytest.approx(float(want), rel=1e-6)
+    assert "cond[" in str(jax.make_jaxpr(chunk)(x, y, w_val))
+    # A stochastic loss draws noise shaped like its rows: it keeps the whole pool, no branch.
+    pool = jax.vmap(lambda *a: cell(*a, stochastic=True), axis_name=CHUNK)
+    assert "cond[" not in str(jax.make_jaxpr(pool)(x, y, w_val))
+
+
+# ---------------------------------------------------------------------------------------------
+# The MLP's output layer stores its kernel transposed (``models.discriminative.mlp``).
+
+
+def test_output_layer_is_a_linear_layer_with_a_transposed_kernel():
+    from flax import nnx
+
+    from models.discriminative.mlp import OutputLinear
+
+    ours = OutputLinear(5, 3, rngs=nnx.Rngs(7))
+    plain = nnx.Linear(5, 3, rngs=nnx.Rngs(7))
+    assert ours.kernel[...].shape == (3, 5)
+    np.testing.assert_array_equal(np.asarray(ours.kernel[...]), np.asarray(plain.kernel[...]).T)
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 5)), jnp.float32)
+    plain.bias[...] = jnp.asarray([0.5, -1.0, 2.0])
+    ours.bias[...] = plain.bias[...]
+    np.testing.assert_allclose(np.asarray(ours(x)), np.asarray(plain(x)), rtol=1e-6, atol=1e-6)
