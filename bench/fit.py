@@ -134,6 +134,7 @@ def _linear_newton(graphdef, unravel, rest, stage: Newton, flat0, layout, x, y, 
     ut = u.T
     active = w > 0
     data_hessian = _subset_hessian(u, active) if k == 1 else lambda c: _kron_hessian(u, ut, c)
+    separable = stage.separable_outputs and k > 1
 
     def to_flat(theta):
         return theta.reshape(-1)[inverse]
@@ -164,8 +165,11 @@ def _linear_newton(graphdef, unravel, rest, stage: Newton, flat0, layout, x, y, 
         g = (ut @ g_scores).reshape(-1) + jax.grad(penalty)(vec)
         curv = jax.vmap(jax.hessian(single_loss))(scores, y)  # [N, K, K]
         curv = jnp.where(active[:, None, None], w[:, None, None] * curv, 0.0)
-        h = data_hessian(curv) + jax.hessian(penalty)(vec)
-        direction = _newton_direction(g, h, eye)
+        if separable:
+            direction = _separable_direction(g, u, ut, curv, jax.hessian(penalty)(vec))
+        else:
+            h = data_hessian(curv) + jax.hessian(penalty)(vec)
+            direction = _newton_direction(g, h, eye)
         moved = u @ direction.reshape(dim + 1, k)  # how the scores move per unit step
 
         def value(t):
@@ -178,6 +182,29 @@ def _linear_newton(graphdef, unravel, rest, stage: Newton, flat0, layout, x, y, 
 
     theta, _ = jax.lax.scan(step, flat0[index].reshape(dim + 1, k), None, length=stage.steps)
     return to_flat(theta)
+
+
+def _separable_direction(g, u, ut, curv, penalty_hessian):
+    """``_newton_direction`` for a block-diagonal Hessian (``Newton.separable_outputs``).
+
+    ``g`` and ``penalty_hessian`` are in ``[W; b]`` (d, k) order; ``curv`` is ``[N, K, K]``,
+    diagonal. Block ``k`` is ``U^T diag(curv_kk) U`` plus the penalty's ``(d, k), (e, k)``
+    entries; the damping is the full matrix's, from the blocks' traces."""
+    dim1, k = u.shape[1], curv.shape[1]
+    diag = jnp.diagonal(curv, axis1=1, axis2=2)  # [N, K]
+    data = (ut[None, :, :] * diag.T[:, None, :]) @ u  # [K, D1, D1]
+    pen = jnp.einsum("dkek->kde", penalty_hessian.reshape(dim1, k, dim1, k))
+    h = data + pen
+    size = dim1 * k
+    damping = _NEWTON_DAMPING * (1.0 + jnp.trace(h, axis1=1, axis2=2).sum() / size)
+    eye = jnp.eye(dim1, dtype=h.dtype)
+
+    def solve(block, rhs):
+        return jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(block + damping * eye), rhs)
+
+    direction = -jax.vmap(solve)(h, g.reshape(dim1, k).T)  # [K, D1]
+    direction = direction.T.reshape(-1)
+    return jnp.where(jnp.isfinite(direction), direction, 0.0)
 
 
 #: ``_subset_hessian``'s row counts: the pool's, divided by ``ROW_RATIO`` up to twice. More

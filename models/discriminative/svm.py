@@ -62,6 +62,7 @@ class LinearSVM(Model):
                 penalty="penalty",
                 steps=self.newton_steps,
                 linear_scores=("w", "b"),
+                separable_outputs=True,  # one-vs-rest
             ),
             Newton(
                 wrt=PlattParam,
