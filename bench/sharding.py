@@ -51,8 +51,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 #: The mesh axis the grid's cells are split over.
 CELLS = "cells"
 #: The vmapped axis of the cells of one chunk inside ``map_cells``: a cell function may reduce
-#: over it (``jax.lax.pmax(x, CHUNK)``), e.g. to run a loop for as many steps as the chunk's
-#: largest cell needs (``bench.fit``).
+#: over it (``jax.lax.pmax(x, CHUNK)``), e.g. to take one static branch for the whole chunk
+#: (``bench.fit._row_branch``: the fewest rows that hold every cell's subset).
 CHUNK = "chunk"
 #: The mesh axis a cell's examples would be split over (kept at size 1; see the module doc).
 DATA = "data"

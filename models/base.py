@@ -64,8 +64,8 @@ class Newton:
         that output's score alone (one-vs-rest) and the penalty a sum over the outputs too:
         the Hessian is then block diagonal, one ``[D+1, D+1]`` block per output, and each
         Newton step solves the outputs' systems apart (the same step: the inverse of a block
-        diagonal matrix is the blocks' inverses), at ``K^2`` times fewer operations for the
-        Hessian and ``K^2`` for its factorization.
+        diagonal matrix is the blocks' inverses), with ``K`` times fewer operations for the
+        Hessian and ``K^2`` times fewer for its factorization.
     """
 
     wrt: Any = nnx.Param
