@@ -69,9 +69,16 @@ def newton(model: Model, stage: Newton, x: jax.Array, y: jax.Array, w: jax.Array
     nnx.update(model, unravel(flat))
 
 
-def _newton_direction(g, h, eye):
-    """``-(H + lambda I)^{-1} g`` with ``lambda = 1e-4 (1 + tr(H) / P)``; non-finite -> 0."""
-    damping = _NEWTON_DAMPING * (1.0 + jnp.trace(h) / h.shape[0])
+def _damping(trace, size: int):
+    """``lambda = 1e-4 (1 + tr(H) / P)`` of a ``P x P`` Hessian with trace ``trace``."""
+    return _NEWTON_DAMPING * (1.0 + trace / size)
+
+
+def _newton_direction(g, h, eye, damping=None):
+    """``-(H + lambda I)^{-1} g`` with ``lambda = _damping(tr H, P)`` unless ``damping`` is
+    given (a block of a larger Hessian); non-finite -> 0."""
+    if damping is None:
+        damping = _damping(jnp.trace(h), h.shape[0])
     factor = jax.scipy.linalg.cho_factor(h + damping * eye)
     direction = -jax.scipy.linalg.cho_solve(factor, g)
     return jnp.where(jnp.isfinite(direction), direction, 0.0)
@@ -195,16 +202,10 @@ def _separable_direction(g, u, ut, curv, penalty_hessian):
     data = (ut[None, :, :] * diag.T[:, None, :]) @ u  # [K, D1, D1]
     pen = jnp.einsum("dkek->kde", penalty_hessian.reshape(dim1, k, dim1, k))
     h = data + pen
-    size = dim1 * k
-    damping = _NEWTON_DAMPING * (1.0 + jnp.trace(h, axis1=1, axis2=2).sum() / size)
+    damping = _damping(jnp.trace(h, axis1=1, axis2=2).sum(), dim1 * k)
     eye = jnp.eye(dim1, dtype=h.dtype)
-
-    def solve(block, rhs):
-        return jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(block + damping * eye), rhs)
-
-    direction = -jax.vmap(solve)(h, g.reshape(dim1, k).T)  # [K, D1]
-    direction = direction.T.reshape(-1)
-    return jnp.where(jnp.isfinite(direction), direction, 0.0)
+    blocks = jax.vmap(lambda hb, gb: _newton_direction(gb, hb, eye, damping))
+    return blocks(h, g.reshape(dim1, k).T).T.reshape(-1)  # [K, D1] -> (d, k) order
 
 
 #: ``_subset_hessian``'s row counts: the pool's, divided by ``ROW_RATIO`` up to twice. More
