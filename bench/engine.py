@@ -44,7 +44,7 @@ from flax import nnx
 from bench import compile_cache, env, lowering, plan, sharding
 from bench import quality as sample_quality
 from bench import robustness as robustness_step
-from bench.fit import run_plan
+from bench.fit import NEWTON_SCOPE, NEWTON_STEPS, run_plan
 from bench.metrics import classification_metrics
 from models.base import ClosedForm, GenerativeModel, Newton
 from models.registry import ModelSpec
@@ -525,6 +525,10 @@ def _host_take(a: jax.Array, index: np.ndarray) -> Any:
 _COMPUTATION = re.compile(r"^(ENTRY\s+)?%(\S+)\s+\(.*\{\s*$")
 _WHILE_BODY = re.compile(r"\swhile\(.*?\bbody=%([\w.\-]+)")
 _TRIP_COUNT = re.compile(r'"known_trip_count":\{"n":"(\d+)"\}')
+#: A while loop of the ``i``-th fit stage's Newton solve (``bench.fit.NEWTON_SCOPE``): its
+#: trip count is data-dependent (a convergence stop); the op name ends with the loop's own
+#: "/while" inside the stage's scope (a loop nested deeper would show more components).
+_NEWTON_LOOP = re.compile(r'op_name="[^"]*\b' + re.escape(NEWTON_SCOPE) + r'(\d+)\)?/while"')
 #: Attributes of an HLO instruction that name the computations it calls.
 _CALLED = re.compile(
     r"\b(?:calls|to_apply|body|condition|branch_computations|true_computation"
@@ -567,29 +571,39 @@ def _peak_bytes(compiled) -> float:
     return float(total) if total > 0 else math.nan
 
 
-def _module_text(compiled) -> tuple[str, Any]:
-    """Optimized HLO text of the program (no metadata, constants in full) and its client."""
+def _module_text(compiled, metadata: bool = False) -> tuple[str, Any]:
+    """Optimized HLO text of the program (constants in full; op metadata if ``metadata``) and
+    its client."""
     from jaxlib import _hlo
 
     options = _hlo.HloPrintOptions()
-    options.print_metadata = False
+    options.print_metadata = metadata
     options.print_large_constants = True
     executable = compiled.runtime_executable()
     return executable.hlo_modules()[0].to_string(options), executable.client
 
 
-def _loop_aware_cost(compiled) -> tuple[float, float, int]:
+def _loop_aware_cost(compiled, newton_steps: dict[int, float] | None = None):
     """(FLOPs, bytes accessed, loops without known trip count) of a compiled program.
 
     XLA's HloCostAnalysis visits a while loop's body once. Here the optimized module is split
     into its computations; the cost of a loop body (itself a module with the body as entry)
     is added (trip count - 1) more times, recursively for nested loops. The trip count is the
-    ``known_trip_count`` XLA's loop analysis annotates (every ``lax.scan`` has one).
+    ``known_trip_count`` XLA's loop analysis annotates (every ``lax.scan`` has one), or for
+    the convergence loop of fit stage ``i``'s Newton solve ``newton_steps[i]``: the steps its
+    cells took, on average (``newton_step_counts``). Other loops count once (a lower bound).
     """
     from jax._src.lib import _jax
     from jaxlib import _hlo
 
     text, client = _module_text(compiled)
+    newton_steps = newton_steps or {}
+    newton_bodies: dict[str, int] = {}  # loop body -> fit stage, from the ops' metadata
+    if newton_steps:
+        for line in _module_text(compiled, metadata=True)[0].splitlines():
+            body, stage = _WHILE_BODY.search(line), _NEWTON_LOOP.search(line)
+            if body and stage and int(stage.group(1)) in newton_steps:
+                newton_bodies[body.group(1)] = int(stage.group(1))
     lines = text.splitlines()
     comps: dict[str, list[str]] = {}
     entry, current = None, None
@@ -655,8 +669,12 @@ def _loop_aware_cost(compiled) -> tuple[float, float, int]:
                 continue
             body = m.group(1)
             trip = _TRIP_COUNT.search(line)
-            n = int(trip.group(1)) if trip else 1
-            unknown += 0 if trip else 1
+            if trip:
+                n = int(trip.group(1))
+            elif body in newton_bodies:
+                n = newton_steps[newton_bodies[body]]
+            else:
+                n, unknown = 1, unknown + 1
             once_f, once_b = cost_once(body)
             f, b, u = extra(body)
             flops += n * (once_f + f) - once_f
@@ -670,18 +688,20 @@ def _loop_aware_cost(compiled) -> tuple[float, float, int]:
     return once_f + f, once_b + b, unknown
 
 
-def program_cost(compiled) -> ProgramCost:
+def program_cost(compiled, newton_steps: dict[int, float] | None = None) -> ProgramCost:
     """FLOPs, bytes accessed and peak memory of a compiled program (``jax.stages.Compiled``).
 
-    See ``ProgramCost``. A program without while loops gets XLA's ``cost_analysis()`` numbers
-    directly; if the loop-aware analysis fails for a program with loops, its FLOPs and bytes
-    are NaN (with the reason in ``note``) rather than the loop-once undercount."""
+    See ``ProgramCost``; ``newton_steps``: the Newton stages' mean steps taken, for a fit
+    program (``newton_step_counts``). A program without while loops gets XLA's
+    ``cost_analysis()`` numbers directly; if the loop-aware analysis fails for a program with
+    loops, its FLOPs and bytes are NaN (with the reason in ``note``) rather than the
+    loop-once undercount."""
     static = _static_cost(compiled)
     static_flops = float(static.get("flops", math.nan)) if static else math.nan
     static_bytes = float(static.get("bytes accessed", math.nan)) if static else math.nan
     peak = _peak_bytes(compiled)
     try:
-        flops, nbytes, unknown = _loop_aware_cost(compiled)
+        flops, nbytes, unknown = _loop_aware_cost(compiled, newton_steps)
     except Exception as error:  # noqa: BLE001 - an unparsable module: report, do not crash
         note = f"loop-aware cost analysis failed: {type(error).__name__}: {error}"[:300]
         try:
@@ -786,7 +806,9 @@ def run_cells(
     t6 = time.perf_counter()
     # XLA analyses the per-device program: scale to all devices' real cells.
     per_device = sharding.device_count(mesh) * cells.count / len(index)
-    fit_cost = _scaled(program_cost(fit_compiled), per_device)
+    fit_cost = _scaled(
+        program_cost(fit_compiled, newton_step_counts(fitted, cells.count)), per_device
+    )
     eval_cost = _scaled(program_cost(eval_compiled), per_device)
     peak = env.device_peak()
     t7 = time.perf_counter()
@@ -896,6 +918,16 @@ def _scaled(cost: ProgramCost, factor: float) -> ProgramCost:
     )
 
 
+def newton_step_counts(fitted, count: int) -> dict[int, float]:
+    """Mean Newton steps taken per fit stage over the grid's ``count`` cells (the fit
+    program's ``bench.fit.NEWTON_STEPS`` traces; padding cells after them left out)."""
+    return {
+        int(name[len(NEWTON_STEPS) :]): float(np.mean(np.asarray(value)[:count]))
+        for name, value in fitted[4].items()
+        if name.startswith(NEWTON_STEPS)
+    }
+
+
 def grid_traces(cells: plan.Cells, fitted, size: int | None = None) -> dict[str, Any] | None:
     """The fit program's training traces (e.g. a GAN's losses) for training size ``size``
     (default: the grid's largest).
@@ -905,7 +937,7 @@ def grid_traces(cells: plan.Cells, fitted, size: int | None = None) -> dict[str,
     ``[S, T]`` over the ``seeds`` (ascending), and ``trace_samples`` ``[T, C, k, D]`` of the
     first seed in the task's original units when the model records samples.
     """
-    traces = fitted[4]
+    traces = {k: v for k, v in fitted[4].items() if not k.startswith(NEWTON_STEPS)}
     if not traces:
         return None
     n = int(cells.sizes.max() if size is None else size)

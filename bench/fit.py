@@ -9,6 +9,7 @@ arrays traced inside one jit-compiled, vmapped grid program: no Python loop runs
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +21,11 @@ from jax.flatten_util import ravel_pytree
 from bench.sharding import CHUNK
 from models.base import Adversarial, ClosedForm, Gradient, Iterate, Model, Newton
 
+#: ``run_plan``'s trace of the Newton steps stage ``i`` took is ``NEWTON_STEPS + str(i)``, and
+#: that stage runs under the JAX name scope ``NEWTON_SCOPE + str(i)`` (its while loop's HLO
+#: metadata carries it, which is how ``bench.engine.program_cost`` finds the loop).
+NEWTON_STEPS = "newton_steps/"
+NEWTON_SCOPE = "gdbench_newton_"
 #: Step lengths tried along each Newton direction; 0 keeps the objective monotone.
 _STEP_LENGTHS = jnp.concatenate([2.0 ** -jnp.arange(10.0), jnp.zeros(1)])
 _NEWTON_DAMPING = 1e-4
@@ -29,8 +35,9 @@ def _weighted_sum(values: jax.Array, w: jax.Array) -> jax.Array:
     return jnp.sum(jnp.where(w > 0, w * values, 0.0))
 
 
-def newton(model: Model, stage: Newton, x: jax.Array, y: jax.Array, w: jax.Array) -> None:
-    """Minimise ``sum_i w_i loss_i + penalty`` over ``stage.wrt`` with damped Newton steps.
+def newton(model: Model, stage: Newton, x: jax.Array, y: jax.Array, w: jax.Array) -> jax.Array:
+    """Minimise ``sum_i w_i loss_i + penalty`` over ``stage.wrt`` with damped Newton steps;
+    returns the number of steps taken (``_iterate_newton``).
 
     The objective must be convex (the Hessian is factorized by Cholesky). Each step solves
     ``(H + lambda I) d = -g`` with ``lambda = 1e-4 (1 + tr(H) / P)`` and moves to the best of ten
@@ -48,9 +55,9 @@ def newton(model: Model, stage: Newton, x: jax.Array, y: jax.Array, w: jax.Array
     if stage.linear_scores is not None:
         layout = _linear_layout(graphdef, unravel, rest, flat0, stage.linear_scores)
         if layout is not None:
-            flat = _linear_newton(graphdef, unravel, rest, stage, flat0, layout, x, y, w)
+            flat, taken = _linear_newton(graphdef, unravel, rest, stage, flat0, layout, x, y, w)
             nnx.update(model, unravel(flat))
-            return
+            return taken
 
     def objective(flat):
         m = nnx.merge(graphdef, unravel(flat), rest)
@@ -62,13 +69,14 @@ def newton(model: Model, stage: Newton, x: jax.Array, y: jax.Array, w: jax.Array
     eye = jnp.eye(flat0.shape[0], dtype=flat0.dtype)
     hessian = jax.hessian(objective)
 
-    def step(flat, _):
+    def step(flat):
         g = jax.grad(objective)(flat)
         h = hessian(flat)
-        return _damped_step(flat, g, h, eye, jax.vmap(objective)), None
+        return _damped_step(flat, g, h, eye, jax.vmap(objective))
 
-    flat, _ = jax.lax.scan(step, flat0, None, length=stage.steps)
+    flat, taken = _iterate_newton(step, flat0, stage)
     nnx.update(model, unravel(flat))
+    return taken
 
 
 def _damping(trace, size: int):
@@ -105,6 +113,35 @@ def _damped_step(flat, g, h, eye, objectives):
     values = objectives(candidates)
     values = jnp.where(jnp.isfinite(values), values, jnp.inf)
     return candidates[jnp.argmin(values)]
+
+
+def _iterate_newton(step, init, stage: Newton) -> tuple[Any, jax.Array]:
+    """Apply the Newton ``step`` (parameters -> parameters) ``stage.steps`` times, or with
+    ``stage.tol > 0`` stop after a step that moved no parameter by more than ``stage.tol``
+    times ``1 + max |parameter|`` (see ``Newton.tol``). Returns the parameters and the
+    number of steps taken.
+
+    Under the engine's ``vmap`` each cell stops at its own convergence (``while_loop`` with a
+    per-cell condition keeps a stopped cell's value), so a cell's result does not depend on
+    the other cells of its chunk; the chunk runs until its slowest cell stops. XLA cannot know
+    such a loop's trip count: ``run_plan`` names it (``NEWTON_SCOPE``) and reports the steps
+    taken, by which ``bench.engine.program_cost`` counts its FLOPs."""
+    if stage.tol <= 0:
+        final = jax.lax.scan(lambda x, _: (step(x), None), init, None, length=stage.steps)[0]
+        return final, jnp.asarray(stage.steps, jnp.int32)
+
+    def running(carry):
+        count, _, done = carry
+        return (count < stage.steps) & ~done
+
+    def advance(carry):
+        count, x, _ = carry
+        moved = step(x)
+        change = jnp.max(jnp.abs(moved - x)) / (1.0 + jnp.max(jnp.abs(x)))
+        return count + 1, moved, change <= stage.tol
+
+    taken, final, _ = jax.lax.while_loop(running, advance, (jnp.int32(0), init, False))
+    return final, taken
 
 
 def _linear_layout(graphdef, unravel, rest, flat0, names):
@@ -178,7 +215,7 @@ def _linear_newton(graphdef, unravel, rest, stage: Newton, flat0, layout, x, y, 
 
     eye = jnp.eye((dim + 1) * k, dtype=flat0.dtype)
 
-    def step(theta, _):
+    def step(theta):
         vec = theta.reshape(-1)
         scores = u @ theta
         g_scores = jax.grad(data_loss)(scores)  # [N, K], zero outside the subset
@@ -198,10 +235,10 @@ def _linear_newton(graphdef, unravel, rest, stage: Newton, flat0, layout, x, y, 
         values = jax.vmap(value)(_STEP_LENGTHS.astype(vec.dtype))
         values = jnp.where(jnp.isfinite(values), values, jnp.inf)
         best = _STEP_LENGTHS.astype(vec.dtype)[jnp.argmin(values)]
-        return (vec + best * direction).reshape(dim + 1, k), None
+        return (vec + best * direction).reshape(dim + 1, k)
 
-    theta, _ = jax.lax.scan(step, flat0[index].reshape(dim + 1, k), None, length=stage.steps)
-    return to_flat(theta)
+    theta, taken = _iterate_newton(step, flat0[index].reshape(dim + 1, k), stage)
+    return to_flat(theta), taken
 
 
 def _separable_direction(g, u, ut, curv, penalty_hessian):
@@ -508,9 +545,11 @@ def run_plan(
 ) -> dict[str, jax.Array]:
     """Fit ``model`` in place by running its ``fit_plan`` stages in order.
 
-    Returns the traces the stages record, merged into one dict (``{}`` for a model without an
-    ``Adversarial`` stage; see ``adversarial`` for their names and shapes). Two stages
-    recording the same trace name are an error.
+    Returns the traces the stages record, merged into one dict: an ``Adversarial`` stage's
+    training curves (see ``adversarial`` for their names and shapes) and, for the ``i``-th
+    stage when it is a ``Newton`` one, ``NEWTON_STEPS + str(i)``: the Newton steps it took
+    (its loop is traced under the name scope ``NEWTON_SCOPE + str(i)``). Two stages recording
+    the same trace name are an error.
     """
     traces: dict[str, jax.Array] = {}
     for i, stage in enumerate(model.fit_plan()):
@@ -518,7 +557,8 @@ def run_plan(
         if isinstance(stage, ClosedForm):
             model.estimate(x, y, w)
         elif isinstance(stage, Newton):
-            newton(model, stage, x, y, w)
+            with jax.named_scope(f"{NEWTON_SCOPE}{i}"):
+                traces[f"{NEWTON_STEPS}{i}"] = newton(model, stage, x, y, w)
         elif isinstance(stage, Gradient):
             gradient(model, stage, x, y, w_train, w_val, jax.random.fold_in(key, i))
         elif isinstance(stage, Iterate):

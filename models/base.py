@@ -46,7 +46,7 @@ class ClosedForm:
 
 @dataclasses.dataclass(frozen=True)
 class Newton:
-    """Fixed-iteration damped Newton on ``sum_i w_i loss_i + penalty`` (convex objectives).
+    """Damped Newton on ``sum_i w_i loss_i + penalty`` (convex objectives).
 
     Attributes:
       wrt: an NNX filter selecting the variables to optimise (the rest stay fixed).
@@ -54,7 +54,14 @@ class Newton:
       penalty: name of the model method ``() -> scalar`` added once to the objective, or None.
       split: which examples of the cell enter the objective: its training part or its
         validation part.
-      steps: number of Newton iterations (fixed, so that vmapped cells batch well).
+      steps: Newton iterations per cell (fixed, so that vmapped cells batch well), or with
+        ``tol > 0`` the most a cell takes.
+      tol: 0 (default): every cell takes all ``steps``. Else a cell stops after a step that
+        moved no parameter by more than ``tol`` times ``1 + max |parameter|``; vmapped cells
+        stop apart (a chunk runs until its slowest cell stops). A speed option, not a
+        convergence guarantee: in float32 a converged cell's steps keep jittering at 1e-5 to
+        3e-4 of its parameters' scale, so a tolerance that stops most cells early (1e-4)
+        also stops some whose line search took a short step while progress remained.
       linear_scores: for generalized linear models, the names ``(weight, bias)`` of the two
         optimised variables through which alone the loss depends on them, via scores
         ``x @ weight + bias``; the model then also provides ``score_loss(scores, y) -> [B]``.
@@ -73,6 +80,7 @@ class Newton:
     penalty: str | None = "penalty"
     split: Literal["train", "val"] = "train"
     steps: int = 25
+    tol: float = 0.0
     linear_scores: tuple[str, str] | None = None
     separable_outputs: bool = False
 

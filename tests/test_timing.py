@@ -88,7 +88,7 @@ def test_data_dependent_loop_is_counted_once_and_flagged():
 
 
 def test_failed_loop_analysis_gives_nan_not_an_undercount(monkeypatch):
-    def broken(compiled):
+    def broken(compiled, newton_steps=None):
         raise ValueError("unparsable")
 
     monkeypatch.setattr(engine, "_loop_aware_cost", broken)

@@ -52,6 +52,7 @@ class LogisticRegression(Model):
         rngs: nnx.Rngs,
         C: float = 1.0,
         newton_steps: int = 25,
+        newton_tol: float = 0.0,
         solver: str = "newton",
         steps: int = 1000,
         batch_size: int = 128,
@@ -64,6 +65,7 @@ class LogisticRegression(Model):
         self.num_classes = num_classes
         self.C = float(C)
         self.newton_steps = newton_steps
+        self.newton_tol = float(newton_tol)
         self.solver = solver
         self.adam = Gradient(
             steps=steps,
@@ -80,7 +82,7 @@ class LogisticRegression(Model):
     def fit_plan(self):
         if self.solver == "adam":
             return (self.adam,)
-        return (Newton(steps=self.newton_steps, linear_scores=("w", "b")),)
+        return (Newton(steps=self.newton_steps, tol=self.newton_tol, linear_scores=("w", "b")),)
 
     def predict_logits(self, x: Array) -> Array:
         return binary_aware_logits(x @ self.w[...] + self.b[...], self.num_classes)

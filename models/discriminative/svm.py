@@ -43,11 +43,13 @@ class LinearSVM(Model):
         rngs: nnx.Rngs,
         C: float = 1.0,
         newton_steps: int = 25,
+        newton_tol: float = 0.0,
     ):
         del rngs
         self.num_classes = num_classes
         self.C = float(C)
         self.newton_steps = newton_steps
+        self.newton_tol = float(newton_tol)
         outputs = 1 if num_classes == 2 else num_classes
         self.w = nnx.Param(jnp.zeros((dim, outputs)))
         self.b = nnx.Param(jnp.zeros((outputs,)))
@@ -61,6 +63,7 @@ class LinearSVM(Model):
                 loss="loss",
                 penalty="penalty",
                 steps=self.newton_steps,
+                tol=self.newton_tol,
                 linear_scores=("w", "b"),
                 separable_outputs=True,  # one-vs-rest
             ),
