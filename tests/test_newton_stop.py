@@ -30,6 +30,7 @@ import tasks
 from bench import engine, fit, plan
 from bench.benchmarks.grid import cell_keys
 from models.base import Newton
+from models.registry import ModelSpecError
 
 
 def _halving(x):
@@ -142,3 +143,9 @@ def test_a_stopping_tolerance_keeps_every_cells_accuracy(name: str):
     for a, b in zip(rows[name], rows[f"{name}?newton_tol=1e-4"], strict=True):
         assert a["accuracy"] == b["accuracy"]
         assert a["nll"] == pytest.approx(b["nll"], rel=1e-3)
+
+
+@pytest.mark.parametrize("spec", ["logreg?newton_tol=-1", "linsvm?newton_tol=-1", "logreg?C=0"])
+def test_negative_tolerance_or_nonpositive_c_is_a_clear_error(spec: str):
+    with pytest.raises(ModelSpecError, match="needs C > 0 and newton_tol >= 0"):
+        models.get(spec)

@@ -66,6 +66,10 @@ class LogisticRegression(Model):
         self.C = float(C)
         self.newton_steps = newton_steps
         self.newton_tol = float(newton_tol)
+        if not self.C > 0 or not self.newton_tol >= 0:
+            raise ValueError(
+                f"logreg needs C > 0 and newton_tol >= 0, got C={C}, newton_tol={newton_tol}"
+            )
         self.solver = solver
         self.adam = Gradient(
             steps=steps,

@@ -50,6 +50,10 @@ class LinearSVM(Model):
         self.C = float(C)
         self.newton_steps = newton_steps
         self.newton_tol = float(newton_tol)
+        if not self.C > 0 or not self.newton_tol >= 0:
+            raise ValueError(
+                f"linsvm needs C > 0 and newton_tol >= 0, got C={C}, newton_tol={newton_tol}"
+            )
         outputs = 1 if num_classes == 2 else num_classes
         self.w = nnx.Param(jnp.zeros((dim, outputs)))
         self.b = nnx.Param(jnp.zeros((outputs,)))
