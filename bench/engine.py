@@ -597,14 +597,15 @@ def _loop_aware_cost(compiled, newton_steps: dict[int, float] | None = None):
     from jaxlib import _hlo
 
     text, client = _module_text(compiled)
+    lines = text.splitlines()
     newton_steps = newton_steps or {}
     newton_bodies: dict[str, int] = {}  # loop body -> fit stage, from the ops' metadata
-    if newton_steps:
+    unknown_trip = any(" while(" in line and not _TRIP_COUNT.search(line) for line in lines)
+    if newton_steps and unknown_trip:  # else every loop has its count: no metadata pass
         for line in _module_text(compiled, metadata=True)[0].splitlines():
             body, stage = _WHILE_BODY.search(line), _NEWTON_LOOP.search(line)
             if body and stage and int(stage.group(1)) in newton_steps:
                 newton_bodies[body.group(1)] = int(stage.group(1))
-    lines = text.splitlines()
     comps: dict[str, list[str]] = {}
     entry, current = None, None
     for line in lines[1:]:

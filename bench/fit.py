@@ -252,7 +252,7 @@ def _separable_direction(g, u, ut, curv, penalty_hessian):
     data = (ut[None, :, :] * diag.T[:, None, :]) @ u  # [K, D1, D1]
     pen = jnp.einsum("dkek->kde", penalty_hessian.reshape(dim1, k, dim1, k))
     h = data + pen
-    damping = _damping(jnp.trace(h, axis1=1, axis2=2).sum(), dim1 * k)
+    damping = _damping(jax.vmap(_trace)(h).sum(), dim1 * k)
     eye = jnp.eye(dim1, dtype=h.dtype)
     blocks = jax.vmap(lambda hb, gb: _newton_direction(gb, hb, eye, damping))
     return blocks(h, g.reshape(dim1, k).T).T.reshape(-1)  # [K, D1] -> (d, k) order

@@ -31,6 +31,15 @@ def binary_aware_logits(scores: Array, num_classes: int) -> Array:
     return scores
 
 
+def check_newton_options(name: str, C: float, newton_tol: float) -> None:
+    """Reject what a Newton-fitted linear model (``logreg``, ``linsvm``) cannot take: ``C <= 0``
+    (a non-convex objective) and a negative ``newton_tol``."""
+    if not C > 0 or not newton_tol >= 0:
+        raise ValueError(
+            f"{name} needs C > 0 and newton_tol >= 0, got C={C}, newton_tol={newton_tol}"
+        )
+
+
 def _softplus(s: Array) -> Array:
     """``log(1 + exp(s))``, overflow-free, with exact first and second derivatives at every
     ``s`` (0 included; both branches are smooth and never overflow)."""
@@ -66,10 +75,7 @@ class LogisticRegression(Model):
         self.C = float(C)
         self.newton_steps = newton_steps
         self.newton_tol = float(newton_tol)
-        if not self.C > 0 or not self.newton_tol >= 0:
-            raise ValueError(
-                f"logreg needs C > 0 and newton_tol >= 0, got C={C}, newton_tol={newton_tol}"
-            )
+        check_newton_options("logreg", self.C, self.newton_tol)
         self.solver = solver
         self.adam = Gradient(
             steps=steps,

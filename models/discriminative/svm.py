@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from models.base import Array, Model, Newton
-from models.discriminative.logistic import binary_aware_logits
+from models.discriminative.logistic import binary_aware_logits, check_newton_options
 
 
 class PlattParam(nnx.Variable):
@@ -50,10 +50,7 @@ class LinearSVM(Model):
         self.C = float(C)
         self.newton_steps = newton_steps
         self.newton_tol = float(newton_tol)
-        if not self.C > 0 or not self.newton_tol >= 0:
-            raise ValueError(
-                f"linsvm needs C > 0 and newton_tol >= 0, got C={C}, newton_tol={newton_tol}"
-            )
+        check_newton_options("linsvm", self.C, self.newton_tol)
         outputs = 1 if num_classes == 2 else num_classes
         self.w = nnx.Param(jnp.zeros((dim, outputs)))
         self.b = nnx.Param(jnp.zeros((outputs,)))
