@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 SUITE ?= quick
 RUN_DIR ?= runs/$(SUITE)
 
-.PHONY: install run report reference test browser lint format clean bench
+.PHONY: install run report reference reference-device test browser lint format clean bench
 
 # (Re)install whenever pyproject.toml changes; the stamp records a finished install.
 $(STAMP): pyproject.toml
@@ -36,6 +36,17 @@ reference: install
 	  rm -rf $$cache && \
 	  $(BIN)/gdbench report results/reference/$$s --out results/reference/$$s/report || exit 1; \
 	done
+
+# The reference runs on an accelerator (bench/device_reference.py): on a machine whose own
+# Python has JAX for its GPU/TPU and gdbench's other packages (no venv is made, nothing is
+# downloaded), the quick and likelihood suites from a cold compilation cache into
+# results/reference/<device>/, with reports, the comparison with the CPU reference runs and a
+# timings table. DEVICE_FLAGS: e.g. --archive $$OUT (pack the runs there after each suite).
+DEVICE_SUITES ?= quick,likelihood
+DEVICE_FLAGS ?=
+reference-device:
+	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(PYTHON) -m bench.device_reference \
+	  --suites $(DEVICE_SUITES) $(DEVICE_FLAGS)
 
 # Benchmarks against scikit-learn and PyTorch (bench/benchmarks/): writes BENCH_OUT (Markdown
 # table) and the same name with .json (raw numbers, machine). About 10 minutes on a 2-core CPU;
