@@ -26,8 +26,8 @@ report: install
 
 # The committed reference runs the README cites (results/reference/), made again from scratch
 # (the old run directories are replaced): each suite from a cold compilation cache, then its
-# report. Takes about half an hour on a 2-core CPU.
-REFERENCE_SUITES ?= quick ngjordan hybrids robustness
+# report. Takes about 35 minutes on a 2-core CPU.
+REFERENCE_SUITES ?= quick likelihood ngjordan hybrids robustness
 reference: install
 	for s in $(REFERENCE_SUITES); do \
 	  cache=$$(mktemp -d) && rm -rf results/reference/$$s && \
