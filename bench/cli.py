@@ -16,6 +16,12 @@ from pathlib import Path
 EXIT_USAGE = 2
 
 
+def command(*args: str) -> list[str]:
+    """The command line of ``gdbench ARGS`` run by this interpreter (its environment's gdbench,
+    installed or on ``PYTHONPATH``), for running gdbench as a process of its own."""
+    return [sys.executable, "-m", "bench.cli", *args]
+
+
 class UsageError(ValueError):
     """A bad command-line value (one-line message)."""
 

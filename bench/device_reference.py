@@ -27,7 +27,6 @@ table. So a second call, with the first call's archive unpacked, completes the s
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import re
 import shlex
@@ -38,6 +37,10 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from bench import cli
+from results import store
+from results.provenance import utc_now
 
 DEFAULT_SUITES = ("quick", "likelihood")
 DEFAULT_DEST = Path("results/reference")
@@ -65,15 +68,10 @@ def probe_device() -> dict[str, str]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def gdbench(*args: str) -> list[str]:
-    """The command line of ``gdbench ARGS`` with this interpreter."""
-    return [sys.executable, "-m", "bench.cli", *args]
-
-
 def run_suite(suite: str, out: Path, extra: list[str], cache: Path) -> float:
     """``gdbench run --suite suite`` into ``out`` as a process of its own, with the compilation
     cache ``cache``; returns its wall seconds. Raises if it fails."""
-    cmd = gdbench(
+    cmd = cli.command(
         "run", "--suite", suite, "--out", str(out), "--compile-cache", str(cache),
         "--no-progress", *extra,
     )  # fmt: skip
@@ -151,20 +149,22 @@ def load_rows(folder: Path) -> dict[str, dict[str, Any]]:
 
 def write_rows(folder: Path, device_kind: str, rows: dict[str, dict[str, Any]]) -> None:
     """``timings.json`` and ``README.md`` of ``folder`` from its recorded suites."""
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    payload = {"device": device_kind, "written_utc": stamp, "suites": list(rows.values())}
+    payload = {"device": device_kind, "written_utc": utc_now(), "suites": list(rows.values())}
     (folder / SUMMARY_JSON).write_text(json.dumps(payload, indent=1, default=str) + "\n")
     (folder / SUMMARY).write_text(summary_markdown(device_kind, list(rows.values())))
 
 
 def archive(folder: Path, into: Path) -> Path:
-    """``folder`` packed as ``into/<folder name>.tar.gz`` (written whole, then renamed)."""
+    """``folder`` packed as ``into/<folder name>.tar.gz`` (``store.atomic_write``: a reader
+    never sees half an archive)."""
+
+    def pack(f) -> None:
+        with tarfile.open(fileobj=f, mode="w:gz") as tar:
+            tar.add(folder, arcname=folder.name)
+
     into.mkdir(parents=True, exist_ok=True)
     target = into / f"{folder.name}.tar.gz"
-    partial = target.with_suffix(".partial")
-    with tarfile.open(partial, "w:gz") as tar:
-        tar.add(folder, arcname=folder.name)
-    partial.replace(target)
+    store.atomic_write(target, pack)
     return target
 
 
@@ -212,10 +212,10 @@ def main(argv: list[str] | None = None) -> int:
             resumed = (out / "manifest.json").is_file()
             with tempfile.TemporaryDirectory(prefix="gdbench-xla-") as cache:
                 wall = run_suite(suite, out, extra, Path(cache))
-            subprocess.run(gdbench("report", str(out), "--out", str(out / "report")), check=True)
+            subprocess.run(cli.command("report", str(out), "--out", f"{out}/report"), check=True)
             cpu = args.dest / suite
             if (cpu / "manifest.json").is_file():
-                cmp = gdbench("compare", str(cpu), str(out), "--out", str(out / "compare_cpu.md"))
+                cmp = cli.command("compare", str(cpu), str(out), "--out", f"{out}/compare_cpu.md")
                 subprocess.run(cmp, check=True)
             recorded[suite] = summarize_run(out, wall, resumed)
             write_rows(folder, kind, recorded)

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from bench import plan
+from bench import cli, plan
 from bench.benchmarks.common import Line, fmt_s, load_average, median, paired_ratio, ratio
 from bench.benchmarks.sklearn_loop import TIGHT, TIGHT_TOL
 
@@ -65,11 +65,6 @@ def grid_sizes(task_names=TASKS, count: int = SIZE_COUNT) -> tuple[int, ...]:
     pool = min(t.pool_size for t in loaded)
     classes = max(t.num_classes for t in loaded)
     return plan.auto_sizes(pool, classes, count, SMALLEST)
-
-
-def gdbench_command() -> list[str]:
-    """The ``gdbench`` console command of this interpreter's environment."""
-    return [sys.executable, "-m", "bench.cli"]
 
 
 def _subprocess(cmd: list[str], timeout: float = 900) -> float:
@@ -128,8 +123,7 @@ def gdbench_process(task_names, models, sizes, seeds: int, out: Path, cache: Pat
     """Run ``gdbench run`` as a fresh process into ``out`` (``--no-compile-cache`` when
     ``cache`` is None); returns its wall seconds."""
     cmd = [
-        *gdbench_command(),
-        "run",
+        *cli.command("run"),
         *_grid_args(task_names, models, sizes, seeds),
         "--out",
         str(out),
