@@ -6,13 +6,13 @@ STAMP := $(VENV)/.installed-stamp
 SUITE ?= quick
 RUN_DIR ?= runs/$(SUITE)
 
-.PHONY: install run report reference reference-device test browser lint format clean bench
+.PHONY: install run report reference reference-device test browser lint format clean bench docs
 
 # (Re)install whenever pyproject.toml changes; the stamp records a finished install.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,docs]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -80,6 +80,13 @@ browser:
 	  echo "note: chromium not found (install it, e.g. apt-get install chromium, as root); the HTML browser test will be skipped"; \
 	fi
 
+# The documentation site (MkDocs, docs/ -> site/): first the generated blocks of README.md and
+# docs/*.md are written again from results/reference/ and results/benchmarks/latest.json
+# (reports/docgen.py), then the site is built with --strict (a broken link fails).
+docs: install
+	$(BIN)/python -m reports.docgen README.md docs/*.md
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 lint: install
 	$(BIN)/ruff check .
 
@@ -88,4 +95,4 @@ format: install
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) runs site .pytest_cache .ruff_cache *.egg-info
