@@ -19,6 +19,14 @@ depend on it: a program loaded from the cache is the executable XLA compiled bef
   the small programs outside the grids (array creation, PRNG keys). Every program is cached,
   however fast it compiled (JAX's default skips those under one second). The grid programs
   bypass it (``_compile_fresh``), so an edit to the code compiles each of them again once.
+
+**Both layers hold executable code**: loading an entry runs what its writer compiled. So the
+cache has a trust boundary, as ssh has for its keys (``trusted``): the directory is created
+private to the user (mode 0700, entries 0600), and a cache directory, programs directory or
+entry that another user owns or that anyone but its owner can write is not loaded: a one-line
+warning says why and how to fix the permissions, and the run compiles afresh. A directory shared
+on purpose between people who trust each other (each of whom can then run code as the others)
+is accepted with ``GDBENCH_TRUST_CACHE=1``.
 """
 
 from __future__ import annotations
@@ -48,6 +56,8 @@ from bench.codeversion import code_version
 from results import store
 
 ENV_VAR = "GDBENCH_COMPILE_CACHE"
+#: Set to 1 to load a cache that another user owns or can write (see ``trusted``).
+TRUST_VAR = "GDBENCH_TRUST_CACHE"
 OFF = ("off", "none", "0", "false", "no")
 _HIT_EVENT = "/jax/compilation_cache/cache_hits"
 _REQUEST_EVENT = "/jax/compilation_cache/compile_requests_use_cache"
@@ -99,7 +109,18 @@ def enable(path: str | Path | None) -> Path | None:
         _programs["dir"] = None
         return None
     path = Path(path).expanduser()
-    (path / PROGRAMS).mkdir(parents=True, exist_ok=True)
+    _make_private_dirs(path / PROGRAMS)
+    problem = untrusted_reason(path) or untrusted_reason(path / PROGRAMS)
+    if problem is not None:
+        warnings.warn(
+            f"compilation cache not used: {problem}; it holds executable code, so gdbench loads "
+            f"only a cache that is yours and writable by you alone (fix: chmod go-w {path} "
+            f"{path / PROGRAMS}; or set {TRUST_VAR}=1 if everyone who can write it is trusted)",
+            stacklevel=2,
+        )
+        jax.config.update("jax_enable_compilation_cache", False)
+        _programs["dir"] = None
+        return None
     _programs["dir"] = path / PROGRAMS
     evict(path / PROGRAMS, MAX_PROGRAM_BYTES)
     jax.config.update("jax_enable_compilation_cache", True)
@@ -107,6 +128,44 @@ def enable(path: str | Path | None) -> Path | None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return path
+
+
+def _make_private_dirs(path: Path) -> None:
+    """``mkdir -p`` with the directories it creates private to the user (mode 0700)."""
+    missing = []
+    for parent in [path, *path.parents]:
+        if parent.exists():
+            break
+        missing.append(parent)
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            directory.mkdir(mode=0o700)
+    path.mkdir(parents=True, exist_ok=True)
+
+
+def untrusted_reason(path: Path) -> str | None:
+    """Why ``path`` (a cache directory or entry) must not be loaded, or None when it may be.
+
+    Not loaded: a path owned by another user (root's excepted, as ssh does), or one that its
+    group or others can write (a directory with the sticky bit, like /tmp, still lets others
+    replace nothing of ours, but its entries are checked one by one). ``GDBENCH_TRUST_CACHE=1``
+    accepts everything."""
+    if os.environ.get(TRUST_VAR, "").strip() in ("1", "true", "yes"):
+        return None
+    try:
+        st = path.stat()
+    except OSError:
+        return None  # nothing there to load
+    if not hasattr(os, "geteuid"):
+        return None  # no POSIX owners (Windows): nothing to check
+    uid = os.geteuid()
+    if st.st_uid not in (uid, 0):
+        return f"{path} is owned by another user (uid {st.st_uid})"
+    writable = st.st_mode & 0o022
+    sticky_dir = path.is_dir() and st.st_mode & 0o1000
+    if writable and not sticky_dir:
+        return f"{path} is writable by other users (mode {st.st_mode & 0o7777:04o})"
+    return None
 
 
 def evict(programs_dir: Path, max_bytes: int) -> list[Path]:
@@ -265,6 +324,16 @@ def _compile_fresh(lowered: jax.stages.Lowered) -> jax.stages.Compiled:
 def _load(path: Path) -> jax.stages.Compiled | None:
     if not _runtime_ready():
         return None
+    if not path.exists():
+        return None
+    problem = untrusted_reason(path)
+    if problem is not None:
+        warnings.warn(
+            f"compiled program not loaded: {problem}; compiling it instead (fix: chmod go-w "
+            f"{path}, or delete it)",
+            stacklevel=3,
+        )
+        return None
     try:
         blob = path.read_bytes()
     except OSError:
@@ -289,7 +358,8 @@ def _store(path: Path, compiled: jax.stages.Compiled) -> None:
     except Exception:  # noqa: BLE001 - not every executable serializes; it is then not kept
         return
     with contextlib.suppress(OSError):
-        store.atomic_write(path, lambda f: f.write(blob), durable=False)
+        # A private entry (mode 0600); it replaces an untrusted one under the same name.
+        store.atomic_write(path, lambda f: f.write(blob), durable=False, private=True)
 
 
 def _on_event(event: str, **_kwargs) -> None:

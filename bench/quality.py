@@ -26,7 +26,8 @@ only in the feature-net cache.
 
 The feature-net cache: ``feature_net(task)`` looks for
 ``<cache_dir>/<task>-<key>.npz``, where ``cache_dir`` is the argument, else the environment
-variable ``GDBENCH_FEATURE_CACHE``, else ``~/.cache/gdbench/features``, and ``key`` is a
+variable ``GDBENCH_FEATURE_CACHE``, else ``$XDG_CACHE_HOME/gdbench/features`` (default
+``~/.cache/gdbench/features``), and ``key`` is a
 SHA-256 over the task's name and array checksum, ``FEATURE_NET_VERSION``, the net's settings
 (``FeatureNetConfig``) and the jax/flax/optax versions. A missing or unreadable file is
 (re)trained and written atomically (temporary file, then ``os.replace``); nets are also
@@ -240,9 +241,13 @@ def _cache_key(task: Task, config: FeatureNetConfig) -> str:
 
 
 def default_cache_dir() -> Path:
-    """``$GDBENCH_FEATURE_CACHE`` if set, else ``~/.cache/gdbench/features``."""
+    """``$GDBENCH_FEATURE_CACHE`` if set, else ``$XDG_CACHE_HOME/gdbench/features``, else
+    ``~/.cache/gdbench/features``."""
     env = os.environ.get(CACHE_ENV)
-    return Path(env) if env else Path.home() / ".cache" / "gdbench" / "features"
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "gdbench" / "features"
 
 
 def _cache_path(cache_dir: Path, task: Task, key: str) -> Path:

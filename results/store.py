@@ -361,13 +361,19 @@ def _with_run(rows: pd.DataFrame, name: str) -> pd.DataFrame:
     return rows
 
 
-def atomic_write(path: Path, write: Callable[[IO[bytes]], Any], durable: bool = True) -> None:
+def atomic_write(
+    path: Path, write: Callable[[IO[bytes]], Any], durable: bool = True, private: bool = False
+) -> None:
     """Write ``path`` through ``write(f)`` into a temporary file beside it (``.<name>.*.tmp``),
     then rename it over ``path``: a reader sees the old file or the whole new one, and a failed
     writer leaves no temporary file. ``durable``: also flush the file and its directory to disk
-    (run data); caches, which recompute what they lose, skip that."""
+    (run data); caches, which recompute what they lose, skip that. The file gets the mode a
+    plain ``open`` would give (0666 less the umask), or 0600 with ``private`` (caches of
+    executable code)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        if not private:
+            os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             if durable:
@@ -379,6 +385,13 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], Any], durable: bool = 
         raise
     if durable:
         _fsync_dir(path.parent)
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it and back: there is no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(directory: Path) -> None:
