@@ -1,0 +1,54 @@
+"""gdbench: discriminative and generative models side by side, JAX-accelerated.
+
+The public API, flat like optax's (imported lazily: ``import gdbench`` loads no JAX):
+
+- ``gdbench.run(tasks=..., models=..., sizes=..., seeds=..., out=...) -> DataFrame``,
+  ``gdbench.load(run_dir)``, ``gdbench.report(run_dir)``, ``gdbench.compare(run_a, run_b)``;
+- ``gdbench.Task`` (``Task.from_arrays``) for data of your own;
+- the model protocol ``gdbench.Model`` and ``gdbench.GenerativeModel`` with the fit stages
+  ``ClosedForm``, ``Newton``, ``Gradient``, ``Iterate`` and ``Adversarial``, for models of
+  your own.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+from typing import Any
+
+try:
+    __version__ = importlib.metadata.version("gdbench")
+except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+    __version__ = "unknown"
+
+#: public name -> module that defines it
+_EXPORTS = {
+    "run": "bench.api",
+    "load": "bench.api",
+    "report": "bench.api",
+    "compare": "bench.api",
+    "Task": "tasks.base",
+    "TaskError": "tasks.base",
+    "Model": "models.base",
+    "GenerativeModel": "models.base",
+    "ClosedForm": "models.base",
+    "Newton": "models.base",
+    "Gradient": "models.base",
+    "Iterate": "models.base",
+    "Adversarial": "models.base",
+    "ModelSpecError": "models.registry",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'gdbench' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -26,7 +26,7 @@ import pandas as pd
 
 import models as model_registry
 import tasks as task_registry
-from bench import engine, plan, reference, sharding
+from bench import engine, plan, plugins, reference, sharding
 from bench.codeversion import code_version
 from bench.suites import Suite
 from results import SCHEMA_VERSION, provenance, store
@@ -94,11 +94,15 @@ def make_config(
     set of every task, a ``tasks.ood`` transform name (``noise``, ``contrast0.3``, ...: the
     task's own test set through it) or a task name; None: each task's default pairing
     (``tasks.ood.OOD_PAIRS``)."""
-    task_names = tuple(dict.fromkeys(tasks or suite.tasks))
+    task_names = tuple(dict.fromkeys(plugins.resolve_task(t) for t in tasks or suite.tasks))
     for t in task_names:
         task_registry.check_name(t)
-    # Canonical spellings, duplicates removed (logreg?C=1 is logreg).
-    model_specs = tuple(dict.fromkeys(model_registry.get(m).spec for m in models or suite.models))
+    # Canonical spellings, duplicates removed (logreg?C=1 is logreg); plug-ins registered.
+    model_specs = tuple(
+        dict.fromkeys(
+            model_registry.get(plugins.resolve_model(m)).spec for m in models or suite.models
+        )
+    )
     n_seeds = suite.seeds if seeds is None else seeds
     if n_seeds < 1:
         raise plan.PlanError(f"--seeds must be at least 1, got {n_seeds}")
@@ -187,9 +191,15 @@ def identity(config: RunConfig, loaded: dict, specs: dict) -> dict:
         },
         "models": sorted(spec.spec for spec in specs.values()),
         "seeds": sorted(config.seeds),
+        # The source of user models (plug-ins), only when there are any.
+        **({"plugin_sources": sources} if (sources := _plugin_sources(specs)) else {}),
         # Only when on, so that the identity of runs without it is unchanged.
         **({"robustness": dict(sorted(config.ood))} if config.robustness else {}),
     }
+
+
+def _plugin_sources(specs: dict) -> dict[str, str]:
+    return {s.spec: s.source for s in specs.values() if getattr(s, "source", "")}
 
 
 def _describe_difference(stored: dict, asked: dict) -> str:
@@ -210,6 +220,10 @@ def _describe_difference(stored: dict, asked: dict) -> str:
             + ("with" if asked.get("robustness") is not None else "without")
             + (f" (OOD sets {asked['robustness']})" if asked.get("robustness") else "")
         )
+    if stored.get("plugin_sources") != asked.get("plugin_sources") and stored.get(
+        "models"
+    ) == asked.get("models"):
+        return "the code of a model of your own changed since it was computed"
     for key in ("tasks", "models", "seeds"):
         if stored.get(key) != asked[key]:
             old, new = stored.get(key), asked[key]

@@ -185,6 +185,9 @@ class ModelSpec:
     spec: str
     cls: type
     hparams: tuple[tuple[str, Any], ...]
+    #: SHA-256 of a user model's source (``register``), empty for built-in models: part of
+    #: ``config_json``, hence of the compiled programs' cache key and of the run's identity.
+    source: str = ""
 
     @property
     def paradigm(self) -> str:
@@ -210,7 +213,8 @@ class ModelSpec:
             return list(v) if isinstance(v, tuple) else v
 
         config = {k: enc(v) for k, v in sorted(self.config.items())}
-        return json.dumps({**config, "calibration": self.cls.calibration})
+        source = {"source": self.source} if self.source else {}
+        return json.dumps({**config, "calibration": self.cls.calibration, **source})
 
     def build(
         self,
@@ -236,15 +240,57 @@ class ModelSpec:
         return inspect.signature(self.cls.__init__).parameters
 
 
+#: User models registered in this process (``register``): name -> (class, source hash).
+_USER: dict[str, tuple[type, str]] = {}
+#: The paradigms a model may declare.
+PARADIGMS = ("discriminative", "generative", "hybrid")
+
+
+def register(name: str, cls: type, source: str = "") -> None:
+    """Make ``name`` (e.g. ``my_models.py:Tiny``) resolve to the model class ``cls`` in this
+    process; ``source`` (a hash of its code) joins its configuration. Checks the protocol
+    (``check_protocol``). ``bench.plugins`` calls this for specs, entry points and classes
+    passed to ``gdbench.run``."""
+    check_protocol(cls, name)
+    _USER[name] = (cls, source)
+
+
+def check_protocol(cls: Any, name: str) -> None:
+    """Raise ``ModelSpecError`` (one line, naming what is missing) unless ``cls`` is a model
+    class: a class with a ``paradigm`` in ``PARADIGMS``, ``fit_plan()`` and
+    ``predict_logits(x)``; a generative one also ``log_prob(x, y)`` and ``log_prior()``; a
+    constructor ``(dim, num_classes, *, rngs, ...)``."""
+    if not isinstance(cls, type):
+        raise ModelSpecError(f"model '{name}' is not a class but a {type(cls).__name__}")
+    missing = [m for m in ("fit_plan", "predict_logits") if not callable(getattr(cls, m, None))]
+    paradigm = getattr(cls, "paradigm", None)
+    if paradigm not in PARADIGMS:
+        missing.append(f"paradigm (one of {', '.join(PARADIGMS)}; it has {paradigm!r})")
+    if paradigm == "generative":
+        missing += [m for m in ("log_prob", "log_prior") if not callable(getattr(cls, m, None))]
+    params = inspect.signature(cls.__init__).parameters
+    if "rngs" not in params or len(params) < 4:
+        missing.append("a constructor (self, dim, num_classes, *, rngs, ...)")
+    if missing:
+        raise ModelSpecError(
+            f"model '{name}' ({cls.__module__}.{cls.__qualname__}) does not follow the model "
+            f"protocol (models.base.Model): missing {'; '.join(missing)}"
+        )
+
+
 def names() -> list[str]:
-    """Every model name: the JAX models, then the ``sk:<Estimator>`` references."""
-    return [*REGISTRY, *(SK_PREFIX + e for e in SKLEARN)]
+    """Every model name: the JAX models, user models registered in this process, then the
+    ``sk:<Estimator>`` references."""
+    return [*REGISTRY, *_USER, *(SK_PREFIX + e for e in SKLEARN)]
 
 
 def describe(name: str) -> str:
     """The one-line description of a model name (from ``names()``)."""
     if name.startswith(SK_PREFIX):
         return f"non-JAX scikit-learn reference (CPU): {SKLEARN[name[len(SK_PREFIX) :]][1]}"
+    if name in _USER:
+        cls = _USER[name][0]
+        return (inspect.getdoc(cls) or f"{cls.__module__}.{cls.__qualname__}").splitlines()[0]
     return REGISTRY[name][2]
 
 
@@ -252,6 +298,8 @@ def paradigm_of(name: str) -> str:
     """The paradigm of a registered model (imports its module; "reference" for ``sk:``)."""
     if name.startswith(SK_PREFIX):
         return "reference"
+    if name in _USER:
+        return _USER[name][0].paradigm
     module, cls_name, _ = REGISTRY[name]
     return getattr(importlib.import_module(module), cls_name).paradigm
 
@@ -262,12 +310,16 @@ def get(spec: str) -> ModelSpec | ReferenceSpec:
     name, _, query = spec.partition("?")
     if name.startswith(SK_PREFIX):
         return _get_reference(name, query)
-    if name not in REGISTRY:
+    if name in _USER:
+        cls, source = _USER[name]
+    elif name in REGISTRY:
+        module, cls_name, _ = REGISTRY[name]
+        cls, source = getattr(importlib.import_module(module), cls_name), ""
+    else:
         raise ModelSpecError(
-            f"unknown model '{name}'{suggest(name, names())}; valid: {', '.join(names())}"
+            f"unknown model '{name}'{suggest(name, names())}; valid: {', '.join(names())}, "
+            "or a model of your own: path/to/file.py:Class or package.module:Class"
         )
-    module, cls_name, _ = REGISTRY[name]
-    cls = getattr(importlib.import_module(module), cls_name)
     params = inspect.signature(cls.__init__).parameters
     internal = ("rngs", "feature_kind", "image_shape")
     tunable = [k for k, p in params.items() if p.kind == p.KEYWORD_ONLY and k not in internal]
@@ -289,7 +341,7 @@ def get(spec: str) -> ModelSpec | ReferenceSpec:
             ) from None
     overrides = {k: v for k, v in hparams if v != params[k].default}
     spec_obj = ModelSpec(
-        name=name, spec=canonical(name, overrides), cls=cls, hparams=tuple(hparams)
+        name=name, spec=canonical(name, overrides), cls=cls, hparams=tuple(hparams), source=source
     )
     _check_buildable(spec_obj)
     return spec_obj

@@ -72,6 +72,24 @@ class Task:
     image_shape: tuple[int, ...] | None = None
     transform: str = ""
 
+    @classmethod
+    def from_arrays(cls, name: str, x_train, y_train, x_test=None, y_test=None, **kwargs) -> Task:
+        """A task from arrays of your own: features ``[N, D]`` and labels (numbers or strings);
+        without ``x_test``/``y_test`` a stratified 70/30 split with a fixed seed. Keyword
+        arguments: ``description``, ``preprocess`` (``standardize`` or ``none``; default by the
+        feature kind), ``image_shape``. See ``tasks.arrays.from_arrays``.
+
+        Example::
+
+            import numpy as np, gdbench
+            rng = np.random.default_rng(0)
+            x, y = rng.normal(size=(200, 5)), rng.integers(0, 2, 200)
+            task = gdbench.Task.from_arrays("toy", x, y)
+        """
+        from tasks.arrays import from_arrays
+
+        return from_arrays(name, x_train, y_train, x_test, y_test, **kwargs)
+
     @property
     def preprocessing(self) -> str:
         """Everything done to the raw data, for result rows: e.g.

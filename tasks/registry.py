@@ -1,8 +1,11 @@
 """Tasks by name: ``tasks.load(name) -> Task``. Loaders are imported lazily and cached.
 
-Besides the built-in tasks of ``REGISTRY`` (what ``names()`` lists), two families are named by
-a prefix: ``csv:<path>[?target=<column>]`` (a user's table, ``tasks.csv_task``) and
-``tfds:<name>`` (a prepared TFDS image dataset, ``tasks.tfds_task``).
+Besides the built-in tasks of ``REGISTRY`` (what ``names()`` lists), three families are named
+by a prefix: ``csv:<path>[?target=<column>]`` (a user's table, ``tasks.csv_task``),
+``npz:<path>`` (a user's arrays, ``tasks.arrays``) and ``tfds:<name>`` (a prepared TFDS image
+dataset, ``tasks.tfds_task``). Tasks of your own given as code (``file.py:function``, an entry
+point, a ``Task`` object passed to ``gdbench.run``) are registered in the process by
+``register`` (``bench.plugins`` does it).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import difflib
 import functools
 import importlib
+from collections.abc import Callable
 
 from tasks.base import Task, TaskError
 
@@ -31,6 +35,11 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
 #: name prefix -> (module with ``check(name)`` and ``load(name)``, usage, description)
 PREFIXES: dict[str, tuple[str, str, str]] = {
     "csv:": ("tasks.csv_task", "csv:<path>[?target=<column>]", "a CSV table of your own"),
+    "npz:": (
+        "tasks.arrays",
+        "npz:<path>",
+        "arrays of your own (x_train, y_train[, x_test, y_test])",
+    ),
     "tfds:": (
         "tasks.tfds_task",
         "tfds:<name>[?binarize=<t>|?dequantize=0]",
@@ -39,12 +48,26 @@ PREFIXES: dict[str, tuple[str, str, str]] = {
 }
 
 
+#: Tasks registered in this process (``register``): name -> (loader, description).
+_USER: dict[str, tuple[Callable[[], Task], str]] = {}
+
+
+def register(name: str, loader: Callable[[], Task], description: str = "") -> None:
+    """Make ``name`` load through ``loader()`` (which returns a ``Task``) in this process; a
+    name registered again with another loader replaces it (``load`` forgets the old task)."""
+    _USER[name] = (loader, description or "a task of your own")
+    load.cache_clear()
+
+
 def names() -> list[str]:
-    """The built-in tasks (prefixed families such as ``csv:`` are not listed)."""
-    return list(REGISTRY)
+    """The built-in tasks and those registered in this process (prefixed families such as
+    ``csv:`` are not listed)."""
+    return [*REGISTRY, *_USER]
 
 
 def describe(name: str) -> str:
+    if name in _USER:
+        return _USER[name][1]
     family = _family(name)
     return PREFIXES[family][2] if family else REGISTRY[name][2]
 
@@ -59,7 +82,7 @@ def check_name(name: str) -> None:
     ``csv:`` and ``tfds:`` names get their family's cheap checks (syntax; for ``csv:`` that the
     file exists); their data are only read by ``load``.
     """
-    if name in REGISTRY:
+    if name in REGISTRY or name in _USER:
         return
     family = _family(name)
     if family:
@@ -68,13 +91,23 @@ def check_name(name: str) -> None:
     close = difflib.get_close_matches(name, names(), n=1, cutoff=0.5)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     usages = ", ".join(usage for _, usage, _ in PREFIXES.values())
-    raise TaskError(f"unknown task '{name}'{hint}; valid: {', '.join(names())}, {usages}")
+    raise TaskError(
+        f"unknown task '{name}'{hint}; valid: {', '.join(names())}, {usages}, or a task of your "
+        "own: path/to/file.py:function or package.module:function"
+    )
 
 
 @functools.cache
 def load(name: str) -> Task:
     """The task called ``name`` (see ``gdbench list tasks``), loaded once per process."""
     check_name(name)
+    if name in _USER:
+        task = _USER[name][0]()
+        if not isinstance(task, Task):
+            raise TaskError(f"task '{name}' gave a {type(task).__name__}, not a Task")
+        if task.name != name:
+            raise TaskError(f"task '{name}' gave a task named '{task.name}'")
+        return task
     family = _family(name)
     if family:
         return importlib.import_module(PREFIXES[family][0]).load(name)
