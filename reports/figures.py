@@ -202,12 +202,18 @@ def _bayes_line(ax: Axes, rows: pd.DataFrame) -> None:
 
 
 def _size_axis(ax: Axes, sizes) -> None:
-    """Log x axis ticked at the tested sizes (at most about eight labels, the largest kept)."""
+    """Log x axis ticked at tested sizes at least 1/7 of the log range apart (the smallest and
+    the largest always), so that labels never run into each other."""
     ax.set_xscale("log")
     sizes = sorted(int(n) for n in sizes)
-    step = -(-len(sizes) // 8)
-    ticks = sizes[::step]
+    gap = math.log(sizes[-1] / sizes[0]) / 7 if len(sizes) > 1 else 0.0
+    ticks = [sizes[0]]
+    for n in sizes[1:]:
+        if math.log(n / ticks[-1]) >= gap:
+            ticks.append(n)
     if ticks[-1] != sizes[-1]:
+        if len(ticks) > 1 and math.log(sizes[-1] / ticks[-1]) < gap:
+            ticks.pop()
         ticks.append(sizes[-1])
     ax.set_xticks(ticks, [str(n) for n in ticks])
     ax.minorticks_off()

@@ -211,7 +211,7 @@ def cd_diagram(test: RankTest):
         plot_stats(test.result, allow_insignificant=True, ax=ax)
     fig.suptitle(
         f"{test.regime}: mean ranks over {len(test.scores)} tasks (1 = lowest error); "
-        f"Friedman p = {_p(test.friedman_p)}, Nemenyi CD = {test.cd:.2f}",
+        f"Friedman p {_p_eq(test.friedman_p)}, Nemenyi CD = {test.cd:.2f}",
         fontsize="small",
     )
     return fig
@@ -299,6 +299,8 @@ def claim_faster(
     )
     if neither:
         evidence += "; neither curve levels off before the largest size"
+    elif n_disc == n[-1]:
+        evidence += "; the discriminative curve reaches its best only at the largest size"
     return {
         "verdict": verdict,
         "n_gen": float(n_gen),
@@ -482,6 +484,44 @@ def rank_lines(tests: Sequence[RankTest]) -> list[str]:
     return lines
 
 
+def _p_eq(p: float) -> str:
+    """A p-value after "p": "= 0.012", "< 0.001" or "= —"."""
+    text = _p(p)
+    return text if text.startswith("<") else f"= {text}"
+
+
+def headline_lines(tests: Sequence[RankTest], paradigms: Mapping[str, str]) -> list[str]:
+    """Markdown bullets, one per ranked size regime: the best-ranked model(s) and paradigm,
+    the best model of each other paradigm, and whether Nemenyi separates them (rank
+    difference above CD) or only the Friedman test was possible."""
+    lines = []
+    for t in tests:
+        if not len(t.mean_ranks):
+            continue
+        top = t.mean_ranks.iloc[0]
+        best = [m for m, r in t.mean_ranks.items() if r == top]
+        fams = sorted({paradigms.get(m, "?") for m in best})
+        names = " and ".join(f"**{m}** ({paradigms.get(m, '?')})" for m in best)
+        text = f"- **{t.regime}** ({len(t.scores)} tasks): best average rank {names}, {top:.2f}"
+        others = []
+        for other in sorted({paradigms.get(m, "?") for m in t.mean_ranks.index} - set(fams)):
+            rival = next(m for m in t.mean_ranks.index if paradigms.get(m, "?") == other)
+            gap = t.mean_ranks[rival] - top
+            item = f"best {other}: {rival}, {t.mean_ranks[rival]:.2f}"
+            if math.isfinite(t.cd):
+                item += (
+                    " (significantly worse by Nemenyi)"
+                    if gap > t.cd
+                    else " (not significantly different by Nemenyi)"
+                )
+            others.append(item)
+        if others:
+            text += "; " + "; ".join(others)
+        text += f"; Friedman p {_p_eq(t.friedman_p)}."
+        lines.append(text)
+    return lines
+
+
 def claims_lines(claims: pd.DataFrame) -> list[str]:
     """Markdown: the tally of each claim's verdicts, then one row per (task, pair)."""
     if claims.empty:
@@ -533,6 +573,16 @@ def verdict_section(
     from reports import figures
 
     lines: list[str] = []
+    tests = rank_tests(df) if df["task"].nunique() >= 2 else []
+    paradigms = {str(m): str(p) for m, p in df.groupby("model")["paradigm"].first().items()}
+    if any(len(t.mean_ranks) for t in tests):
+        lines += [
+            "Which models win where, across the tasks (average rank, 1 = lowest test error; "
+            "details under *Ranks across tasks*):",
+            "",
+            *headline_lines(tests, paradigms),
+            "",
+        ]
     written = list(figures.paradigm_curves(df, out_dir, fits))
     out = Path(out_dir)
     if written:
@@ -567,9 +617,7 @@ def verdict_section(
             *claims_lines(claims),
             "",
         ]
-    tests: list[RankTest] = []
-    if df["task"].nunique() >= 2:
-        tests = rank_tests(df)
+    if tests:
         lines += [
             "### Ranks across tasks",
             "",

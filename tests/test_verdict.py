@@ -266,7 +266,8 @@ def test_verdict_section_writes_headline_and_cd_diagrams(tmp_path):
     names = sorted(p.name for p in section.figures)
     assert "paradigms.png" in names
     assert {f"cd_{r.replace(' ', '_')}.png" for r in verdict.SIZE_REGIMES} <= set(names)
-    assert md.index("paradigms.png") < md.index("Ng & Jordan") < md.index("Ranks across tasks")
+    assert md.index("best average rank") < md.index("paradigms.png") < md.index("Ng & Jordan")
+    assert md.index("Ng & Jordan") < md.index("### Ranks across tasks")
     assert "| t0 | g1 vs d1 |" in md
     assert "Demšar (2006)" in md
     assert len(section.rank_tests) == 3
@@ -278,3 +279,32 @@ def test_reports_verdict_does_not_import_jax():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     ).stdout
     assert out.strip() == "False"
+
+
+def test_headline_names_the_winner_per_regime_and_nemenyi_separation():
+    """d1 is best on every one of 10 tasks and g2 worst: their rank gap (3) exceeds the
+    Nemenyi critical difference for 4 models over 10 tasks (Demšar's q: 1.48), d2 vs d1 not."""
+    tasks = [f"t{i}" for i in range(10)]
+    scores = pd.DataFrame(
+        {"d1": 0.10, "d2": 0.11, "g1": 0.12, "g2": 0.20}, index=tasks
+    ) + np.random.default_rng(0).uniform(0, 0.001, (10, 4))
+    tests = verdict.rank_tests(score_rows(scores))
+    k, n = 4, 10
+    cd = (
+        sps.studentized_range.ppf(0.95, k, np.inf) / math.sqrt(2) * math.sqrt(k * (k + 1) / (6 * n))
+    )
+    assert tests[-1].cd == pytest.approx(cd, rel=1e-3)
+    paradigms = {
+        "d1": "discriminative",
+        "d2": "discriminative",
+        "g1": "generative",
+        "g2": "generative",
+    }
+    lines = verdict.headline_lines(tests, paradigms)
+    assert len(lines) == 3
+    full = lines[-1]
+    assert full.startswith(
+        "- **full pool** (10 tasks): best average rank **d1** (discriminative), 1.00"
+    )
+    # best generative is g1 at rank 3: gap 2 > CD 1.48
+    assert "best generative: g1, 3.00 (significantly worse by Nemenyi)" in full
