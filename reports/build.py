@@ -150,15 +150,20 @@ def _efficiency_tex(eff, out: Path) -> list[Path]:
     table_dir.mkdir(parents=True, exist_ok=True)
     if not eff.crossovers.empty:
         frame = eff.crossovers[["task", "generative", "discriminative", "regime"]].copy()
-        frame["n*"] = eff.crossovers["n_star"].round(0)
-        frame["CI low"] = eff.crossovers["n_star_lo"].round(0)
-        frame["CI high"] = eff.crossovers["n_star_hi"].round(0)
+        # censored ends as "<n_min" / ">n_max", never 0 or inf (reports.curves.format_n_star)
+        for column, key in (("n*", "n_star"), ("CI low", "n_star_lo"), ("CI high", "n_star_hi")):
+            frame[column] = [
+                curves.format_n_star(r[key], r["n_min"], r["n_max"])
+                for _, r in eff.crossovers.iterrows()
+            ]
         text = latex.dataframe_to_booktabs(
             frame,
             caption=(
                 "Crossover size n* of each generative/discriminative pair: where the mean "
                 "paired difference in test error (same subsets) changes sign in favour of the "
-                "discriminative model, with a bootstrap 95% CI over seeds (gdbench)."
+                "discriminative model, with a bootstrap 95% CI over seeds; only where n* lies "
+                "inside the tested sizes (an interval end outside them as <smallest or "
+                ">largest size) (gdbench)."
             ),
             label="tab:gdbench-crossover",
             index=False,

@@ -624,9 +624,9 @@ def verdict_section(
             "Average rank of each model over the tasks (1 = lowest mean test error) in three "
             "size regimes: the smallest third of each task's tested sizes, the middle third, "
             "and the full pool (the largest size). The Friedman test asks whether the models "
-            "differ at all; the Nemenyi post-hoc test (critical difference CD: two models "
-            "whose mean ranks differ by less are not significantly different; bars in the "
-            "diagrams join them). " + CITATION,
+            "differ at all; the Nemenyi post-hoc test compares every pair: two models whose "
+            "mean ranks differ by less than the critical difference CD are not significantly "
+            "different (a bar joins them in the diagrams). " + CITATION,
             "",
             *rank_lines(tests),
             "",

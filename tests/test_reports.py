@@ -454,3 +454,25 @@ def test_built_report_renders_with_its_figures_in_chromium(rows, tmp_path):
     assert n_imgs == md.count("![") == 6  # 2 learning curves, 2 crossovers, 2 scatter plots
     assert n_loaded == n_imgs, "a figure did not decode in the browser"
     assert n_tables == sum(line.startswith("|---") for line in md.splitlines()) >= 10
+
+
+def test_latex_fit_and_crossover_tables_print_no_extrapolated_numbers(rows, tmp_path):
+    """The curve-fit table carries the model-free "n to best+0.01" and the fits' flags; no
+    table prints a censored crossing as 0 or inf."""
+    run = write_run(tmp_path / "run_a", rows)
+    out = reports.build_report([run], tmp_path / "report")
+    fits = out["tables/curve_fits.tex"].read_text()
+    assert "n to best+0.01" in fits and "n to c+0.01" in fits
+    body = fits.split("\\midrule")[1].split("\\bottomrule")[0]
+    assert len(body.strip().splitlines()) == rows.groupby(["task", "model"]).ngroups
+    for line in body.strip().splitlines():
+        cells = [c.strip() for c in line.rstrip("\\ ").split("&")]
+        n_within = cells[4]
+        # either a number inside the tested sizes (10..80) or says it is beyond them
+        assert (
+            "beyond tested sizes" in n_within
+            or "below tested sizes" in n_within
+            or (10 <= float(n_within.split(" ")[0]) <= 80)
+        )
+    cross = out["tables/crossover.tex"].read_text()
+    assert "inf" not in cross and "nan" not in cross
