@@ -137,7 +137,7 @@ def regime_scores(df: pd.DataFrame, regime: str) -> pd.DataFrame:
 def rank_test(df: pd.DataFrame, regime: str, alpha: float = 0.05) -> RankTest:
     """Average ranks, the Friedman test and (five tasks or more, three models or more) the
     Nemenyi post-hoc test of the models over the tasks in `regime` (see the module doc)."""
-    scores = regime_scores(df, regime)
+    scores = regime_scores(df, regime).dropna(axis="index", how="all")  # tasks with sizes here
     complete = scores.dropna(axis="columns", how="any")
     left_out = tuple(sorted(set(scores.columns) - set(complete.columns)))
     n_tasks, n_models = complete.shape

@@ -308,3 +308,15 @@ def test_headline_names_the_winner_per_regime_and_nemenyi_separation():
     )
     # best generative is g1 at rank 3: gap 2 > CD 1.48
     assert "best generative: g1, 3.00 (significantly worse by Nemenyi)" in full
+
+
+def test_a_task_with_one_size_counts_only_in_the_full_pool():
+    scores = random_scores(6)
+    df = score_rows(scores)
+    single = score_rows(
+        pd.DataFrame([[0.1, 0.2, 0.3, 0.4]], index=["one"], columns=scores.columns), (50,)
+    )
+    df = pd.concat([df, single], ignore_index=True)
+    tests = {t.regime: t for t in verdict.rank_tests(df)}
+    assert len(tests["smallest sizes"].scores) == 6 and tests["smallest sizes"].left_out == ()
+    assert len(tests["full pool"].scores) == 7
