@@ -15,6 +15,13 @@ Conventions:
   (task, n_train, seed), so two models' rows with the same (task, n_train, seed) were trained
   on identical subsets; comparisons between models pair them on (n_train, seed).
 - Confidence intervals are percentile-bootstrap intervals, deterministic given `seed`.
+- Power-law asymptotes know their limits (`curve_summary`): c is never below the task's Bayes
+  error (when the rows carry `bayes_accuracy`) nor below 0; its interval includes the test
+  set's sampling noise when the test-set size is given; every fit carries a flag ("no fit",
+  "extrapolated", "poor fit") that tables and figures show; sizes derived from a fit are
+  never printed outside the tested range (`format_n_within`), and the model-free
+  `n_to_best` needs no fit at all.
+- "crossover" is a regime only when the crossing n* lies inside the tested sizes.
 """
 
 from __future__ import annotations
@@ -629,6 +636,11 @@ class Crossover:
         if self.regime == "mixed":
             g = ", ".join(_fmt_n(s) for s in sizes[better == "generative"])
             d = ", ".join(_fmt_n(s) for s in sizes[better == "discriminative"])
+            if not g:  # significant for the discriminative model only, not at the largest size
+                return (
+                    f"no crossover in range {rng_text}: {disc} better at n={d}, but the mean "
+                    f"difference does not favour it at the largest size"
+                )
             return (
                 f"no consistent winner in range {rng_text}: {disc} better at n={d}, {gen} at n={g}"
             )

@@ -422,8 +422,10 @@ def test_crossing_above_the_largest_size_is_not_called_a_crossover():
         frame({"g": ("generative", gen), "d": ("discriminative", base)}, SIZES), "t", "g", "d"
     )
     assert cx.per_size["better"].iloc[-2] == "discriminative"
-    assert cx.regime != "crossover" and math.isnan(cx.n_star)
-    assert "n*" not in cx.describe()
+    assert cx.regime == "mixed" and math.isnan(cx.n_star)
+    text = cx.describe()
+    assert "n*" not in text and text.startswith("no crossover in range (10–1280): d better at n=")
+    assert text.endswith("does not favour it at the largest size")
 
 
 def test_point_estimate_lies_in_its_interval_for_noisy_crossings():
