@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 import results
-from reports import cite, figures, hybrids, latex, robustness
+from reports import cite, curves, figures, hybrids, latex, robustness, verdict
 from reports.efficiency import efficiency
 from reports.html import INDEX_HTML, write_html
 from reports.stats import summarize
@@ -63,7 +63,9 @@ def build_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary_md = markdown_summary(df)  # also checks that no cell appears twice
-    eff = efficiency(df, _suite_pairs(manifests))
+    n_test = _test_sizes(manifests)
+    eff = efficiency(df, _suite_pairs(manifests), n_test=n_test)
+    summary = verdict.verdict_section(df, out, _suite_pairs(manifests), eff.fits, n_test)
     samples = [item for p in run_list for item in store.read_samples(p)]
     figure_groups = {
         "Learning curves": figures.learning_curves(df, out),
@@ -81,6 +83,7 @@ def build_report(
     robust_files = sorted({out / link for link in re.findall(r"\]\(([^)]+)\)", robust_md)})
     tex = latex.write_tables(df, out) + _efficiency_tex(eff, out) + hybrid.tables
     written = {str(p.relative_to(out)): p for group in figure_groups.values() for p in group}
+    written.update({str(p.relative_to(out)): p for p in summary.figures})
     written.update({str(p.relative_to(out)): p for p in hybrid.figures})
     written.update({str(p.relative_to(out)): p for p in robust_files})
     written.update({str(p.relative_to(out)): p for p in tex})
@@ -95,7 +98,16 @@ def build_report(
     written[REFERENCES_BIB] = bib_path
 
     md = _report_markdown(
-        df, manifests, summary_md, eff, figure_groups, tex, out, hybrid.markdown, robust_md
+        df,
+        manifests,
+        summary_md,
+        eff,
+        figure_groups,
+        tex,
+        out,
+        hybrid.markdown,
+        robust_md,
+        summary.markdown,
     )
     md_path = out / REPORT_MD
     md_path.write_text(md)
@@ -115,6 +127,17 @@ def _suite_pairs(manifests: dict[str, dict[str, Any]]) -> list[tuple[str, str, s
     return [(g, d, why) for (g, d), why in pairs.items()]
 
 
+def _test_sizes(manifests: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """{task: test-set size} from the runs' manifests (tasks without one left out)."""
+    sizes: dict[str, int] = {}
+    for manifest in manifests.values():
+        for name, info in (manifest.get("tasks") or {}).items():
+            size = info.get("test_size") if isinstance(info, dict) else None
+            if isinstance(size, int) and size > 0:
+                sizes.setdefault(str(name), size)
+    return sizes
+
+
 def _version(manifests: dict[str, dict[str, Any]]) -> str:
     versions = {str(manifest_value(m, "gdbench_version") or "") for m in manifests.values()} - {""}
     return " / ".join(sorted(versions)) or "unknown"
@@ -127,15 +150,20 @@ def _efficiency_tex(eff, out: Path) -> list[Path]:
     table_dir.mkdir(parents=True, exist_ok=True)
     if not eff.crossovers.empty:
         frame = eff.crossovers[["task", "generative", "discriminative", "regime"]].copy()
-        frame["n*"] = eff.crossovers["n_star"].round(0)
-        frame["CI low"] = eff.crossovers["n_star_lo"].round(0)
-        frame["CI high"] = eff.crossovers["n_star_hi"].round(0)
+        # censored ends as "<n_min" / ">n_max", never 0 or inf (reports.curves.format_n_star)
+        for column, key in (("n*", "n_star"), ("CI low", "n_star_lo"), ("CI high", "n_star_hi")):
+            frame[column] = [
+                curves.format_n_star(r[key], r["n_min"], r["n_max"])
+                for _, r in eff.crossovers.iterrows()
+            ]
         text = latex.dataframe_to_booktabs(
             frame,
             caption=(
                 "Crossover size n* of each generative/discriminative pair: where the mean "
                 "paired difference in test error (same subsets) changes sign in favour of the "
-                "discriminative model, with a bootstrap 95% CI over seeds (gdbench)."
+                "discriminative model, with a bootstrap 95% CI over seeds; only where n* lies "
+                "inside the tested sizes (an interval end outside them as <smallest or "
+                ">largest size) (gdbench)."
             ),
             label="tab:gdbench-crossover",
             index=False,
@@ -145,14 +173,31 @@ def _efficiency_tex(eff, out: Path) -> list[Path]:
         path.write_text(text)
         written.append(path)
     if not eff.fits.empty:
-        frame = eff.fits[["task", "model", "at_largest", "c", "c_lo", "c_hi", "aulc"]].copy()
-        frame.columns = ["task", "model", "error (largest n)", "c", "c low", "c high", "AULC"]
+        fits = eff.fits
+        eps = 0.01
+        frame = pd.DataFrame(
+            {
+                "task": fits["task"],
+                "model": fits["model"],
+                "error (largest n)": fits["at_largest"].map(lambda v: f"{v:.3f}"),
+                "asymptote c (95% CI)": [curves.format_asymptote(r) for _, r in fits.iterrows()],
+                f"n to c+{eps}": [curves.format_n_within(r) for _, r in fits.iterrows()],
+                f"n to best+{eps}": [curves.format_n_best(r) for _, r in fits.iterrows()],
+                "AULC": fits["aulc"].map(lambda v: f"{v:.3f}"),
+            }
+        )
+        flags = [curves.FLAG_LEGEND[f] for f in curves.FLAG_LEGEND if (fits["flag"] == f).any()]
         text = latex.dataframe_to_booktabs(
             frame,
             caption=(
-                "Learning-curve fits err(n) = c + a n^(-b): asymptote c with its bootstrap "
-                "95% CI over seeds, and the area under the learning curve (mean error on a "
-                "log n axis) (gdbench)."
+                "Learning-curve fits err(n) = c + a n^(-b), c at least the Bayes error where "
+                "the task knows it: asymptote c with its bootstrap 95% CI over seeds (refits; "
+                f"test-set noise included); n to c+{eps}: where the fit comes within {eps} of "
+                f"c, never printed beyond the tested sizes; n to best+{eps}: the smallest "
+                f"tested size whose mean error is within {eps} of the lowest observed (no "
+                "extrapolation); AULC: mean error on a log n axis. "
+                + " ".join(f"{f.replace('ε', str(eps))}." for f in flags)
+                + " (gdbench)"
             ),
             label="tab:gdbench-curve-fits",
             index=False,
@@ -173,6 +218,7 @@ def _report_markdown(
     out: Path,
     hybrid_md: str = "",
     robust_md: str = "",
+    verdict_md: Sequence[str] = (),
 ) -> str:
     n_bad = int((df["status"] != "ok").sum())
     runs = ", ".join(f"`{name}`" for name in manifests)
@@ -187,7 +233,7 @@ def _report_markdown(
         "",
         "## Summary",
         "",
-        *_summary_lines(df, eff),
+        *_summary_lines(df, verdict_md),
         "",
         eff.markdown.rstrip(),
         "",
@@ -226,29 +272,15 @@ def _report_markdown(
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _summary_lines(df: pd.DataFrame, eff) -> list[str]:
-    """Per task: the most accurate model at the largest size, and each pair's finding."""
-    lines = []
+def _summary_lines(df: pd.DataFrame, verdict_md: Sequence[str]) -> list[str]:
+    """The report's opening summary: the family verdict (`reports.verdict.verdict_section`:
+    headline figure, Ng & Jordan's claims per suite pair, ranks across tasks), or a line per
+    task without any cell ok."""
     ok = df[df["status"] == "ok"]
-    for task in sorted(df["task"].unique()):
-        rows = ok[ok["task"] == task]
-        if rows.empty:
-            lines.append(f"- **{task}**: no cell ok.")
-            continue
-        largest = rows[rows["n_train"] == rows["n_train"].max()]
-        acc = largest.groupby("model")["accuracy"].mean().sort_values(ascending=False)
-        text = (
-            f"- **{task}** (n={int(largest['n_train'].iloc[0])}): most accurate "
-            f"{acc.index[0]} ({acc.iloc[0]:.3f})"
-        )
-        if len(acc) > 1:
-            text += f", then {acc.index[1]} ({acc.iloc[1]:.3f})"
-        lines.append(text + ".")
-        if not eff.crossovers.empty:
-            mine = eff.crossovers[eff.crossovers["task"] == task]
-            for _, r in mine.head(2 if mine["tests"].astype(bool).any() else 0).iterrows():
-                lines.append(f"  - {r['generative']} vs {r['discriminative']}: {r['description']}.")
-    return lines
+    dead = [
+        f"- **{t}**: no cell ok." for t in sorted(df["task"].unique()) if t not in set(ok["task"])
+    ]
+    return [*verdict_md, *dead]
 
 
 def _calibration_lines(df: pd.DataFrame) -> list[str]:

@@ -15,6 +15,13 @@ Conventions:
   (task, n_train, seed), so two models' rows with the same (task, n_train, seed) were trained
   on identical subsets; comparisons between models pair them on (n_train, seed).
 - Confidence intervals are percentile-bootstrap intervals, deterministic given `seed`.
+- Power-law asymptotes know their limits (`curve_summary`): c is never below the task's Bayes
+  error (when the rows carry `bayes_accuracy`) nor below 0; its interval includes the test
+  set's sampling noise when the test-set size is given; every fit carries a flag ("no fit",
+  "extrapolated", "poor fit") that tables and figures show; sizes derived from a fit are
+  never printed outside the tested range (`format_n_within`), and the model-free
+  `n_to_best` needs no fit at all.
+- "crossover" is a regime only when the crossing n* lies inside the tested sizes.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from __future__ import annotations
 import math
 import warnings
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,8 +47,13 @@ __all__ = [
     "crossover",
     "crossover_table",
     "curve_summary",
+    "fit_flag",
     "fit_power_law",
+    "format_asymptote",
+    "format_n_best",
+    "format_n_within",
     "metric_values",
+    "n_to_best",
 ]
 
 REGIMES = ("crossover", "discriminative_always", "generative_always", "no_difference", "mixed")
@@ -368,6 +380,7 @@ def fit_power_law(
     confidence: float = 0.95,
     c_bounds: tuple[float, float] = (0.0, 1.0),
     b_bounds: tuple[float, float] = B_BOUNDS,
+    n_test: int | None = None,
 ) -> PowerLawFit:
     """Fit err(n) = c + a n^-b (a >= 0, b within `b_bounds`, c within `c_bounds`) to the mean
     over seeds of a learning curve, by bounded least squares.
@@ -377,8 +390,18 @@ def fit_power_law(
     solves the problem exactly on a grid of b (the model is linear in c and a for fixed b),
     then `scipy.optimize.least_squares` refines it. The intervals come from `n_boot` bootstrap
     resamples of the seed columns, each refitted the same way. `c_bounds` = (0, 1) suits
-    errors; use (0, inf) or (-inf, inf) for other metrics. Returns a `PowerLawFit` (NaNs and
-    converged False when fewer than three sizes have data).
+    errors; use (0, inf) or (-inf, inf) for other metrics; with a known Bayes error, its
+    lower bound is the Bayes error (no classifier's asymptotic error is lower).
+
+    `n_test` (for error rates only): the size of the test set every value was measured on.
+    Resampling seeds captures the variation over training subsets and the instability of the
+    fit, not the test set's own sampling: at n = pool every seed trains on the same data and
+    the seed bootstrap alone has zero width. With `n_test`, each bootstrap refit's c is shifted
+    by an independent normal draw of the binomial test-set noise of an error rate c,
+    sqrt(r (1 - r) / n_test) with the add-one smoothed rate r = (c n_test + 1) / (n_test + 2)
+    (so that c = 0 still gets the noise of one error in n_test), and clipped to `c_bounds`,
+    so the interval of c combines both sources. Returns a `PowerLawFit` (NaNs and converged
+    False when fewer than three sizes have data).
     """
     _check_confidence(confidence)
     _check_n_boot(n_boot)
@@ -433,6 +456,15 @@ def fit_power_law(
             if ok:
                 fits.append((xr[0], _scale_a(xr[1], xr[2], n0), xr[2]))
         boot = np.asarray(fits, dtype=float).reshape(-1, 3)
+    if n_test is not None and len(boot):
+        if int(n_test) < 1:
+            raise ValueError(f"n_test must be a positive integer, got {n_test!r}")
+        noise_rng = _rng(seed, "fit_power_law", "test set")
+        # add-one smoothed rate, so that an error of 0 (or 1) on the test set still has noise
+        rate = (np.clip(boot[:, 0], 0.0, 1.0) * int(n_test) + 1.0) / (int(n_test) + 2.0)
+        shift = noise_rng.standard_normal(len(boot)) * np.sqrt(rate * (1.0 - rate) / int(n_test))
+        boot = boot.copy()
+        boot[:, 0] = np.clip(boot[:, 0] + shift, c_lo, c_hi)
     ci = [_interval(boot[:, k], confidence) if len(boot) else (math.nan,) * 2 for k in range(3)]
     return PowerLawFit(
         c=float(c),
@@ -560,6 +592,10 @@ class Crossover:
     significantly worse and significantly better somewhere), "no_difference" (no size
     significant either way) or "mixed" (the discriminative model is significantly better at
     some size and significantly worse at a larger one: the four above do not apply).
+    "crossover" requires n* inside the tested sizes: when the discriminative model is
+    significantly better from some size on but the mean difference curve favours it at every
+    size the regime is "discriminative_always", and when the curve does not favour it at the
+    largest size (no crossing inside the tested range) it is "mixed".
     `per_size` has one row per training size: n_train, n_pairs, n_not_ok (cells of either
     model not ok), mean_diff, lo, hi (bootstrap interval), p_value (`reports.stats.paired_p`),
     better ("generative", "discriminative", or "tie" = not significant or not testable).
@@ -600,6 +636,11 @@ class Crossover:
         if self.regime == "mixed":
             g = ", ".join(_fmt_n(s) for s in sizes[better == "generative"])
             d = ", ".join(_fmt_n(s) for s in sizes[better == "discriminative"])
+            if not g:  # significant for the discriminative model only, not at the largest size
+                return (
+                    f"no crossover in range {rng_text}: {disc} better at n={d}, but the mean "
+                    f"difference does not favour it at the largest size"
+                )
             return (
                 f"no consistent winner in range {rng_text}: {disc} better at n={d}, {gen} at n={g}"
             )
@@ -762,6 +803,12 @@ def crossover(
         boot_fraction = float((np.isfinite(cross) & (cross > 0)).mean())
         if regime == "crossover":
             lo, hi = _censored_interval(cross, confidence)
+    if regime == "crossover" and not 0 < point < math.inf:
+        # "crossover" only where n* lies inside the tested sizes: a mean difference curve
+        # favouring the discriminative model at every size is "discriminative_always"; one
+        # that does not favour it at the largest size has no crossing in range ("mixed").
+        regime = "discriminative_always" if point == 0 else "mixed"
+        lo = hi = math.nan
     n_star = point if regime == "crossover" else math.nan
     return Crossover(
         task=task,
@@ -857,17 +904,38 @@ def curve_summary(
     n_boot_aulc: int = 2000,
     seed: int = 0,
     confidence: float = 0.95,
+    n_test: Mapping[str, int] | None = None,
 ) -> pd.DataFrame:
-    """Per (task, model): power-law fit, AULC and the metric at the largest size.
+    """Per (task, model): power-law fit with reliability flags, AULC, the robust "n to within
+    `eps` of the best observed value" and the metric at the largest size.
 
     Returns one row per (task, model), sorted, with columns task, model, paradigm, c, c_lo,
-    c_hi (asymptote of err = c + a n^-b and its bootstrap interval, metric units), a, b,
-    converged, rmse, n_within, n_within_lo, n_within_hi (training examples at which the fit
-    comes within `eps` metric units of c, see `PowerLawFit.n_within`), aulc, aulc_lo, aulc_hi
-    (`aulc_ci`, metric units), largest_n (the largest size with data, NaN if none), at_largest
-    (the mean metric over its ok seeds), n_sizes, n_seeds (seeds with data) and n_not_ok (rows
-    not ok). Fits use `n_boot` resamples, the AULC interval `n_boot_aulc`; c is bounded to
-    [0, 1] for "error", to [0, inf) for a metric without negative values, else unbounded.
+    c_hi (asymptote of err = c + a n^-b and its bootstrap interval, metric units), c_floor
+    (the lower bound c was fitted under: the Bayes error 1 - bayes_accuracy for "error" on a
+    task whose rows carry it, else 0 or -inf), a, b, converged, rmse, n_within, n_within_lo,
+    n_within_hi (training examples at which the fit comes within `eps` metric units of c, see
+    `PowerLawFit.n_within`), flag and reliable (see below), best, n_best, n_best_lo, n_best_hi
+    (`n_to_best`: the lowest mean over the sizes and the smallest size whose mean is within
+    `eps` of it, with a bootstrap interval over seeds; no extrapolation), aulc, aulc_lo,
+    aulc_hi (`aulc_ci`, metric units), smallest_n and largest_n (the smallest and largest
+    sizes with data, NaN if none),
+    at_largest (the mean metric over its ok seeds), n_sizes, n_seeds (seeds with data) and
+    n_not_ok (rows not ok). Fits use `n_boot` resamples, the AULC interval `n_boot_aulc`; c
+    is bounded to [Bayes error or 0, 1] for "error", to [0, inf) for a metric without
+    negative values, else unbounded. `n_test` maps a task to its test-set size: for "error"
+    the interval of c then includes the test set's sampling noise (`fit_power_law`).
+
+    `flag` says why the fitted asymptote is not a measurement ("" when it is reliable):
+
+    - "no fit": fewer than three sizes with data, or the fit did not converge;
+    - "extrapolated": the fitted curve is still more than `eps` above c at the largest size
+      tested (n_within > largest_n), so c lies beyond the tested range and rests on the
+      power-law form alone;
+    - "poor fit": at one of the larger half of the sizes the fitted curve misses the mean by
+      more than max(`eps` / 2, 3 standard errors over seeds): the curve is not a power law
+      there (e.g. it rises again), so c does not describe it.
+
+    `reliable` is True when `flag` is "".
     """
     _check_rows(df, ("paradigm",))
     eps = _check_eps(eps)
@@ -887,11 +955,19 @@ def curve_summary(
         mat = _seed_matrix(g[m], values.loc[g.index[m]]).reindex(sizes)
         n = mat.index.to_numpy(dtype=float)
         y = mat.to_numpy(dtype=float)
-        fit = fit_power_law(n, y, n_boot, _mix(seed, task, model), confidence, c_bounds)
+        bounds = c_bounds
+        tests = None
+        if metric == "error":
+            bounds = (_bayes_error(g), 1.0)
+            tests = None if n_test is None else n_test.get(task)
+        fit = fit_power_law(n, y, n_boot, _mix(seed, task, model), confidence, bounds, n_test=tests)
         a_point, a_lo, a_hi = aulc_ci(n, y, n_boot_aulc, _mix(seed, task, model), confidence)
+        best = n_to_best(n, y, eps, n_boot_aulc, _mix(seed, task, model), confidence)
         means = _nanmean(y, axis=1) if y.shape[1] else np.full(n.size, np.nan)
         have = np.flatnonzero(np.isfinite(means))
+        largest = float(n[have[-1]]) if have.size else math.nan
         nw_lo, nw_hi = fit.n_within_ci(eps)
+        flag = fit_flag(fit, n, y, eps)
         out.append(
             {
                 "task": task,
@@ -900,6 +976,7 @@ def curve_summary(
                 "c": fit.c,
                 "c_lo": fit.c_lo,
                 "c_hi": fit.c_hi,
+                "c_floor": bounds[0],
                 "a": fit.a,
                 "b": fit.b,
                 "converged": fit.converged,
@@ -907,10 +984,17 @@ def curve_summary(
                 "n_within": fit.n_within(eps),
                 "n_within_lo": nw_lo,
                 "n_within_hi": nw_hi,
+                "flag": flag,
+                "reliable": flag == "",
+                "best": best[0],
+                "n_best": best[1],
+                "n_best_lo": best[2],
+                "n_best_hi": best[3],
                 "aulc": a_point,
                 "aulc_lo": a_lo,
                 "aulc_hi": a_hi,
-                "largest_n": float(n[have[-1]]) if have.size else math.nan,
+                "smallest_n": float(n[have[0]]) if have.size else math.nan,
+                "largest_n": largest,
                 "at_largest": float(means[have[-1]]) if have.size else math.nan,
                 "n_sizes": int(have.size),
                 "n_seeds": int(y.shape[1]),
@@ -918,11 +1002,166 @@ def curve_summary(
             }
         )
     columns = [
-        "task", "model", "paradigm", "c", "c_lo", "c_hi", "a", "b", "converged", "rmse",
-        "n_within", "n_within_lo", "n_within_hi", "aulc", "aulc_lo", "aulc_hi", "largest_n",
-        "at_largest", "n_sizes", "n_seeds", "n_not_ok",
+        "task", "model", "paradigm", "c", "c_lo", "c_hi", "c_floor", "a", "b", "converged",
+        "rmse", "n_within", "n_within_lo", "n_within_hi", "flag", "reliable", "best", "n_best",
+        "n_best_lo", "n_best_hi", "aulc", "aulc_lo", "aulc_hi", "smallest_n", "largest_n",
+        "at_largest",
+        "n_sizes", "n_seeds", "n_not_ok",
     ]  # fmt: skip
     return pd.DataFrame(out, columns=columns)
+
+
+def _bayes_error(rows: pd.DataFrame) -> float:
+    """1 - bayes_accuracy of a task's rows when they carry it (synthetic tasks), else 0."""
+    if "bayes_accuracy" not in rows.columns:
+        return 0.0
+    bayes = pd.to_numeric(rows["bayes_accuracy"], errors="coerce").dropna()
+    if bayes.empty:
+        return 0.0
+    return float(min(max(1.0 - bayes.mean(), 0.0), 1.0 - 1e-9))
+
+
+def fit_flag(fit: PowerLawFit, n: np.ndarray, err_by_seed: np.ndarray, eps: float) -> str:
+    """Why `fit` (of the (sizes x seeds) curve `err_by_seed` at sizes `n`) is not a reliable
+    asymptote: "no fit", "extrapolated", "poor fit" (see `curve_summary`), or "" if it is."""
+    if not fit.converged or not math.isfinite(fit.c):
+        return "no fit"
+    y = np.asarray(err_by_seed, dtype=float)
+    if y.ndim == 1:
+        y = y[:, None]
+    n = np.asarray(n, dtype=float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(y, axis=1)
+        count = np.isfinite(y).sum(axis=1)
+        sd = np.nanstd(y, axis=1, ddof=1)
+    have = np.isfinite(mean)
+    if not have.any():
+        return "no fit"
+    n, mean, count, sd = n[have], mean[have], count[have], sd[have]
+    order = np.argsort(n)
+    n, mean, count, sd = n[order], mean[order], count[order], sd[order]
+    if fit.n_within(eps) > n[-1]:
+        return "extrapolated"
+    se = np.where(count >= 2, np.nan_to_num(sd) / np.sqrt(np.maximum(count, 1)), 0.0)
+    upper = n >= np.median(n)
+    miss = np.abs(mean - fit.predict(n)) > np.maximum(eps / 2.0, 3.0 * se)
+    return "poor fit" if bool((miss & upper).any()) else ""
+
+
+def n_to_best(
+    n: Sequence[float] | np.ndarray,
+    err_by_seed: np.ndarray,
+    eps: float = 0.01,
+    n_boot: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> tuple[float, float, float, float]:
+    """(best, n_best, lo, hi): the lowest mean over seeds of the (sizes x seeds) curve
+    `err_by_seed` across the tested sizes `n` (metric units), the smallest tested size whose
+    mean is within `eps` of it (training examples), and the `confidence` percentile-bootstrap
+    interval of that size over resampled seed columns (lo/hi NaN with fewer than two seeds).
+
+    A model-free summary of how fast a curve approaches the best it reached: unlike the
+    power-law asymptote it never extrapolates, so it is always one of the tested sizes.
+    """
+    eps = _check_eps(eps)
+    n = np.asarray(n, dtype=float)
+    y = np.asarray(err_by_seed, dtype=float)
+    if y.ndim == 1:
+        y = y[:, None]
+    order = np.argsort(n)
+    n, y = n[order], y[order]
+    y = y[:, np.isfinite(y).any(axis=0)]
+    nan = math.nan
+    if y.shape[1] == 0:
+        return nan, nan, nan, nan
+    mean = _nanmean(y, axis=1)
+    if not np.isfinite(mean).any():
+        return nan, nan, nan, nan
+    best = float(np.nanmin(mean))
+    point = float(n[np.flatnonzero(mean <= best + eps)[0]])
+    if y.shape[1] < 2:
+        return best, point, nan, nan
+    idx = _rng(seed, "n_to_best").integers(0, y.shape[1], size=(int(n_boot), y.shape[1]))
+    reps = _nanmean(y[:, idx], axis=2).T  # (R, S)
+    filled = np.where(np.isfinite(reps), reps, np.inf)
+    within = filled <= np.min(filled, axis=1, keepdims=True) + eps
+    lo, hi = np.quantile(
+        n[np.argmax(within, axis=1)],
+        [(1 - confidence) / 2, (1 + confidence) / 2],
+        method="inverted_cdf",
+    )
+    return best, point, float(lo), float(hi)
+
+
+def format_asymptote(row: Mapping | pd.Series, decimals: int = 3) -> str:
+    """The asymptote column of a `curve_summary` row as text: "c (lo–hi)", then the flag's
+    mark ("† extrapolated", "‡ poor fit") or "no fit" alone; "≥" notes c at the Bayes-error
+    bound."""
+    if row["flag"] == "no fit" or not math.isfinite(row["c"]):
+        return "no fit"
+    text = f"{row['c']:.{decimals}f}"
+    if math.isfinite(row["c_lo"]):
+        text += f" ({row['c_lo']:.{decimals}f}–{row['c_hi']:.{decimals}f})"
+    if row["c_floor"] > 0 and row["c"] <= row["c_floor"] + 0.5 * 10**-decimals:
+        text += " = Bayes bound"
+    return text + FLAG_MARKS.get(row["flag"], "")
+
+
+def format_n_within(row: Mapping | pd.Series) -> str:
+    """The "n to c+eps" column of a `curve_summary` row: the size and its interval where they
+    lie within the tested sizes; "> largest_n (beyond tested sizes)" when the fit puts it
+    beyond the largest size, "< smallest_n (below tested sizes)" below the smallest; an
+    interval end outside the tested sizes as ">largest_n" / "<smallest_n"; "—" without a
+    fit. Never a number the data do not bracket."""
+    largest, smallest = row["largest_n"], row.get("smallest_n", math.nan)
+    n = row["n_within"]
+    if row["flag"] == "no fit" or math.isnan(n) or not math.isfinite(largest):
+        return "—"
+    if n > largest:
+        return f"> {_fmt_n(largest)} (beyond tested sizes)"
+    if math.isfinite(smallest) and n < smallest:
+        return f"< {_fmt_n(smallest)} (below tested sizes)"
+
+    def end(v: float) -> str:
+        if v > largest:
+            return f">{_fmt_n(largest)}"
+        if math.isfinite(smallest) and v < smallest:
+            return f"<{_fmt_n(smallest)}"
+        return _fmt_n(v)
+
+    text = _fmt_n(n)
+    lo, hi = row["n_within_lo"], row["n_within_hi"]
+    if not (math.isnan(lo) or math.isnan(hi)):
+        text += f" ({end(lo)}–{end(hi)})"
+    return text
+
+
+def format_n_best(row: Mapping | pd.Series) -> str:
+    """The "n to best+eps" column of a `curve_summary` row: a tested size and its interval."""
+    if not math.isfinite(row["n_best"]):
+        return "—"
+    text = _fmt_n(row["n_best"])
+    if math.isfinite(row["n_best_lo"]):
+        text += f" ({_fmt_n(row['n_best_lo'])}–{_fmt_n(row['n_best_hi'])})"
+    return text
+
+
+#: The marks `format_asymptote` appends to a flagged fit, and what each means.
+FLAG_MARKS = {"extrapolated": " †", "poor fit": " ‡"}
+FLAG_LEGEND = {
+    "extrapolated": (
+        "† extrapolated: the fitted curve is still more than ε above c at the largest size "
+        "tested, so c lies beyond the data and rests on the power-law form alone; not a "
+        "measured asymptote"
+    ),
+    "poor fit": (
+        "‡ poor fit: at a larger size the fitted curve misses the mean error by more than "
+        "max(ε/2, 3 standard errors over seeds); c does not describe this curve"
+    ),
+    "no fit": "no fit: fewer than three sizes with data, or the fit did not converge",
+}
 
 
 def _mix(seed: int, *key: object) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
@@ -61,9 +61,14 @@ def choose_pairs(
 
 
 def efficiency(
-    df: pd.DataFrame, suite_pairs: Sequence[Sequence[str]] = (), n_boot: int = 2000
+    df: pd.DataFrame,
+    suite_pairs: Sequence[Sequence[str]] = (),
+    n_boot: int = 2000,
+    n_test: Mapping[str, int] | None = None,
 ) -> Efficiency:
-    """Crossovers, learning-curve fits and per-size curves of the rows `df` (all runs)."""
+    """Crossovers, learning-curve fits and per-size curves of the rows `df` (all runs).
+    `n_test` ({task: test-set size}) puts the test set's noise into the asymptotes' intervals
+    (`reports.curves.curve_summary`)."""
     pairs = choose_pairs(df, suite_pairs)
     tests = {(g, d): why for g, d, why in pairs}
     per_size: dict[str, list[pd.DataFrame]] = {}
@@ -97,7 +102,7 @@ def efficiency(
             for t, frames in per_size.items()
         }
         per_size = {t: frames for t, frames in per_size.items() if frames}
-    fits = curves.curve_summary(df, eps=EPS)
+    fits = curves.curve_summary(df, eps=EPS, n_test=n_test)
     boot = curves.bootstrap_curves(df, "error", n_boot=n_boot)
     lines = ["## Sample efficiency", ""]
     lines += _crossover_lines(crossovers, bool(suite_pairs) and bool(tests))
@@ -182,9 +187,14 @@ def _fit_lines(fits: pd.DataFrame) -> list[str]:
     lines = [
         "### Learning-curve fits",
         "",
-        "err(n) = c + a·n^(−b) fitted to each mean learning curve; intervals are bootstrap 95% "
-        f'over seeds. "n to c+{EPS}" is the training size at which the fitted curve comes '
-        f"within {EPS} of its asymptote c; AULC is the mean error over the measured sizes on a "
+        "err(n) = c + a·n^(−b) fitted to each mean learning curve, with c at least the Bayes "
+        "error where the task knows it (else 0); intervals are bootstrap 95% over seeds, "
+        "refitting each resample, and include the test set's sampling noise where the run "
+        "records the test-set size. "
+        f'"n to c+{EPS}" is the training size at which the fitted curve comes within {EPS} '
+        f'of its asymptote c (never printed beyond the tested sizes); "n to best+{EPS}" the '
+        f"smallest tested size whose mean error is within {EPS} of the lowest mean error "
+        "observed (no extrapolation); AULC is the mean error over the measured sizes on a "
         "log n axis (lower: better sample efficiency).",
         "",
     ]
@@ -196,15 +206,17 @@ def _fit_lines(fits: pd.DataFrame) -> list[str]:
                 r["model"],
                 r["paradigm"],
                 _num(r["at_largest"], 3) + (f" (n={r['largest_n']:.0f})" if r["n_sizes"] else ""),
-                _interval(r["c"], r["c_lo"], r["c_hi"], 3) + ("" if r["converged"] else " ‡"),
-                _interval(r["n_within"], r["n_within_lo"], r["n_within_hi"], 0),
+                curves.format_asymptote(r),
+                curves.format_n_within(r),
+                curves.format_n_best(r),
                 _interval(r["aulc"], r["aulc_lo"], r["aulc_hi"], 3),
             ]
         )
     header = ["task", "model", "paradigm", "error at largest n", "asymptote c", f"n to c+{EPS}"]
-    lines += table([*header, "AULC"], body)
-    if not fits.empty and not fits["converged"].all():
-        lines += ["", "‡ the fit did not converge (fewer than 3 sizes with data, or degenerate)."]
+    lines += table([*header, f"n to best+{EPS}", "AULC"], body)
+    flags = [f for f in curves.FLAG_LEGEND if not fits.empty and (fits["flag"] == f).any()]
+    if flags:
+        lines += ["", *(f"{curves.FLAG_LEGEND[f].replace('ε', str(EPS))}." for f in flags)]
     return [*lines, ""]
 
 

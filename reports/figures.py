@@ -22,7 +22,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from reports.curves import format_n_star
+from reports.curves import FLAG_MARKS, bootstrap_curves, format_n_star
 from reports.stats import check_unique_cells, summarize
 from results.store import safe_name
 
@@ -78,10 +78,72 @@ def save_figure(fig: Figure, out_dir: str | Path, stem: str) -> list[Path]:
     return written
 
 
-def model_colors(models) -> dict[str, tuple[float, float, float]]:
-    """A colour per model name: the seaborn "colorblind" palette over the sorted names, so
-    the same set of models gets the same colours in every figure of a report."""
+#: One hue family per paradigm (matplotlib colormaps); scikit-learn references (``sk:``) get
+#: their own family whatever their paradigm.
+PARADIGM_FAMILIES = {
+    "discriminative": "Blues",
+    "generative": "Oranges",
+    "hybrid": "Greens",
+    "reference": "Greys",
+    "other": "Purples",
+}
+#: Line styles and markers cycled within a paradigm, so that models of one family differ in
+#: shade, dash pattern and marker at once.
+MODEL_DASHES = ("", (4, 1.5), (1, 1.2), (5, 1.5, 1, 1.5), (2, 1), (6, 1.5, 1, 1.5, 1, 1.5))
+MODEL_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
+
+
+def style_family(model: str, paradigm: str) -> str:
+    """The hue family of a model: "reference" for ``sk:`` models, else its paradigm (or
+    "other" for an unknown one)."""
+    if str(model).startswith("sk:"):
+        return "reference"
+    return paradigm if paradigm in PARADIGM_FAMILIES else "other"
+
+
+def model_styles(paradigms: Mapping[str, str]) -> dict[str, dict]:
+    """A distinct look per model: {model: {"color", "dashes", "linestyle", "marker",
+    "family"}} from {model: paradigm}.
+
+    The colour comes from the model's hue family (`PARADIGM_FAMILIES`: blues for
+    discriminative, oranges for generative, greens for hybrid, greys for scikit-learn
+    references), a different shade for each model of the family (dark to mid, never the
+    near-white end); dash pattern and marker cycle through `MODEL_DASHES` and `MODEL_MARKERS`.
+    Within a family the shade differs for every model, across families the hue, so no two
+    models look the same. Models are ordered by name within a family, so the same set of
+    models gets the same looks in every figure of a report.
+    """
+    by_family: dict[str, list[str]] = {}
+    for model in sorted({str(m) for m in paradigms}):
+        by_family.setdefault(style_family(model, paradigms[model]), []).append(model)
+    out = {}
+    for family, names in by_family.items():
+        cmap = matplotlib.colormaps[PARADIGM_FAMILIES[family]]
+        top, bottom = (0.95, 0.45) if family != "reference" else (0.9, 0.4)
+        shades = np.linspace(top, bottom, len(names)) if len(names) > 1 else [0.8]
+        for i, (model, shade) in enumerate(zip(names, shades, strict=True)):
+            dashes = MODEL_DASHES[i % len(MODEL_DASHES)]
+            out[model] = {
+                "color": tuple(float(v) for v in cmap(float(shade))[:3]),
+                "dashes": dashes,
+                "linestyle": (0, dashes) if dashes else "-",
+                "marker": MODEL_MARKERS[i % len(MODEL_MARKERS)],
+                "family": family,
+            }
+    return out
+
+
+def _paradigm_map(df: pd.DataFrame) -> dict[str, str]:
+    return {str(m): str(p) for m, p in df.groupby("model")["paradigm"].first().items()}
+
+
+def model_colors(models, paradigms: Mapping[str, str] | None = None) -> dict[str, tuple]:
+    """A colour per model name: the `model_styles` colour when `paradigms` ({model:
+    paradigm}) is given, else the seaborn "colorblind" palette over the sorted names."""
     names = sorted({str(m) for m in models})
+    if paradigms is not None:
+        styles = model_styles({m: paradigms.get(m, "other") for m in names})
+        return {m: styles[m]["color"] for m in names}
     return dict(zip(names, sns.color_palette("colorblind", len(names)), strict=True))
 
 
@@ -89,69 +151,92 @@ def learning_curves(df: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     """One figure per task of test error (1 - accuracy) against n_train (log scale).
 
     Each model is a line of the mean over ok seeds with its 95% t-interval as a band (clipped
-    to [0, 1]); colour is the model, line style the paradigm (discriminative solid, generative
-    dashed); synthetic tasks get a dotted line at the Bayes error (1 - bayes_accuracy). Writes
+    to [0, 1]); every model has a look of its own (`model_styles`: hue family by paradigm,
+    shade, dash pattern and marker per model, the same in every figure of the report);
+    synthetic tasks get a dotted black line at the Bayes error (1 - bayes_accuracy). Writes
     out_dir/figures/learning_curve_<task>.{png,svg,pdf} and returns the paths written.
     """
     check_unique_cells(df)
-    colors = model_colors(df["model"].unique())
+    styles = model_styles(_paradigm_map(df))
     written = []
     for task in sorted(df["task"].unique()):
         rows = df[df["task"] == task]
-        fig = _learning_curve_figure(rows, task, colors)
+        fig = _learning_curve_figure(rows, task, styles)
         written += save_figure(fig, out_dir, f"learning_curve_{safe_name(task)}")
     return written
 
 
-def _learning_curve_figure(rows: pd.DataFrame, task: str, colors: dict) -> Figure:
-    stats = summarize(rows, ["accuracy"], by=("model", "paradigm", "n_train"))
-    stats = stats[stats["accuracy_count"] > 0].sort_values(["model", "n_train"])
-    stats = stats.assign(error=1.0 - stats["accuracy_mean"])
-    fig = Figure(figsize=(6.0, 4.0), dpi=150, layout="constrained")
-    ax = fig.add_subplot()
-    # Lines by seaborn (colour = model, dashes = paradigm); the bands are the t-intervals
-    # computed by reports.stats, not seaborn's own bootstrap, so tables and figures agree.
-    paradigms = sorted(stats["paradigm"].unique())
-    sns.lineplot(
-        data=stats,
-        x="n_train",
-        y="error",
-        hue="model",
-        style="paradigm",
-        style_order=paradigms,
-        dashes={p: _dash(LINESTYLES.get(p, "-")) for p in paradigms},
-        markers=True,
-        markersize=4,
-        palette=colors,
-        errorbar=None,
-        ax=ax,
-    )
+def _draw_curves(ax: Axes, stats: pd.DataFrame, styles: dict, bands: bool) -> None:
+    """Lines of `stats` (model, n_train, error, and lo/hi when `bands`) in the models' looks."""
     for model, g in stats.groupby("model", sort=True):
-        half = g["accuracy_ci95"].fillna(0.0)
-        ax.fill_between(
+        st = styles[model]
+        ax.plot(
             g["n_train"],
-            (g["error"] - half).clip(0.0, 1.0),
-            (g["error"] + half).clip(0.0, 1.0),
-            color=colors[model],
-            alpha=0.2,
-            linewidth=0,
+            g["error"],
+            color=st["color"],
+            linestyle=st["linestyle"],
+            marker=st["marker"],
+            markersize=4,
+            linewidth=1.4,
+            label=literal_text(wrap_label(model)),
         )
-    bayes = rows["bayes_accuracy"].dropna()
+        if bands:
+            ax.fill_between(
+                g["n_train"],
+                g["lo"].clip(0.0, 1.0),
+                g["hi"].clip(0.0, 1.0),
+                color=st["color"],
+                alpha=0.1,
+                linewidth=0,
+            )
+
+
+def _bayes_line(ax: Axes, rows: pd.DataFrame) -> None:
+    if "bayes_accuracy" not in rows.columns:
+        return
+    bayes = pd.to_numeric(rows["bayes_accuracy"], errors="coerce").dropna()
     if not bayes.empty:
         ax.axhline(
             1.0 - bayes.mean(), color="black", linestyle=":", linewidth=1.2, label="Bayes error"
         )
+
+
+def _size_axis(ax: Axes, sizes) -> None:
+    """Log x axis ticked at tested sizes at least 1/7 of the log range apart (the smallest and
+    the largest always), so that labels never run into each other."""
     ax.set_xscale("log")
-    sizes = sorted(int(n) for n in rows["n_train"].unique())
-    ax.set_xticks(sizes, [str(n) for n in sizes])
+    sizes = sorted(int(n) for n in sizes)
+    gap = math.log(sizes[-1] / sizes[0]) / 7 if len(sizes) > 1 else 0.0
+    ticks = [sizes[0]]
+    for n in sizes[1:]:
+        if math.log(n / ticks[-1]) >= gap:
+            ticks.append(n)
+    if ticks[-1] != sizes[-1]:
+        if len(ticks) > 1 and math.log(sizes[-1] / ticks[-1]) < gap:
+            ticks.pop()
+        ticks.append(sizes[-1])
+    ax.set_xticks(ticks, [str(n) for n in ticks])
     ax.minorticks_off()
+
+
+def _learning_curve_figure(rows: pd.DataFrame, task: str, styles: dict) -> Figure:
+    stats = summarize(rows, ["accuracy"], by=("model", "paradigm", "n_train"))
+    stats = stats[stats["accuracy_count"] > 0].sort_values(["model", "n_train"])
+    half = stats["accuracy_ci95"].fillna(0.0)
+    error = 1.0 - stats["accuracy_mean"]
+    stats = stats.assign(error=error, lo=error - half, hi=error + half)
+    fig = Figure(figsize=(6.0, 4.0), dpi=150, layout="constrained")
+    ax = fig.add_subplot()
+    # The bands are the t-intervals computed by reports.stats, so tables and figures agree.
+    _draw_curves(ax, stats, styles, bands=True)
+    _bayes_line(ax, rows)
+    _size_axis(ax, rows["n_train"].unique())
     ax.set_xlabel("training examples (n_train, log scale)")
     ax.set_ylabel("test error (1 − accuracy)")
     ax.set_title(f"{literal_text(task)}: learning curves (mean, 95% t-interval over seeds)")
     ax.grid(True, which="both", alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()
     if handles:
-        labels = [wrap_label(label) for label in labels]  # long model specs
         ax.legend(
             handles,
             labels,
@@ -161,6 +246,76 @@ def _learning_curve_figure(rows: pd.DataFrame, task: str, colors: dict) -> Figur
             bbox_to_anchor=(1.02, 1.0),
         )
     return fig
+
+
+def paradigm_curves(df: pd.DataFrame, out_dir: str | Path, fits: pd.DataFrame | None = None):
+    """The report's headline figure: test error against training size, one facet per task,
+    every model in its `model_styles` look (hue family = paradigm, shade, dash and marker =
+    model), the mean over ok seeds with its percentile-bootstrap 95% band over seeds
+    (`reports.curves.bootstrap_curves`, inside [0, 1]), the Bayes error where the task knows
+    it. With `fits` (`reports.curves.curve_summary`), a model whose fitted asymptote is
+    flagged ("extrapolated", "poor fit") gets the flag's mark after its name in the legend.
+    Writes out_dir/figures/paradigms.{png,svg,pdf}; returns the paths ([] without ok rows).
+    """
+    ok = df[df["status"] == "ok"]
+    if ok.empty:
+        return []
+    check_unique_cells(df)
+    boot = bootstrap_curves(df, "error", n_boot=1000)
+    boot = boot[boot["n_seeds"] > 0].rename(columns={"mean": "error"})
+    styles = model_styles(_paradigm_map(df))
+    marks = {}
+    if fits is not None and not fits.empty:
+        for _, r in fits.iterrows():
+            marks[(r["task"], r["model"])] = FLAG_MARKS.get(r["flag"], "")
+    tasks = sorted(boot["task"].unique())
+    fig, axes = facet_axes(len(tasks), width=4.0, height=3.2)
+    for ax, task in zip(axes, tasks, strict=True):
+        stats = boot[boot["task"] == task].sort_values(["model", "n_train"])
+        _draw_curves(ax, stats, styles, bands=True)
+        _bayes_line(ax, df[df["task"] == task])
+        _size_axis(ax, stats["n_train"].unique())
+        ax.set_title(literal_text(task), fontsize="medium")
+        ax.set_xlabel("training examples (log scale)")
+        ax.set_ylabel("test error")
+        ax.grid(True, which="both", alpha=0.3)
+    present = sorted(boot["model"].unique(), key=lambda m: (styles[m]["family"], m))
+    handles = []
+    for model in present:
+        st = styles[model]
+        flagged = sorted({marks.get((t, model), "") for t in tasks} - {""})
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color=st["color"],
+                linestyle=st["linestyle"],
+                marker=st["marker"],
+                markersize=4,
+                label=literal_text(f"{model} ({st['family']})" + "".join(flagged)),
+            )
+        )
+    if "bayes_accuracy" in df.columns and df["bayes_accuracy"].notna().any():
+        handles.append(Line2D([], [], color="black", linestyle=":", label="Bayes error"))
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncols=min(3, len(handles)),
+        frameon=False,
+        fontsize="small",
+    )
+    hues = {"discriminative": "blues", "generative": "oranges", "hybrid": "greens",
+            "reference": "greys", "other": "purples"}  # fmt: skip
+    families = [f for f in PARADIGM_FAMILIES if any(st["family"] == f for st in styles.values())]
+    key = ", ".join(
+        f"{hues[f]}: {'scikit-learn references' if f == 'reference' else f}" for f in families
+    )
+    fig.suptitle(
+        f"Test error against training size by paradigm ({key}); mean and bootstrap 95% band "
+        "over seeds",
+        fontsize="small",
+    )
+    return save_figure(fig, out_dir, "paradigms")
 
 
 def sample_grids(samples: list[dict], out_dir: str | Path) -> list[Path]:
@@ -282,7 +437,7 @@ def _accuracy_vs_compute_figure(df: pd.DataFrame) -> Figure | None:
             ax.errorbar(
                 r.fit_s_mean,
                 r.accuracy_mean,
-                yerr=_half(r.accuracy_ci95),
+                yerr=_unit_err(r.accuracy_mean, r.accuracy_ci95),
                 fmt="o",
                 color=color,
                 markersize=5,
@@ -338,7 +493,7 @@ def _likelihood_vs_accuracy_figure(df: pd.DataFrame) -> Figure | None:
     finite = (df["status"] == "ok") & np.isfinite(bpd)
     if not finite.any():
         return None
-    colors = model_colors(df["model"].unique())
+    colors = model_colors(df["model"].unique(), _paradigm_map(df))
     pairs = set(zip(df.loc[finite, "task"], df.loc[finite, "model"], strict=True))
     keep = pd.Series(
         [(t, m) in pairs for t, m in zip(df["task"], df["model"], strict=True)], index=df.index
@@ -362,7 +517,7 @@ def _likelihood_vs_accuracy_figure(df: pd.DataFrame) -> Figure | None:
                 r.bits_per_dim_mean,
                 r.accuracy_mean,
                 xerr=_half(r.bits_per_dim_ci95),
-                yerr=_half(r.accuracy_ci95),
+                yerr=_unit_err(r.accuracy_mean, r.accuracy_ci95),
                 fmt="o",
                 color=color,
                 markerfacecolor="white" if hollow else color,
@@ -520,6 +675,13 @@ def _not_shown(rows: pd.DataFrame) -> str:
 def _half(ci: float) -> float:
     """An interval half-width for an error bar: 0 where it is undefined (fewer than 2 seeds)."""
     return float(ci) if np.isfinite(ci) else 0.0
+
+
+def _unit_err(mean: float, ci: float) -> np.ndarray:
+    """Asymmetric error bar (2 x 1) of mean ± ci clipped to [0, 1], the range of an accuracy:
+    a t-interval can run past 1 near perfect accuracy, the drawn bar does not."""
+    half = _half(ci)
+    return np.array([[mean - max(mean - half, 0.0)], [min(mean + half, 1.0) - mean]])
 
 
 def _first_value(values: pd.Series) -> float:

@@ -192,7 +192,9 @@ def test_likelihood_vs_accuracy_hollow_bounds(tmp_path):
     (ax,) = fig.axes
     points = errorbars(ax)
     assert len(points) == 2  # only the models with a likelihood: gnb and vae
-    colors = figures.model_colors(df["model"].unique())
+    colors = figures.model_colors(
+        df["model"].unique(), df.groupby("model")["paradigm"].first().to_dict()
+    )
     for model in ("gnb", "vae"):
         bpd, bpd_half = t_interval([bits_of(model, s) for s in SEEDS])
         acc, acc_half = t_interval([accuracy_of(model, max(SIZES), s) for s in SEEDS])

@@ -473,18 +473,20 @@ def test_report_shows_reference_rows_flagged_and_outside_the_crossovers(tmp_path
     assert "figures/accuracy_vs_compute.png" in written
 
     stored = results.load(run)
-    fig = figures._learning_curve_figure(stored, "iris", figures.model_colors(df["model"]))
+    styles = figures.model_styles(df.groupby("model")["paradigm"].first().to_dict())
+    fig = figures._learning_curve_figure(stored, "iris", styles)
     ax = fig.axes[0]
-    assert "reference" in ax.get_legend_handles_labels()[1]
-    sk_color = figures.model_colors(df["model"])["sk:LogisticRegression"]
+    assert "sk:LogisticRegression" in ax.get_legend_handles_labels()[1]
+    assert styles["sk:LogisticRegression"]["family"] == "reference"  # greys, its own family
+    sk_color = styles["sk:LogisticRegression"]["color"]
     drawn = [ln for ln in ax.get_lines() if len(ln.get_xdata())]
     (line,) = [ln for ln in drawn if tuple(ln.get_color()[:3]) == tuple(sk_color)]
     expected = [
         1 - np.mean([accuracy_of("sk:LogisticRegression", k, s) for s in SEEDS]) for k in range(3)
     ]
     np.testing.assert_allclose(line.get_ydata(), expected)
-    styles = {tuple(ln.get_color()[:3]): ln._unscaled_dash_pattern for ln in drawn}
-    assert len({styles[k] for k in styles}) == 3  # one dash pattern per paradigm
+    looks = {(tuple(ln.get_color()[:3]), ln.get_linestyle(), ln.get_marker()) for ln in drawn}
+    assert len(looks) == len(drawn) == df["model"].nunique()  # every model its own look
 
 
 def test_importing_reference_code_does_not_import_sklearn():

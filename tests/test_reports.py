@@ -272,31 +272,75 @@ def test_duplicate_cells_across_runs_are_refused(rows):
 
 
 def test_learning_curve_figure_plots_test_error(rows):
-    colors = {m: f"C{i}" for i, m in enumerate(MODELS)}
-    fig = figures._learning_curve_figure(rows[rows["task"] == "gauss_2d"], "gauss_2d", colors)
+    styles = figures.model_styles(MODELS)
+    fig = figures._learning_curve_figure(rows[rows["task"] == "gauss_2d"], "gauss_2d", styles)
     ax = fig.axes[0]
 
-    def line_of(color):
+    def line_of(model):
         drawn = [ln for ln in ax.get_lines() if len(ln.get_xdata())]
-        return next(ln for ln in drawn if to_rgba(ln.get_color()) == to_rgba(color))
+        return next(
+            ln for ln in drawn if to_rgba(ln.get_color()) == to_rgba(styles[model]["color"])
+        )
 
-    logreg = line_of(colors["logreg"])
+    logreg = line_of("logreg")
     assert list(logreg.get_xdata()) == list(SIZES)
     np.testing.assert_allclose(logreg.get_ydata(), [0.33, 0.28, 0.23, 0.18])
-    assert logreg.get_linestyle() == "-"
-    assert line_of(colors["gnb"]).get_linestyle() == "--"
+    # gnb and vae are both generative: one hue family, each its own shade, dash and marker
+    gnb, vae = line_of("gnb"), line_of("vae")
+    assert gnb.get_color() != vae.get_color() and gnb.get_marker() != vae.get_marker()
+    assert gnb.get_linestyle() != vae.get_linestyle()
     bayes = next(ln for ln in ax.get_lines() if ln.get_label() == "Bayes error")
     np.testing.assert_allclose(bayes.get_ydata(), [0.05, 0.05])
     assert bayes.get_linestyle() == ":"
     assert ax.get_xscale() == "log"
     labels = ax.get_legend_handles_labels()[1]
-    assert {"logreg", "gnb", "discriminative", "generative", "Bayes error"} <= set(labels)
+    assert {"logreg", "gnb", "vae", "Bayes error"} <= set(labels)
+    # bands stay inside [0, 1]
+    for band in ax.collections:
+        for path in band.get_paths():
+            assert path.vertices[:, 1].min() >= 0.0 and path.vertices[:, 1].max() <= 1.0
     # A long model spec is broken into lines in the legend (figures.wrap_label).
     long = "mlp?hidden=256-256-256&steps=500&batch_size=128&learning_rate=0.001"
     renamed = rows[rows["task"] == "gauss_2d"].replace({"model": {"logreg": long}})
-    fig = figures._learning_curve_figure(renamed, "gauss_2d", {**colors, long: colors["logreg"]})
+    styles = figures.model_styles({**MODELS, long: "discriminative"})
+    fig = figures._learning_curve_figure(renamed, "gauss_2d", styles)
     legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert figures.wrap_label(long) in legend and "\n" in figures.wrap_label(long)
+
+
+def test_model_styles_give_fifteen_models_fifteen_looks_in_paradigm_hues():
+    """15 models of four families (the quick suite's size): every look differs, and each
+    family keeps its hue (blues, oranges, greens, greys)."""
+    from matplotlib.colors import rgb_to_hsv
+
+    paradigms = {
+        **{f"d{i}": "discriminative" for i in range(6)},
+        **{f"g{i}": "generative" for i in range(5)},
+        "hybrid": "hybrid",
+        **{f"sk:M{i}": "generative" for i in range(3)},
+    }
+    styles = figures.model_styles(paradigms)
+    looks = {(st["color"], st["dashes"], st["marker"]) for st in styles.values()}
+    assert len(looks) == len(paradigms) == 15
+    assert len({st["color"] for st in styles.values()}) == 15
+    hue = {m: rgb_to_hsv(st["color"])[0] * 360 for m, st in styles.items()}
+    sat = {m: rgb_to_hsv(st["color"])[1] for m, st in styles.items()}
+    assert all(190 <= hue[f"d{i}"] <= 230 for i in range(6))  # blue
+    assert all(15 <= hue[f"g{i}"] <= 40 for i in range(5))  # orange
+    assert 90 <= hue["hybrid"] <= 160  # green
+    assert all(sat[f"sk:M{i}"] < 0.05 for i in range(3))  # grey, whatever the paradigm
+    assert styles["sk:M0"]["family"] == "reference"
+
+
+def test_paradigm_figure_and_likelihood_bars_stay_in_range(rows, tmp_path):
+    paths = figures.paradigm_curves(rows, tmp_path)
+    assert sorted(p.name for p in paths) == ["paradigms.pdf", "paradigms.png", "paradigms.svg"]
+    near_one = rows.assign(accuracy=np.minimum(rows["accuracy"] + 0.3, 1.0))
+    fig = figures._likelihood_vs_accuracy_figure(near_one)
+    for ax in fig.axes:
+        for coll in ax.collections:
+            for seg in coll.get_segments():
+                assert seg[:, 1].max() <= 1.0 + 1e-12
 
 
 def test_learning_curves_write_png_svg_and_pdf(rows, tmp_path):
@@ -337,6 +381,7 @@ def test_build_report_writes_every_format(rows, tmp_path):
                 *(f"crossover_{t}" for t in TASKS),
                 "accuracy_vs_compute",
                 "likelihood_vs_accuracy",
+                "paradigms",
             )
             for ext in ("png", "svg", "pdf")
         ),
@@ -409,3 +454,25 @@ def test_built_report_renders_with_its_figures_in_chromium(rows, tmp_path):
     assert n_imgs == md.count("![") == 6  # 2 learning curves, 2 crossovers, 2 scatter plots
     assert n_loaded == n_imgs, "a figure did not decode in the browser"
     assert n_tables == sum(line.startswith("|---") for line in md.splitlines()) >= 10
+
+
+def test_latex_fit_and_crossover_tables_print_no_extrapolated_numbers(rows, tmp_path):
+    """The curve-fit table carries the model-free "n to best+0.01" and the fits' flags; no
+    table prints a censored crossing as 0 or inf."""
+    run = write_run(tmp_path / "run_a", rows)
+    out = reports.build_report([run], tmp_path / "report")
+    fits = out["tables/curve_fits.tex"].read_text()
+    assert "n to best+0.01" in fits and "n to c+0.01" in fits
+    body = fits.split("\\midrule")[1].split("\\bottomrule")[0]
+    assert len(body.strip().splitlines()) == rows.groupby(["task", "model"]).ngroups
+    for line in body.strip().splitlines():
+        cells = [c.strip() for c in line.rstrip("\\ ").split("&")]
+        n_within = cells[4]
+        # either a number inside the tested sizes (10..80) or says it is beyond them
+        assert (
+            "beyond tested sizes" in n_within
+            or "below tested sizes" in n_within
+            or (10 <= float(n_within.split(" ")[0]) <= 80)
+        )
+    cross = out["tables/crossover.tex"].read_text()
+    assert "inf" not in cross and "nan" not in cross
