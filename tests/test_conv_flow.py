@@ -47,6 +47,7 @@ def _model(image_shape: tuple[int, ...], seed: int = 1, scale: float = 0.3, **hp
     return nnx.merge(graphdef, params, rest)
 
 
+@pytest.mark.fast
 def test_squeeze_moves_patches_into_channels():
     """unsqueeze(squeeze(h)) == h, and squeeze moves each 2x2 patch into the channels of one
     position. (The im2col convolution is checked against XLA's in tests/test_conv_models.py.)"""

@@ -38,6 +38,7 @@ from models.generative.conv_vae import ConvVAE
 from tasks.base import Task
 
 
+@pytest.mark.fast
 def test_conv3x3_matches_lax_convolution():
     """Odd and even sides, strides 1 and 2, a 1x1 image (all padding)."""
 

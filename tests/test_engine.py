@@ -232,6 +232,7 @@ def _reference_ece(p: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
 @pytest.mark.parametrize(
     "num_classes,scale,seed", [(2, 1.0, 0), (4, 3.0, 1), (10, 0.3, 2), (3, 12.0, 3)]
 )
+@pytest.mark.fast
 def test_classification_metrics_against_references(num_classes: int, scale: float, seed: int):
     rng = np.random.default_rng(seed)
     n = 2000

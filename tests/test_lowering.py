@@ -38,6 +38,7 @@ def _skip_unless_unrolled() -> None:
         )
 
 
+@pytest.mark.fast
 def test_a_newer_jax_keeps_its_own_lowering(monkeypatch):
     """With a JAX newer than the checked versions nothing is replaced (whatever JAX runs here)."""
     monkeypatch.setattr(lowering, "_done", False)
@@ -53,6 +54,7 @@ def test_unrolled_lowering_is_on_and_has_no_loop():
     assert "stablehlo.while" not in text  # JAX's CPU default: a 5-iteration fori_loop
 
 
+@pytest.mark.fast
 def test_threefry_known_answer_vector():
     """Random123's KAT for threefry2x32_20: key (0x13198a2e, 0x03707344), counter
     (0x243f6a88, 0x85a308d3) -> (0xc4923a9c, 0x483df7a0)."""

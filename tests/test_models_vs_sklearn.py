@@ -317,7 +317,9 @@ def _platt_reference(scores: np.ndarray, y: np.ndarray, num_classes: int) -> np.
     return result.x
 
 
-@pytest.mark.parametrize("task_name", ["breast_cancer", "wine"])
+@pytest.mark.parametrize(
+    "task_name", [pytest.param("breast_cancer", marks=pytest.mark.fast), "wine"]
+)
 def test_linsvm_platt_scaling_matches_an_independent_fit(task_name: str):
     """The Platt stage fitted on a validation part (a random quarter of the pool, the rest
     trains the SVM) against scipy's fit of the same two (K + 1) parameters on the same SVM

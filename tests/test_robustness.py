@@ -34,6 +34,7 @@ from tasks.base import TaskError
 
 
 @pytest.mark.parametrize("n_in, n_out, levels", [(50, 70, 5), (200, 30, 1000), (7, 1, 2)])
+@pytest.mark.fast
 def test_auroc_matches_sklearn_with_ties(n_in, n_out, levels):
     rng = np.random.default_rng(n_in)
     s_in = rng.integers(0, levels, n_in).astype(np.float32) + 0.5

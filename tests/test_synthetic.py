@@ -73,6 +73,7 @@ def quadratic_rule_accuracy(mix: synthetic.GaussianMixture) -> float:
         (2.0 * np.ones(8), np.zeros(8), 12.0, stats.chi2(8).sf(6.0)),
     ],
 )
+@pytest.mark.fast
 def test_imhof_matches_scipy_chi_square(lam, nc, x, expected):
     """Central and non-central chi-squares with as many terms as the tasks' 8 dimensions
     (few terms make the integrand decay slowly, which the tasks never need)."""
@@ -100,6 +101,7 @@ def _mahalanobis(mix: synthetic.GaussianMixture) -> float:
 @pytest.mark.parametrize(
     "name,distance,stated", [("gauss_nb", 2.0, 0.8413), ("gauss_corr", 2.5, 0.8944)]
 )
+@pytest.mark.fast
 def test_shared_covariance_bayes_accuracy(name: str, distance: float, stated: float):
     mix = synthetic.mixture(name)
     np.testing.assert_allclose(mix.covs[0], mix.covs[1], rtol=0, atol=0)

@@ -32,6 +32,7 @@ def _compile(f, *args):
     return jax.jit(f).lower(*args).compile()
 
 
+@pytest.mark.fast
 def test_matmul_flops_and_bytes_match_the_analytic_count():
     m, k, n = 64, 32, 16
     a, b = jnp.ones((m, k), jnp.float32), jnp.ones((k, n), jnp.float32)
@@ -201,6 +202,7 @@ ARCHITECTURE = [
 
 
 @pytest.mark.parametrize("kind,cores,ghz,name", ARCHITECTURE)
+@pytest.mark.fast
 def test_published_peaks_match_the_architecture(kind: str, cores: int, ghz: float, name: str):
     peak = env.published_peak(kind)
     assert peak is not None and peak.kind == "published" and peak.basis.startswith(name + ":")
