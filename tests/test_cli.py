@@ -29,6 +29,7 @@ def small_run(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.fast
 def test_list_names_every_task_model_and_suite(capsys):
     code, out, _ = run_cli(capsys, "list")
     assert code == 0
@@ -135,6 +136,7 @@ BAD_INPUTS = [
 @pytest.mark.parametrize(
     "argv, expected", [b[1:] for b in BAD_INPUTS], ids=[b[0] for b in BAD_INPUTS]
 )
+@pytest.mark.fast
 def test_bad_input_is_one_line_exit_2(argv, expected, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the default --out (runs/<suite>) lands in tmp_path
     if callable(argv):

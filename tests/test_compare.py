@@ -160,6 +160,7 @@ def test_single_seed_perturbation_is_not_flagged_under_either_test():
         assert not result.metrics["changed"].any()
 
 
+@pytest.mark.fast
 def test_paired_p_value_edge_cases_and_wilcoxon():
     assert compare.paired_p_value([0, 0, 0]) == 1.0
     assert compare.paired_p_value([0, 0, 0], "wilcoxon") == 1.0

@@ -146,6 +146,7 @@ def _double(x):
     return jnp.tanh(x) * 2.0
 
 
+@pytest.mark.fast
 def test_program_key_follows_what_decides_the_program(monkeypatch):
     x = jnp.ones((3, 4))
     key = compile_cache.program_key("fit", {"model": "mlp"}, (x,))

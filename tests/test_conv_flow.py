@@ -47,6 +47,7 @@ def _model(image_shape: tuple[int, ...], seed: int = 1, scale: float = 0.3, **hp
     return nnx.merge(graphdef, params, rest)
 
 
+@pytest.mark.fast
 def test_squeeze_moves_patches_into_channels():
     """unsqueeze(squeeze(h)) == h, and squeeze moves each 2x2 patch into the channels of one
     position. (The im2col convolution is checked against XLA's in tests/test_conv_models.py.)"""
@@ -171,9 +172,9 @@ ENGINE_HP = (("couplings", 1), ("channels", 16), ("steps", 150), ("learning_rate
 def test_trained_on_digits_beats_gaussian_naive_bayes():
     """Through the engine on ``digits`` (8x8 dequantized pixels, 10 classes; two cells of 400
     examples): finite bits/dim below Gaussian naive Bayes' on each cell (the flow starts as
-    Gaussian naive Bayes with shared variances), Bayes-rule accuracy far above chance (0.1),
-    and samples of shape [classes, 10, 64] whose per-class means lie nearest their own class's
-    training mean for most classes."""
+    Gaussian naive Bayes with shared variances), Bayes-rule accuracy no worse than naive Bayes'
+    (within 0.03), and samples of shape [classes, 10, 64] whose per-class means lie nearest
+    their own class's training mean for most classes."""
     task = tasks.load("digits")
     pairs = [(400, 0), (400, 1)]
     spec = ModelSpec("conv_flow", "conv_flow", ConvFlow, ENGINE_HP)
@@ -184,7 +185,10 @@ def test_trained_on_digits_beats_gaussian_naive_bayes():
         assert row["status"] == "ok" and row["likelihood_is_bound"] is False
         assert math.isfinite(row["bits_per_dim"])
         assert row["bits_per_dim"] < ref["bits_per_dim"] - 0.01
-        assert row["accuracy"] > 0.7
+        # Reference: Gaussian naive Bayes on the same cell (the flow starts as gnb_shared and
+        # ends with a better density). Measured 0.887 / 0.917 against 0.876 / 0.878; 0.03 is
+        # about two standard errors of an accuracy on the 540 test images.
+        assert row["accuracy"] >= ref["accuracy"] - 0.03
     samples = np.asarray(flow.samples["x"])
     assert samples.shape == (10, 10, 64) and np.isfinite(samples).all()
     means = np.stack([task.x_pool[task.y_pool == c].mean(0) for c in range(10)])

@@ -38,6 +38,7 @@ from models.generative.conv_vae import ConvVAE
 from tasks.base import Task
 
 
+@pytest.mark.fast
 def test_conv3x3_matches_lax_convolution():
     """Odd and even sides, strides 1 and 2, a 1x1 image (all padding)."""
 
@@ -231,4 +232,9 @@ def test_conv_vae_on_an_rgb_task_through_the_engine():
         assert math.isfinite(row["bits_per_dim"]) and math.isfinite(row["elbo"])
         assert row["log_lik"] >= row["elbo"]
         assert row["likelihood_is_bound"] is True
-        assert row["accuracy"] > 0.6  # chance is 1/3
+        # The task is separable (the channel with the largest sum is the class of every test
+        # image, checked below): the Bayes accuracy is 1. 0.95 leaves 6 of the 120 test images
+        # to a VAE of 100 steps (measured 1.0); chance is 1/3.
+        assert row["accuracy"] >= 0.95
+    channel_sums = task.x_test.reshape(-1, 6, 6, 3).sum((1, 2))
+    assert (channel_sums.argmax(1) == task.y_test).all()

@@ -303,6 +303,7 @@ def test_feature_kinds_and_boolean_columns(tmp_path):
         assert task.preprocess == ("none" if kind == "binary" else "standardize")
 
 
+@pytest.mark.fast
 def test_floats_parse_with_correct_rounding(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.standard_normal(400) * 10.0 ** rng.integers(-30, 30, 400)

@@ -115,6 +115,7 @@ def test_failed_rows_are_excluded_and_counted():
 # ------------------------------------------------------------------ power-law fits
 
 
+@pytest.mark.fast
 def test_power_law_fit_recovers_known_asymptote():
     truth = power(0.1, 0.5, 0.5)
     err = noisy(truth, SIZES, 40, 0.02, np.random.default_rng(3))

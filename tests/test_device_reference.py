@@ -7,6 +7,7 @@ import json
 import tarfile
 
 import pandas as pd
+import pytest
 
 import results
 from bench import cli, device_reference
@@ -14,6 +15,7 @@ from bench import cli, device_reference
 GRID = "--tasks iris --models gnb --sizes 6,20 --seeds 2"
 
 
+@pytest.mark.fast
 def test_device_slug():
     assert device_reference.device_slug("NVIDIA H200", "gpu") == "nvidia-h200"
     assert device_reference.device_slug("TPU v5 lite", "tpu") == "tpu-v5-lite"

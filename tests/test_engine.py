@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from scipy import stats
 from scipy.special import log_softmax, softmax
 from sklearn.metrics import accuracy_score, log_loss
 
@@ -27,6 +28,7 @@ import tasks
 from bench import engine, fit, plan
 from bench.engine import run_grid
 from bench.metrics import classification_metrics
+from tasks import synthetic
 
 # ---------------------------------------------------------------------------------------------
 # (a) The vmapped grid against one cell fitted alone.
@@ -230,6 +232,7 @@ def _reference_ece(p: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
 @pytest.mark.parametrize(
     "num_classes,scale,seed", [(2, 1.0, 0), (4, 3.0, 1), (10, 0.3, 2), (3, 12.0, 3)]
 )
+@pytest.mark.fast
 def test_classification_metrics_against_references(num_classes: int, scale: float, seed: int):
     rng = np.random.default_rng(seed)
     n = 2000
@@ -269,15 +272,16 @@ def test_classification_metrics_are_stable_for_extreme_logits():
 #: standard error of about 0.005; 0.02 is four standard errors.
 BAYES_TOL = 0.02
 
-# (task, spec, "near" the Bayes accuracy, or the least shortfall below it).
+# (task, spec, what it reaches: "bayes", the Bayes accuracy, or "naive", the accuracy of the
+# rule naive Bayes converges to, checked against computations of their own in test_synthetic.py).
 BAYES = [
-    ("gauss_nb", "gnb_shared", "near"),
-    ("gauss_nb", "lda", "near"),
-    ("gauss_nb", "logreg", "near"),
-    ("gauss_corr", "lda", "near"),
-    ("gauss_corr", "logreg", "near"),
-    ("gauss_corr", "gnb", 0.1),
-    ("gauss_quad", "qda", "near"),
+    ("gauss_nb", "gnb_shared", "bayes"),
+    ("gauss_nb", "lda", "bayes"),
+    ("gauss_nb", "logreg", "bayes"),
+    ("gauss_corr", "lda", "bayes"),
+    ("gauss_corr", "logreg", "bayes"),
+    ("gauss_corr", "gnb", "naive"),
+    ("gauss_quad", "qda", "bayes"),
 ]
 
 
@@ -285,19 +289,25 @@ BAYES = [
 def test_models_reach_the_bayes_accuracy(task_name: str, spec_name: str, expect):
     """Full pool, 5 seeds: the right family is within BAYES_TOL of the Bayes accuracy.
 
-    gnb on gauss_corr: the naive-Bayes rule reaches only ~0.625 there (Bayes 0.894), so it must
-    fall at least 0.1 short.
+    gnb on gauss_corr: within BAYES_TOL of what the naive-Bayes rule reaches with infinite
+    data, 0.625 (Bayes 0.894): the diagonal rule ``w = (mu_1 - mu_0) / diag(S)``, whose score is
+    Gaussian under each class (the same standard errors and excess risk as above).
     """
     task = tasks.load(task_name)
+    target = task.bayes_accuracy
+    if expect == "naive":
+        mix = synthetic.mixture(task_name)
+        w = (mix.means[1] - mix.means[0]) / np.diag(mix.covs[0])
+        target = stats.norm.cdf(
+            0.5 * w @ (mix.means[1] - mix.means[0]) / np.sqrt(w @ mix.covs[0] @ w)
+        )
+        assert target < task.bayes_accuracy - 0.25  # far below: the check discriminates
     rows, _ = run_grid(task, models.get(spec_name), (task.pool_size,), tuple(range(5)))
     assert len(rows) == 5
     for row in rows:
         assert row["status"] == "ok"
         assert row["bayes_accuracy"] == pytest.approx(task.bayes_accuracy)
-        if expect == "near":
-            assert abs(row["accuracy"] - task.bayes_accuracy) <= BAYES_TOL, row["accuracy"]
-        else:
-            assert row["accuracy"] <= task.bayes_accuracy - expect, row["accuracy"]
+        assert abs(row["accuracy"] - target) <= BAYES_TOL, (row["accuracy"], target)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -116,7 +116,7 @@ def test_flow_inverse_undoes_forward(flows, which: str):
     np.testing.assert_allclose(np.asarray(z_back), np.asarray(z), atol=1e-4)
 
 
-@pytest.mark.parametrize("dim", [1, 2])
+@pytest.mark.parametrize("dim", [pytest.param(1, marks=pytest.mark.fast), 2])
 def test_flow_density_integrates_to_one(dim: int):
     """The midpoint rule on [-16, 16]^dim (step 0.005 in 1-d, 0.04 in 2-d) sums exp(log p(x|c))
     of a randomly parameterised flow to 1 within 1e-3, for every class.

@@ -184,6 +184,7 @@ def test_cells_mapped_with_lax_map_get_their_own_traces():
     assert not np.allclose(samples[0], samples[2])
 
 
+@pytest.mark.fast
 def test_non_saturating_losses_are_binary_cross_entropy():
     """With the class terms and R1 off, ``d_loss`` is ``-log D(x) - log(1 - D(G(z)))`` and
     ``g_loss`` is ``-log D(G(z))``, ``D = sigmoid(score)``, on the same fakes."""

@@ -156,6 +156,7 @@ def test_densities_match_scipy_with_fitted_parameters(spec, task_name, component
 
 
 @pytest.mark.parametrize("alpha", [1.0, 0.5])
+@pytest.mark.fast
 def test_bernoulli_nb_sums_to_one_over_all_binary_vectors(alpha: float):
     """Exact enumeration of {0,1}^6: sum_x p(x|c) = 1 per class and sum_{x,c} p(x,c) = 1."""
     dim, num_classes = 6, 3

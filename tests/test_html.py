@@ -326,6 +326,7 @@ def report(tmp_path_factory) -> tuple[Path, str, list[Path]]:
     return out, md, pngs
 
 
+@pytest.mark.fast
 def test_markdown_to_html_is_self_contained(report):
     out, md, pngs = report
     svg_rel = "figures/accuracy_vs_compute.svg"

@@ -85,6 +85,7 @@ def test_a_well_specified_generative_model_scores_like_real_data():
     assert few["cas"].mean() < rows["cas"].mean()
 
 
+@pytest.mark.fast
 def test_no_quality_flag_skips_the_quality_programs(tmp_path):
     out = tmp_path / "run"
     argv = ["run", "--tasks", "gauss_nb", "--models", "gnb", "--sizes", "20", "--seeds", "2"]

@@ -47,6 +47,7 @@ def test_shapes():
     np.testing.assert_array_equal(figures.grey_image(grey, (3, 4, 1)), grey.reshape(3, 4))
 
 
+@pytest.mark.fast
 def test_colour_mosaic_places_each_image():
     classes, n, h, w = 2, 3, 4, 5
     rng = np.random.default_rng(1)

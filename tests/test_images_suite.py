@@ -53,3 +53,26 @@ def test_images_suite_runs_on_mocked_tfds_data(tmp_path, monkeypatch):
     assert cli.main(["report", str(out), "--out", str(tmp_path / "report")]) == 0
     report = (tmp_path / "report" / "report.md").read_text()
     assert "## Robustness" in report and "tfds:mnist against tfds:fashion_mnist" in report
+
+
+@pytest.mark.fast
+def test_images_suite_runs_one_model_on_mocked_mnist(tmp_path, monkeypatch):
+    """The quick form of the test above: one closed-form model, one cell, through the same
+    path (the TFDS loader under the mock, dequantized pixels, the OOD pairing, the store)."""
+    monkeypatch.setenv("GDBENCH_TFDS_DIR", str(tmp_path / "tfds"))
+    (tmp_path / "tfds").mkdir()
+    out = tmp_path / "run"
+    argv = [
+        "run", "--suite", "images", "--tasks", "tfds:mnist", "--models", "gnb",
+        "--sizes", "20", "--seeds", "1", "--out", str(out), "--no-progress", "--no-quality",
+        "--devices", "1",
+    ]  # fmt: skip
+    try:
+        with tfds.testing.mock_data(num_examples=40):
+            assert cli.main(argv) == 0
+    finally:
+        tasks.load.cache_clear()  # keep the mock's data out of later tests
+    (row,) = results.load(out).to_dict("records")
+    assert row["status"] == "ok" and row["preprocess"] == "dequantize(u~U[0,1))+standardize"
+    assert row["ood_task"] == "tfds:fashion_mnist" and 0 <= row["ood_auroc_logpx"] <= 1
+    assert np.isfinite(row["bits_per_dim"]) and 0 <= row["acc_miss50"] <= 1

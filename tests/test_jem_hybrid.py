@@ -225,6 +225,7 @@ def test_jem_sgld_lowers_the_class_energy(jem_fit):
         assert (np.asarray(model.predict_logits(drawn)).argmax(1) == label).mean() > 0.5
 
 
+@pytest.mark.fast
 def test_jem_loss_without_energy_terms_is_cross_entropy():
     model = JEM(4, 3, rngs=nnx.Rngs(0), alpha=0.0, energy_reg=0.0, sgld_steps=2)
     x = jax.random.normal(jax.random.key(1), (10, 4))

@@ -89,6 +89,7 @@ def assert_balanced(tex: str) -> None:
 # --- escaping and the generic table -------------------------------------------------------
 
 
+@pytest.mark.fast
 def test_escape_latex_every_special_character():
     text = "a_b & 50% #1 $x$ {y} ~z^2 back\\slash <tag> a|b"
     expected = (

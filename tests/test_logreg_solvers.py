@@ -34,6 +34,7 @@ def test_unknown_solver_is_a_clear_error():
         models.get("logreg?solver=lbfgs").build(4, 2, None)
 
 
+@pytest.mark.fast
 def test_adam_plan_has_one_gradient_stage():
     from flax import nnx
 

@@ -87,7 +87,8 @@ class Case:
 
     Attributes:
       logp_atol: nats, on clipped log-probabilities; None compares decision-function signs only
-        (for the SVM, whose probabilities come from Platt scaling that scikit-learn lacks).
+        (for the SVM, whose Platt-scaled probabilities need a validation part: see
+        ``test_linsvm_platt_scaling_matches_an_independent_fit``).
       min_agree: least fraction of test points on which the predicted classes agree.
       coef_rtol: binary linear models: ``max |w - w_ref| <= coef_rtol * max |w_ref|`` (and the
         same bound on the intercept); None skips the check.
@@ -281,3 +282,78 @@ def test_model_matches_reference(case: Case):
         np.testing.assert_allclose(
             b, reference.intercept_, rtol=0, atol=case.coef_rtol * max(1.0, scale)
         )
+
+
+# --- linsvm's Platt scaling against an independent fit -----------------------------------------
+
+
+def _platt_reference(scores: np.ndarray, y: np.ndarray, num_classes: int) -> np.ndarray:
+    """The Platt parameters ``(a, b_1..b_K)`` that ``models/discriminative/svm.py`` states,
+    fitted by scipy (BFGS, float64) on the validation scores: they minimize
+    ``sum_i -log softmax(a s_i + b)_{y_i} + ((a - 1)^2 + |b|^2) / 2``, where for two classes the
+    logits are ``[0, a s_i + b]`` (``sigmoid(a s + b)``, Platt 1999) and for more one-vs-rest
+    scores share the slope ``a``."""
+    from scipy.optimize import minimize
+
+    onehot = np.eye(num_classes)[y]
+
+    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        scaled = theta[0] * scores + theta[1:]
+        if num_classes == 2:
+            scaled = np.concatenate([np.zeros_like(scaled), scaled], axis=1)
+        logp = log_softmax(scaled, axis=1)
+        residual = np.exp(logp) - onehot  # d nll / d logits
+        if num_classes == 2:
+            residual = residual[:, 1:]
+        value = -logp[np.arange(len(y)), y].sum() + 0.5 * (
+            (theta[0] - 1.0) ** 2 + np.sum(theta[1:] ** 2)
+        )
+        grad = np.concatenate([[(residual * scores).sum()], residual.sum(0)])
+        return value, grad + np.concatenate([[theta[0] - 1.0], theta[1:]])
+
+    theta0 = np.concatenate([[1.0], np.zeros(scores.shape[1])])
+    result = minimize(objective, theta0, jac=True, method="BFGS", options={"gtol": 1e-9})
+    assert np.abs(result.jac).max() < 1e-6, result
+    return result.x
+
+
+@pytest.mark.parametrize(
+    "task_name", [pytest.param("breast_cancer", marks=pytest.mark.fast), "wine"]
+)
+def test_linsvm_platt_scaling_matches_an_independent_fit(task_name: str):
+    """The Platt stage fitted on a validation part (a random quarter of the pool, the rest
+    trains the SVM) against scipy's fit of the same two (K + 1) parameters on the same SVM
+    scores; then the test-set probabilities, NLL and Brier score. Tolerances: float32 Newton
+    steps against float64 BFGS; the slope and intercepts differed by at most 4e-5 (3e-4 allowed),
+    the probabilities, NLL and Brier score are held to 1e-3."""
+    x, y, x_test, y_test, num_classes = _data(task_name)
+    val = np.random.default_rng(0).random(len(y)) < 0.25
+    model = models.get("linsvm").build(x.shape[1], num_classes, nnx.Rngs(0))
+    run_plan(
+        model,
+        jnp.asarray(x),
+        jnp.asarray(y),
+        jnp.asarray(~val, jnp.float32),
+        jnp.asarray(val, jnp.float32),
+        jax.random.key(0),
+    )
+    scores = np.asarray(model.decision_function(jnp.asarray(x[val])), np.float64)
+    theta = _platt_reference(scores, y[val], num_classes)
+    a, b = float(model.platt_a[...]), np.asarray(model.platt_b[...], np.float64)
+    assert abs(a - 1.0) > 0.05  # the fit moved the slope off its prior mean: a real check
+    np.testing.assert_allclose([a, *b], theta, rtol=0, atol=3e-4)
+
+    test_scores = np.asarray(model.decision_function(jnp.asarray(x_test)), np.float64)
+    ref_logits = theta[0] * test_scores + theta[1:]
+    if num_classes == 2:
+        ref_logits = np.concatenate([np.zeros_like(ref_logits), ref_logits], axis=1)
+    ref_p = np.exp(log_softmax(ref_logits, axis=1))
+    ours_p = np.exp(log_softmax(np.asarray(model.predict_logits(jnp.asarray(x_test))), axis=1))
+    np.testing.assert_allclose(ours_p, ref_p, rtol=0, atol=1e-3)
+    onehot = np.eye(num_classes)[y_test]
+    ref_nll = -np.log(np.maximum(ref_p[np.arange(len(y_test)), y_test], 1e-12)).mean()
+    ours_nll = -np.log(np.maximum(ours_p[np.arange(len(y_test)), y_test], 1e-12)).mean()
+    assert ours_nll == pytest.approx(ref_nll, abs=1e-3)
+    assert ((ours_p - onehot) ** 2).sum(1).mean() == pytest.approx(
+        ((ref_p - onehot) ** 2).sum(1).mean(), abs=1e-3
+    )

@@ -66,6 +66,7 @@ def test_kron_hessian_equals_the_dense_sum(dim: int, k: int):
     np.testing.assert_array_equal(got, got.T)  # both halves read the same entries
 
 
+@pytest.mark.fast
 def test_pairs_index_each_unordered_pair_once():
     index, first, second = fit._pairs(4)
     assert first.size == second.size == 10

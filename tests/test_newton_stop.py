@@ -146,6 +146,7 @@ def test_a_stopping_tolerance_keeps_every_cells_accuracy(name: str):
 
 
 @pytest.mark.parametrize("spec", ["logreg?newton_tol=-1", "linsvm?newton_tol=-1", "logreg?C=0"])
+@pytest.mark.fast
 def test_negative_tolerance_or_nonpositive_c_is_a_clear_error(spec: str):
     with pytest.raises(ModelSpecError, match="needs C > 0 and newton_tol >= 0"):
         models.get(spec)

@@ -138,6 +138,7 @@ def test_missing_importlib_resources_names_the_pip_command(tmp_path, monkeypatch
     )
 
 
+@pytest.mark.fast
 def test_pins_match_the_prepare_extra():
     import tomllib
 

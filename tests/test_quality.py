@@ -60,6 +60,7 @@ def test_fd_grows_with_noise():
 
 
 @pytest.mark.parametrize("n1, n2, h", [(500, 400, 8), (300, 350, 32)])
+@pytest.mark.fast
 def test_fd_matches_scipy_sqrtm(n1, n2, h):
     rng = np.random.default_rng(h)
     a = rng.multivariate_normal(np.zeros(h), _random_cov(rng, h), size=n1)

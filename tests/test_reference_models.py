@@ -170,6 +170,7 @@ def test_jax_gaussian_nb_and_sklearn_gaussian_nb_see_the_same_subsets():
         assert a["nll"] == pytest.approx(b["nll"], rel=1e-4)
 
 
+@pytest.mark.fast
 def test_numpy_metrics_agree_with_the_jax_metrics_and_scikit_learn():
     rng = np.random.default_rng(0)
     logits = rng.normal(scale=4.0, size=(500, 4)).astype(np.float32)

@@ -282,6 +282,7 @@ def test_report_without_hybrid_data_has_no_such_section(tmp_path):
 # --- the pieces -------------------------------------------------------------------------------
 
 
+@pytest.mark.fast
 def test_seed_band_is_the_t_interval_of_finite_values():
     a = np.array([[1.0, 2.0, np.nan], [3.0, np.nan, np.nan], [5.0, 4.0, np.nan]])
     mean, half, count = hybrids.seed_band(a)

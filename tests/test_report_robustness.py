@@ -53,6 +53,7 @@ def _t_interval(values: list[float]) -> tuple[float, float]:
     return float(v.mean()), float(half)
 
 
+@pytest.mark.fast
 def test_ood_table_and_files(tmp_path):
     df = _rows()
     lines = robustness_section(df, tmp_path)

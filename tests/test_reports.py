@@ -98,6 +98,7 @@ def rows() -> pd.DataFrame:
 # --- statistics ---------------------------------------------------------------------------
 
 
+@pytest.mark.fast
 def test_ci_half_width_matches_hand_computation(rows):
     summary = stats.summarize(rows, ["accuracy", "nll"])
     group = summary[

@@ -130,6 +130,7 @@ def test_validate_rejects_other_schema_version():
 # --- store --------------------------------------------------------------------------------
 
 
+@pytest.mark.fast
 def test_write_grid_and_load_round_trip_values_and_dtypes(tmp_path):
     df = grid_rows()
     run = make_run(tmp_path / "run_a", [df])

@@ -49,6 +49,7 @@ def test_without_robustness_the_columns_stay_empty(tmp_path):
     assert (df["ood_task"] == "").all() and df["acc_miss50"].isna().all()
 
 
+@pytest.mark.fast
 def test_config_picks_ood_sets():
     suite = suites.get("robustness")
     config = runner.make_config(suite, tasks=["digits", "iris"], models=["gnb"])

@@ -197,6 +197,7 @@ def test_out_of_range_metric_is_rejected(grid, data, column):
 
 @SETTINGS
 @given(grid=grids(), data=st.data())
+@pytest.mark.fast
 def test_unknown_status_is_rejected(grid, data):
     rows, _ = grid
     bad = data.draw(TEXT.filter(lambda s: s not in schema.STATUSES))

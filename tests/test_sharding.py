@@ -279,6 +279,7 @@ def test_input_and_load_seconds_are_stored_and_reported(single: Path):
     assert identities[0] == identities[1] == identities[2]
 
 
+@pytest.mark.fast
 def test_devices_flag_is_parsed_and_checked(capsys):
     parser = cli._parser()
     assert parser.parse_args(["run"]).devices is None

@@ -12,6 +12,7 @@ from scipy import stats as sps
 from reports.stats import holm, paired_p
 
 
+@pytest.mark.fast
 def test_paired_p_is_the_paired_t_test():
     rng = np.random.default_rng(3)
     for n in (2, 3, 5, 20):

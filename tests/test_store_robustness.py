@@ -115,6 +115,7 @@ def test_another_argument_order_recomputes_nothing(tmp_path, capsys):
     assert "cannot be resumed" not in capsys.readouterr().err
 
 
+@pytest.mark.fast
 def test_cell_keys_cover_data_model_size_seed_and_code(tmp_path):
     import models
     import tasks

@@ -34,6 +34,7 @@ from bench.sharding import CHUNK, map_cells
 from tests.test_engine import _hand_fit_cell
 
 
+@pytest.mark.fast
 def test_row_buckets_divide_the_pool():
     assert fit._row_buckets(290) == [19, 73, 290]
     assert fit._row_buckets(5) == [1, 2, 5]

@@ -10,6 +10,7 @@ from tasks import registry as tasks
 
 
 @pytest.mark.parametrize("suite", list(suites.SUITES.values()), ids=list(suites.SUITES))
+@pytest.mark.fast
 def test_suite_names_resolve_and_pairs_are_in_the_grid(suite):
     config = runner.make_config(suite)
     for task in config.tasks:

@@ -56,6 +56,7 @@ def one_line(err: pytest.ExceptionInfo) -> str:
     "name, n, dim, image_shape",
     [("mnist", 64, 784, (28, 28)), ("cifar10", 40, 3072, (32, 32, 3))],
 )
+@pytest.mark.fast
 def test_mocked_dataset_shapes_dtypes_labels(empty_data_dir, name, n, dim, image_shape):
     with tfds.testing.mock_data(num_examples=n):
         task = tfds_task.load(f"tfds:{name}")

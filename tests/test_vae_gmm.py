@@ -369,6 +369,7 @@ def test_gmm_matches_sklearn_gaussian_mixture(mixture_data, covariance):
         assert abs(ours[y == c].mean() - ref.score(x[y == c])) <= 2e-3
 
 
+@pytest.mark.fast
 def test_one_full_component_is_the_gaussian_mle():
     """components=1, full covariance, no floor: per-class weighted mean and covariance (÷ n_c)
     as NumPy computes them on the examples of weight 1, to 1e-4."""
