@@ -39,6 +39,7 @@ def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
+@pytest.mark.fast
 def test_reasons(tmp_path, monkeypatch):
     monkeypatch.delenv(compile_cache.TRUST_VAR, raising=False)
     entry = tmp_path / "entry.xla"

@@ -54,6 +54,7 @@ def test_benchmark_table_has_every_line_of_latest_json():
         assert docgen._cell(line["metric"]) in table
 
 
+@pytest.mark.fast
 def test_render_rewrites_only_marked_blocks():
     text = "a\n<!-- gdbench:generated x -->\nold\n<!-- gdbench:end x -->\nb\n"
     out = docgen.render(text, {"x": lambda: "new\n"})

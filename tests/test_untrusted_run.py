@@ -45,6 +45,7 @@ def planted_run(tmp_path_factory) -> tuple[Path, Path]:
     return run, marker
 
 
+@pytest.mark.fast
 def test_load_reads_no_pickle(planted_run):
     run, marker = planted_run
     rows = store.load(run)
