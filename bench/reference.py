@@ -217,6 +217,9 @@ def _run_cell(task: Task, spec: ReferenceSpec, weights: np.ndarray, seed: int) -
     nan = math.nan
     empty = {
         **dict.fromkeys(("accuracy", "nll", "ece", "brier"), nan),
+        "n_test": 0,
+        "test_correct": b"",
+        **dict.fromkeys(("nll_sd", "brier_sd", "ece_sd"), nan),
         "fit_s": nan,
         "predict_s": nan,
     }

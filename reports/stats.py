@@ -67,8 +67,8 @@ RANGES = {
 }
 #: What every table caption says about its intervals (the docs quote it).
 INTERVAL_METHOD = (
-    "95% intervals combine the variation over seeds (training subsets) with the test set's "
-    "sampling: V = s²_seeds/S + s²_test/n_test (Welch–Satterthwaite df); accuracy: Wilson "
+    "95% interval combining the variation over seeds (training subsets) with the test set's "
+    "sampling, from V = s²_seeds/S + s²_test/n_test (Welch–Satterthwaite df); accuracy: Wilson "
     "score interval with effective sample size p(1−p)/V, kept inside [0, 1] (at n = pool, "
     "the test set's Wilson interval); other metrics: mean ± t·√V, with s²_test bounded by the "
     "per-cell variance over test examples"
@@ -174,7 +174,9 @@ def mean_interval(
             # Korn & Graubard: relative to the df of the test set alone, so that one fit on
             # n_test examples gets exactly the test set's Wilson interval
             base = float(stats.t.ppf(0.5 + CONFIDENCE / 2, n_test - 1)) if n_test > 1 else _Z
-            n_eff = min(mean * (1 - mean) / var * (base / q) ** 2, s * max(n_test, 1))
+            n_eff = mean * (1 - mean) / var * (base / q) ** 2
+            if test:  # never more than the outcomes observed
+                n_eff = min(n_eff, s * n_test)
         elif test:
             n_eff = n_test  # every outcome equal: the test set's n_test outcomes
         else:

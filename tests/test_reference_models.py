@@ -26,6 +26,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
+from statsmodels.stats.proportion import proportion_confint
 
 import models
 import reports
@@ -462,10 +463,23 @@ def test_report_shows_reference_rows_flagged_and_outside_the_crossovers(tmp_path
     note = "sk: models are scikit-learn references run on CPU outside JAX"
     assert md.count(note) == 2  # under the task's table and under the compute table
     values = np.array([accuracy_of("sk:LogisticRegression", 2, s) for s in SEEDS])
-    half = sps.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
-    assert f"| sk:LogisticRegression | reference | 4 | {values.mean():.3f} ± {half:.3f} |" in md
-    # Compute table: compile 0 s per grid, fit 0.002 s per cell.
-    assert "| run | iris | sk:LogisticRegression | reference | 12 | 0 | 0.002 |" in md
+    # rows without per-example outcomes: statsmodels' Wilson interval at the seeds' effective
+    # size p(1-p)/V, V = s^2/S, scaled by (z/t_{S-1})^2
+    p, k = values.mean(), len(values)
+    n_eff = p * (1 - p) / (values.var(ddof=1) / k)
+    n_eff *= (sps.norm.ppf(0.975) / sps.t.ppf(0.975, k - 1)) ** 2
+    lo, hi = proportion_confint(p * n_eff, n_eff, method="wilson")
+    text = f"{p:.3f} ({lo:.3f}–{hi:.3f})"
+    line = next(x for x in md.splitlines() if x.startswith("| sk:LogisticRegression | reference"))
+    assert line.startswith(
+        (
+            f"| sk:LogisticRegression | reference | 4 | {text}",
+            f"| sk:LogisticRegression | reference | 4 | **{text}**",
+        )
+    )
+    # Compute table: compile 0 s per grid; steady state and end to end both fit + predict
+    # (0.002 + 0.001 s per cell: nothing to compile), fit 0.002 s per cell.
+    assert "| iris | sk:LogisticRegression | reference | 12 | 0 | 0.003 | 0.003 | 0.002 |" in md
     # The crossover analysis pairs generative with discriminative models only.
     assert "| iris | gnb vs logreg |" in md
     assert "vs sk:" not in md and "sk:LogisticRegression vs" not in md
