@@ -50,9 +50,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special, stats
 
-from results.schema import CELL_KEY, unpack_correct
+from results.schema import CELL_KEY
 
 DEFAULT_BY = ("task", "model", "paradigm", "n_train")
 CONFIDENCE = 0.95
@@ -64,6 +64,20 @@ RANGES = {
     "brier": (0.0, 2.0),
     "ece": (0.0, 1.0),
     "bits_per_dim": (-math.inf, math.inf),
+    **dict.fromkeys(
+        (
+            "ood_auroc_logpx",
+            "ood_auroc_msp",
+            "acc_miss25",
+            "acc_miss50",
+            "acc_miss75",
+            "precision",
+            "recall",
+            "cas",
+            "cas_real",
+        ),
+        (0.0, 1.0),
+    ),
 }
 #: What every table caption says about its intervals (the docs quote it).
 INTERVAL_METHOD = (
@@ -129,6 +143,11 @@ def satterthwaite(v_seed: float, s: int, v_test: float, n_test: int) -> float:
     return total**2 / sum(v * v / (k - 1) for v, k in parts)
 
 
+def _t_quantile(df: float) -> float:
+    """The two-sided 95% Student-t quantile with `df` degrees of freedom (normal for inf)."""
+    return float(special.stdtrit(df, 0.5 + CONFIDENCE / 2)) if math.isfinite(df) else _Z
+
+
 def mean_interval(
     values: np.ndarray,
     metric: str,
@@ -167,13 +186,13 @@ def mean_interval(
         0.0 if math.isnan(v_seed) else v_seed, s, 0.0 if math.isnan(v_test) else v_test, n_test
     )
     out["se"] = math.sqrt(var)
-    q = float(stats.t.ppf(0.5 + CONFIDENCE / 2, df)) if math.isfinite(df) else _Z
+    q = _t_quantile(df)
     lo_range, hi_range = RANGES.get(metric, (-math.inf, math.inf))
     if metric == "accuracy":
         if var > 0:
             # Korn & Graubard: relative to the df of the test set alone, so that one fit on
             # n_test examples gets exactly the test set's Wilson interval
-            base = float(stats.t.ppf(0.5 + CONFIDENCE / 2, n_test - 1)) if n_test > 1 else _Z
+            base = _t_quantile(n_test - 1) if n_test > 1 else _Z
             n_eff = mean * (1 - mean) / var * (base / q) ** 2
             if test:  # never more than the outcomes observed
                 n_eff = min(n_eff, s * n_test)
@@ -218,11 +237,29 @@ def summarize(
     ok_rows = df[ok]
     for m in metrics:
         keys, records = [], []
-        for key, g in ok_rows.groupby(by, dropna=False, sort=True):
-            g = g[g[m].notna()]
-            if not g.empty:
-                keys.append(key if len(by) > 1 else (key[0] if isinstance(key, tuple) else key))
-                records.append(_group_interval(g, m))
+        valid = ok_rows[ok_rows[m].notna()]
+        values = valid[m].to_numpy(dtype=float)
+        n_test = (
+            valid["n_test"].to_numpy(dtype=np.int64)
+            if "n_test" in valid.columns
+            else np.zeros(len(valid), dtype=np.int64)
+        )
+        sd = _per_row_sd(valid, m)
+        packed = (
+            valid["test_correct"].tolist() if m == "accuracy" and "test_correct" in valid else None
+        )
+        for key, idx in valid.groupby(by, dropna=False, sort=True).indices.items():
+            keys.append(key if len(by) > 1 else (key[0] if isinstance(key, tuple) else key))
+            n = (
+                int(n_test[idx[0]])
+                if n_test[idx[0]] > 0 and np.all(n_test[idx] == n_test[idx[0]])
+                else 0
+            )
+            correct = (
+                _unpack_rows([packed[i] for i in idx], n) if packed is not None and n else None
+            )
+            group_sd = sd[idx] if sd is not None and n and np.all(np.isfinite(sd[idx])) else None
+            records.append(mean_interval(values[idx], m, correct=correct, sd=group_sd, n_test=n))
         if len(by) > 1:
             index = pd.MultiIndex.from_tuples(keys, names=by) if keys else out.index[:0]
         else:
@@ -242,16 +279,29 @@ def summarize(
     return out.reset_index()
 
 
-def _group_interval(g: pd.DataFrame, metric: str) -> dict[str, float]:
-    """`mean_interval` of one group's ok rows with a value of `metric`."""
-    values = g[metric].to_numpy(dtype=float)
-    n_test = _common_n_test(g)
-    correct = sd = None
-    if n_test and metric == "accuracy":
-        correct = outcome_matrix(g, n_test)
-    elif n_test:
-        sd = _sd_of(g, metric)
-    return mean_interval(values, metric, correct=correct, sd=sd, n_test=n_test or 0)
+def _unpack_rows(packed: list, n_test: int) -> np.ndarray | None:
+    """``[rows, n_test]`` booleans of packed outcomes (`results.schema.pack_correct`), or None
+    when a row did not store them."""
+    width = (n_test + 7) // 8
+    if any(not isinstance(b, bytes) or len(b) != width for b in packed):
+        return None
+    bits = np.frombuffer(b"".join(packed), dtype=np.uint8).reshape(len(packed), width)
+    return np.unpackbits(bits, axis=1, count=n_test).astype(bool)
+
+
+def _per_row_sd(g: pd.DataFrame, metric: str) -> np.ndarray | None:
+    """Per-row standard deviation over test examples of `metric`'s per-example terms (NaN
+    where not recorded), or None when the rows have no such column. bits/dim is log p(x)
+    rescaled per row: its sd is log_lik_sd x |bits/dim / log_lik|."""
+    if metric == "bits_per_dim":
+        if not {"log_lik_sd", "log_lik"} <= set(g.columns):
+            return None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            factor = np.abs(g["bits_per_dim"].to_numpy(float) / g["log_lik"].to_numpy(float))
+        return g["log_lik_sd"].to_numpy(float) * factor
+    if f"{metric}_sd" in g.columns:
+        return g[f"{metric}_sd"].to_numpy(float)
+    return None
 
 
 def _common_n_test(g: pd.DataFrame) -> int | None:
@@ -269,26 +319,13 @@ def outcome_matrix(g: pd.DataFrame, n_test: int) -> np.ndarray | None:
     None when a row did not store them (`results.schema.unpack_correct`)."""
     if "test_correct" not in g.columns:
         return None
-    packed = g["test_correct"].tolist()
-    if any(not isinstance(b, bytes) or len(b) != (n_test + 7) // 8 for b in packed):
-        return None
-    return np.stack([unpack_correct(b, n_test) for b in packed])
+    return _unpack_rows(g["test_correct"].tolist(), n_test)
 
 
 def _sd_of(g: pd.DataFrame, metric: str) -> np.ndarray | None:
-    """Per-row standard deviation over test examples of `metric`'s per-example terms, or
-    None. bits/dim is log p(x) rescaled per row: its sd is log_lik_sd x |bits/dim / log_lik|."""
-    if metric == "bits_per_dim":
-        if not {"log_lik_sd", "log_lik"} <= set(g.columns):
-            return None
-        with np.errstate(divide="ignore", invalid="ignore"):
-            factor = np.abs(g["bits_per_dim"].to_numpy(float) / g["log_lik"].to_numpy(float))
-        sd = g["log_lik_sd"].to_numpy(float) * factor
-    elif f"{metric}_sd" in g.columns:
-        sd = g[f"{metric}_sd"].to_numpy(float)
-    else:
-        return None
-    return sd if np.all(np.isfinite(sd)) else None
+    """`_per_row_sd` where every row recorded it, else None."""
+    sd = _per_row_sd(g, metric)
+    return sd if sd is not None and np.all(np.isfinite(sd)) else None
 
 
 def check_unique_cells(df: pd.DataFrame) -> None:
