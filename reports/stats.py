@@ -9,14 +9,21 @@ of width 0. The interval of a mean over S seeds therefore uses the variance esti
 
     V = s_seed^2 / S + s_test^2 / n_test
 
-where s_seed^2 is the variance (ddof=1) of the S per-seed means and s_test^2 the variance over
-test examples: for accuracy, of the examples' correctness averaged over the seeds (from the
-stored per-example bits, `results.schema.unpack_correct`); for NLL, Brier, log p(x), bits/dim
-and ECE, the mean over seeds of the per-cell variance over examples (the stored `<m>_sd`), an
-upper bound of the same quantity (averaging over seeds can only shrink it). V is the usual
-two-way (seeds x test examples) estimate; it counts the seed-by-example interaction twice and is
-therefore conservative, like the two-level ("pigeonhole") bootstrap (Owen 2007). Degrees of
-freedom: Welch-Satterthwaite, from S - 1 and n_test - 1.
+where s_seed^2 is the variance (ddof=1) of the S per-seed means and s_test^2 the variance
+between test examples:
+
+- accuracy, from the stored per-example bits (`results.schema.unpack_correct`): the two-way
+  crossed random-effects (seeds x test examples) ANOVA estimate, the variance of the examples'
+  correctness averaged over seeds less the seed-by-example interaction's share (`_test_term`),
+  so that V is unbiased for the variance of the mean (a plain sum of the two sample variances
+  would count the interaction twice and be conservative, as the two-level "pigeonhole"
+  bootstrap is, Owen 2007). With one seed, or every seed the same fit, it is the test set's
+  binomial variance p (1 - p).
+- NLL, Brier, log p(x), bits/dim and ECE: the mean over seeds of the per-cell variance over
+  test examples (the stored `<m>_sd`), an upper bound of the same quantity (it keeps the
+  interaction), so these intervals are conservative.
+
+Degrees of freedom: Welch-Satterthwaite, from S - 1 and n_test - 1.
 
 - accuracy: the Wilson score interval with the effective sample size n_eff = p (1 - p) / V,
   scaled by (t_{n_test - 1} / t_df)^2 (Korn & Graubard 1998: the loss of degrees of freedom
@@ -64,28 +71,15 @@ RANGES = {
     "brier": (0.0, 2.0),
     "ece": (0.0, 1.0),
     "bits_per_dim": (-math.inf, math.inf),
-    **dict.fromkeys(
-        (
-            "ood_auroc_logpx",
-            "ood_auroc_msp",
-            "acc_miss25",
-            "acc_miss50",
-            "acc_miss75",
-            "precision",
-            "recall",
-            "cas",
-            "cas_real",
-        ),
-        (0.0, 1.0),
-    ),
 }
 #: What every table caption says about its intervals (the docs quote it).
 INTERVAL_METHOD = (
     "95% interval combining the variation over seeds (training subsets) with the test set's "
-    "sampling, from V = s²_seeds/S + s²_test/n_test (Welch–Satterthwaite df); accuracy: Wilson "
-    "score interval with effective sample size p(1−p)/V, kept inside [0, 1] (at n = pool, "
-    "the test set's Wilson interval); other metrics: mean ± t·√V, with s²_test bounded by the "
-    "per-cell variance over test examples"
+    "sampling, from V = s²_seeds/S + s²_test/n_test (Welch–Satterthwaite df; s²_test: "
+    "accuracy, the variance between test examples by two-way ANOVA of the per-example "
+    "outcomes; other metrics, bounded by the per-cell variance over test examples); accuracy: "
+    "Wilson score interval with effective sample size p(1−p)/V, inside [0, 1] (at n = pool, "
+    "the test set's Wilson interval); other metrics: mean ± t·√V"
 )
 #: What every caption with significance marks says about the test (the docs quote it).
 TEST_METHOD = (
@@ -174,8 +168,7 @@ def mean_interval(
     v_seed = float(x.var(ddof=1)) / s if s >= 2 else math.nan
     v_test, test = math.nan, 0.0
     if correct is not None and n_test > 0:
-        col = np.asarray(correct, dtype=float).mean(axis=0)
-        v_test, test = float(col.var(ddof=0)) / n_test, 1.0
+        v_test, test = _test_term(np.asarray(correct, dtype=float)), 1.0
     elif sd is not None and n_test > 0 and np.all(np.isfinite(sd)):
         v_test, test = float(np.mean(np.square(sd))) / n_test, 1.0
     out = {"mean": mean, "lo": math.nan, "hi": math.nan, "se": math.nan, "test": test}
@@ -264,7 +257,9 @@ def summarize(
             index = pd.MultiIndex.from_tuples(keys, names=by) if keys else out.index[:0]
         else:
             index = pd.Index(keys, name=by[0])
-        frame = pd.DataFrame(records, index=index, columns=["mean", "lo", "hi", "se", "test"])
+        frame = pd.DataFrame(
+            records, index=index, columns=["mean", "lo", "hi", "se", "test"], dtype=float
+        )
         ok_groups = ok_rows.groupby(by, dropna=False, sort=True)[m]
         out[f"{m}_mean"] = ok_groups.mean().reindex(out.index).astype(float)
         out[f"{m}_std"] = ok_groups.std(ddof=1).reindex(out.index).astype(float)
@@ -396,10 +391,10 @@ def paired_test(a: pd.DataFrame, b: pd.DataFrame, metric: str) -> tuple[float, s
       is no discordant pair);
     - "two-level": the mean paired difference over seeds and test examples divided by sqrt(V),
       V = s^2_seeds / S + s^2_test / n_test of the paired differences, Student t with
-      Welch-Satterthwaite df. Accuracy: s^2_test from the per-example differences averaged
-      over seeds. Other metrics: s^2_test bounded by the mean over seeds of (sd_a + sd_b)^2,
-      the largest per-example variance of a difference whose two terms have these spreads
-      (any correlation), so the test is conservative;
+      Welch-Satterthwaite df. Accuracy: s^2_test by the two-way ANOVA of the per-example
+      differences (`_test_term`). Other metrics: s^2_test bounded by the mean over seeds of
+      (sd_a + sd_b)^2, the largest per-example variance of a difference whose two terms have
+      these spreads (any correlation), so the test is conservative;
     - "seeds": rows without per-example columns (older runs): the paired t-test over seeds of
       `paired_p`;
     - "none": nothing to test (no shared seed, or a single shared seed without per-example
@@ -448,10 +443,27 @@ def _paired_outcomes(ca: np.ndarray, cb: np.ndarray) -> tuple[float, str]:
         return 1.0, "two-level"
     s, n_test = d.shape
     v_seed = float(d.mean(axis=1).var(ddof=1)) / s
-    v_test = float(d.mean(axis=0).var(ddof=0)) / n_test
+    v_test = _test_term(d)
     if v_seed + v_test == 0:
         return mcnemar_exact(ca.ravel(), cb.ravel()), "mcnemar"
     return _t_p(float(d.mean()), v_seed, s, v_test, n_test), "two-level"
+
+
+def _test_term(c: np.ndarray) -> float:
+    """The test set's share of the variance of the grand mean of ``[S, n_test]`` per-example
+    values (outcomes or paired differences): sigma^2_examples / n_test of the two-way crossed
+    random-effects model c_si = mu + a_s + b_i + e_si, estimated by ANOVA as the variance
+    (ddof=0) of the example means less the interaction's share MS_e / S, floored at 0. The
+    interaction's own share, sigma^2_e / (S n_test), is already in the seeds' term
+    s^2_seeds / S, so the sum of the two terms is unbiased for the variance of the mean. With
+    one seed (or identical seeds) MS_e is 0: the test set's binomial variance p (1 - p) / n."""
+    s, n = c.shape
+    col = c.mean(axis=0)
+    if s < 2 or n < 2:
+        return float(col.var(ddof=0)) / n
+    resid = c - c.mean(axis=1, keepdims=True) - col[None, :] + c.mean()
+    ms_e = float(np.square(resid).sum()) / ((s - 1) * (n - 1))
+    return max(float(col.var(ddof=0)) - ms_e / s, 0.0) / n
 
 
 def _t_p(mean: float, v_seed: float, s: int, v_test: float, n_test: int) -> float:

@@ -12,12 +12,14 @@ import pandas as pd
 import pytest
 from matplotlib.colors import to_rgba
 from scipy import stats as sps
+from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.proportion import proportion_confint
 
 import reports
-from reports import figures, stats, tables
+from reports import figures, latex, stats, tables
 from reports.efficiency import efficiency
-from results import provenance, store
+from reports.html import markdown_to_html
+from results import provenance, schema, store
 
 TASKS = ("gauss_2d", "breast_cancer")
 MODELS = {"logreg": "discriminative", "gnb": "generative", "vae": "generative"}
@@ -194,6 +196,91 @@ def test_format_mean_ci():
     assert tables.fmt_mean_ci(-0.00001, 0.0, 3) == "0.000 ± 0.000"
     assert tables.fmt_mean_ci(0.5, float("nan"), 3) == "0.500"
     assert tables.fmt_mean_ci(float("nan"), 0.1, 3) == "—"
+
+
+def test_readable_number_formats():
+    # sk:GaussianNB's NLL on iris used to print as "48241873.929 ± 0.000"
+    assert tables.fmt_number(48241873.929, 3) == "4.82e+07"
+    assert tables.fmt_mean_ci(48241873.929, 1.234e6, 3) == "4.82e+07 ± 1.2e+06"
+    assert tables.fmt_interval(48241873.929, 0.0, 1.2e8, 3) == "4.82e+07 (0.000–1.2e+08)"
+    assert tables.fmt_interval(0.959, 0.9301, 0.9802, 3, bounded=True) == "0.959 (0.930–0.980)"
+    assert tables.fmt_interval(0.5, 0.4, 0.6, 3) == "0.500 ± 0.100"
+    assert tables.fmt_interval(2.5, 0.0, 7.3, 3) == "2.500 (0.000–7.300)"  # clipped at 0
+    assert tables.fmt_mean_ci(0.977, 4e-5, 3) == "0.977 ± 4e-05"  # never "± 0.000"
+    assert tables.fmt_interval(0.977, float("nan"), float("nan"), 3) == "0.977"
+    assert tables.fmt_interval(float("nan"), 0.1, 0.2, 3) == "—"
+
+
+def pool_rows() -> pd.DataFrame:
+    """One task at n = pool: every seed the same fit, with per-example outcomes on 171 test
+    examples; 'a' right on 168, 'b' on 160 (8 discordant pairs, all in a's favour), 'c' on 167
+    (1 discordant pair)."""
+    truth = np.ones(171, dtype=bool)
+    outcome = {"a": truth.copy(), "b": truth.copy(), "c": truth.copy()}
+    outcome["a"][:3] = False
+    outcome["b"][:11] = False
+    outcome["c"][:4] = False
+    rows = []
+    for model, correct in outcome.items():
+        for seed in range(5):
+            rows.append(
+                {
+                    "task": "bc",
+                    "model": model,
+                    "paradigm": "discriminative",
+                    "n_train": 398,
+                    "seed": seed,
+                    "status": "ok",
+                    "accuracy": correct.mean(),
+                    "nll": 0.1,
+                    "ece": 0.02,
+                    "brier": 0.05,
+                    "log_lik": np.nan,
+                    "bits_per_dim": np.nan,
+                    "likelihood_is_bound": None,
+                    "n_test": 171,
+                    "test_correct": schema.pack_correct(correct),
+                    "nll_sd": 0.3,
+                    "brier_sd": 0.1,
+                    "ece_sd": 0.2,
+                    "preprocess": "standardize",
+                    "bayes_accuracy": np.nan,
+                    "true_log_lik": np.nan,
+                    "grid_cells": 5,
+                    "fit_s": 0.1,
+                    "predict_s": 0.01,
+                    "compile_s": 1.0,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_headline_at_pool_has_test_set_intervals_and_mcnemar_marks_in_markdown_and_latex():
+    df = pool_rows()
+    md = tables.markdown_summary(df)
+    for model, hits, bold, star in (
+        ("a", 168, True, False),
+        ("b", 160, False, True),
+        ("c", 167, False, False),
+    ):
+        lo, hi = proportion_confint(hits, 171, method="wilson")  # never ± 0 at n = pool
+        text = f"{hits / 171:.3f} ({lo:.3f}–{hi:.3f})"
+        text = f"**{text}**" if bold else text
+        text += " \\*" if star else ""
+        assert f"| {model} | discriminative | 5 | {text} |" in md
+    # b: McNemar's exact p = 2 / 2^8 (statsmodels), 2 comparisons -> Holm 2 x; c: p = 1
+    p_b = mcnemar([[160, 0], [8, 3]], exact=True).pvalue
+    assert p_b == pytest.approx(2 / 2**8)
+    assert "McNemar's exact test" in md and "**Bold**" in md and "Holm-corrected" in md
+    # NLL: the same on every seed; the interval is the test set's, t_{170} * sd / sqrt(171)
+    half = sps.t.ppf(0.975, 170) * 0.3 / np.sqrt(171)
+    assert f"**0.100 ± {half:.3f}**" in md
+    tex = latex.headline_tables(df)["headline_bc.tex"]
+    row_b = next(line for line in tex.splitlines() if line.startswith("b &"))
+    assert row_b.split("&")[3].strip().endswith("$^{*}$")
+    assert "McNemar" in tex and "Wilson" in tex
+    html = markdown_to_html(md, ".", "t")
+    assert "<strong>" in html and "McNemar" in html
 
 
 def test_markdown_summary_values(rows):

@@ -157,8 +157,8 @@ def test_accuracy_interval_covers_the_truth_in_simulation(s, n, seed_sd):
         r = mean_interval(c.mean(axis=1), "accuracy", correct=c, n_test=n)
         assert 0.0 <= r["lo"] <= r["mean"] <= r["hi"] <= 1.0
         hits += r["lo"] <= 0.5 <= r["hi"]
-    # 95% nominal; the two-way variance estimate is conservative, never much below 95%
-    assert 0.92 <= hits / reps <= 0.995
+    # 95% nominal (binomial sd of the rate ~ 0.011 with 400 replicates)
+    assert 0.92 <= hits / reps <= 0.98
 
 
 def test_interval_of_a_mean_loss_covers_the_truth_in_simulation():
@@ -233,7 +233,7 @@ def test_paired_accuracy_test_holds_its_level_under_the_null():
         pvalues.append(p)
     rate = float(np.mean(np.array(pvalues) < 0.05))
     assert rate <= 0.075  # nominal 0.05; binomial sd ~ 0.009
-    assert rate >= 0.01  # not uselessly conservative
+    assert rate >= 0.025  # not conservative: the interaction is not counted twice
 
 
 def test_paired_accuracy_test_detects_a_real_difference():
