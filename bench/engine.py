@@ -45,7 +45,7 @@ from bench import compile_cache, env, lowering, plan, sharding
 from bench import quality as sample_quality
 from bench import robustness as robustness_step
 from bench.fit import NEWTON_SCOPE, NEWTON_STEPS, run_plan
-from bench.metrics import classification_metrics, test_spread
+from bench.metrics import classification_metrics, example_spread
 from models.base import ClosedForm, GenerativeModel, Newton
 from models.registry import ModelSpec
 from results.schema import pack_correct
@@ -366,7 +366,7 @@ def build_programs(
             elbo_joint = elbo + model.log_prior()[None, :]
         else:
             logits = model.predict_logits(z)
-        out = {**classification_metrics(logits, y_test), **test_spread(logits, y_test)}
+        out = {**classification_metrics(logits, y_test), **example_spread(logits, y_test)}
         # Log-likelihoods in original units: change of variables through the standardization.
         # For generative models log p(x) = logsumexp of the log joint (protocol).
         jacobian = jnp.log(scale).sum()

@@ -36,7 +36,7 @@ def classification_metrics(logits: jax.Array, y: jax.Array) -> dict[str, jax.Arr
     }
 
 
-def test_spread(logits: jax.Array, y: jax.Array) -> dict[str, jax.Array]:
+def example_spread(logits: jax.Array, y: jax.Array) -> dict[str, jax.Array]:
     """What a cell keeps of its per-example test outcomes, so that reports can add the test
     set's sampling noise to their intervals and pair two models example by example.
 

@@ -66,7 +66,7 @@ def probability_metrics(log_proba: np.ndarray, y: np.ndarray) -> dict[str, float
     ``log_softmax(logits)``): ``accuracy`` (fraction whose most probable class is ``y``; ties
     go to the lower class), ``nll`` (mean ``-log p(y|x)``, nats), ``brier`` (mean of
     ``sum_c (p_c - 1[y=c])^2``, in [0, 2]) and ``ece`` (top-label expected calibration error,
-    ``ECE_BINS`` equal-width confidence bins); and, as ``bench.metrics.test_spread``,
+    ``ECE_BINS`` equal-width confidence bins); and, as ``bench.metrics.example_spread``,
     ``n_test``, the packed per-example outcomes ``test_correct`` and the standard deviations
     over examples ``nll_sd``, ``brier_sd`` and ``ece_sd`` (NaN for a single example).
     """
