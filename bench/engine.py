@@ -45,9 +45,10 @@ from bench import compile_cache, env, lowering, plan, sharding
 from bench import quality as sample_quality
 from bench import robustness as robustness_step
 from bench.fit import NEWTON_SCOPE, NEWTON_STEPS, run_plan
-from bench.metrics import classification_metrics
+from bench.metrics import classification_metrics, example_spread
 from models.base import ClosedForm, GenerativeModel, Newton
 from models.registry import ModelSpec
+from results.schema import pack_correct
 from tasks.base import Task
 
 lowering.use_unrolled_threefry()
@@ -365,12 +366,13 @@ def build_programs(
             elbo_joint = elbo + model.log_prior()[None, :]
         else:
             logits = model.predict_logits(z)
-        out = classification_metrics(logits, y_test)
+        out = {**classification_metrics(logits, y_test), **example_spread(logits, y_test)}
         # Log-likelihoods in original units: change of variables through the standardization.
         # For generative models log p(x) = logsumexp of the log joint (protocol).
         jacobian = jnp.log(scale).sum()
-        marginal = jax.nn.logsumexp(logits, axis=-1).mean() - jacobian
-        out["log_lik"] = marginal if density else nan
+        per_example = jax.nn.logsumexp(logits, axis=-1)
+        out["log_lik"] = per_example.mean() - jacobian if density else nan
+        out["log_lik_sd"] = jnp.std(per_example, ddof=1) if density else nan
         out["elbo"] = nan
         if density and elbo_joint is not None:
             out["elbo"] = jax.nn.logsumexp(elbo_joint, axis=-1).mean() - jacobian
@@ -1022,8 +1024,9 @@ def _rows(task, spec, template, cells, metrics, timing) -> list[dict[str, Any]]:
     rows = []
     n_val = cells.n_val
     measured = _measurement_columns(timing, m_cells, len(task.y_test))
+    correct = metrics["correct"]
     for i in range(m_cells):
-        m = {k: float(v[i]) for k, v in metrics.items()}
+        m = {k: float(v[i]) for k, v in metrics.items() if k != "correct"}
         status, message = _status(m, density)
         log_lik = m["log_lik"] if density else math.nan
         rows.append(
@@ -1033,6 +1036,10 @@ def _rows(task, spec, template, cells, metrics, timing) -> list[dict[str, Any]]:
                 "nll": m["nll"],
                 "ece": m["ece"],
                 "brier": m["brier"],
+                "n_test": correct.shape[1],
+                "test_correct": pack_correct(correct[i]),
+                **{f"{k}_sd": m[f"{k}_sd"] for k in ("nll", "brier", "ece")},
+                "log_lik_sd": m["log_lik_sd"] if density else math.nan,
                 "log_lik": log_lik,
                 "bits_per_dim": -log_lik / (task.dim * math.log(2.0)),
                 "likelihood_is_bound": bool(template.likelihood_is_bound) if density else None,

@@ -34,3 +34,29 @@ def classification_metrics(logits: jax.Array, y: jax.Array) -> dict[str, jax.Arr
         "brier": ((p - onehot) ** 2).sum(-1).mean(),
         "ece": jnp.abs(gap).sum() / y.shape[0],
     }
+
+
+def example_spread(logits: jax.Array, y: jax.Array) -> dict[str, jax.Array]:
+    """What a cell keeps of its per-example test outcomes, so that reports can add the test
+    set's sampling noise to their intervals and pair two models example by example.
+
+    Args:
+      logits: ``[B, C]`` as for `classification_metrics`.
+      y: ``[B]`` integer labels.
+
+    Returns:
+      ``correct`` (``[B]`` booleans: the most probable class is the label; stored bit-packed,
+      ``results.schema.pack_correct``) and the standard deviations (ddof=1) over the ``B``
+      examples of the per-example terms whose means are ``nll`` (``nll_sd``, nats), ``brier``
+      (``brier_sd``) and of ``correct - confidence``, the terms ECE sums per bin (``ece_sd``).
+    """
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    p = jnp.exp(logp)
+    onehot = jax.nn.one_hot(y, logits.shape[-1], dtype=p.dtype)
+    correct = jnp.argmax(logits, axis=-1) == y
+    return {
+        "correct": correct,
+        "nll_sd": jnp.std(-(onehot * logp).sum(-1), ddof=1),
+        "brier_sd": jnp.std(((p - onehot) ** 2).sum(-1), ddof=1),
+        "ece_sd": jnp.std(correct.astype(p.dtype) - p.max(-1), ddof=1),
+    }

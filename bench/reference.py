@@ -47,7 +47,7 @@ import numpy as np
 from bench import engine, plan
 from bench.metrics import ECE_BINS
 from models.registry import ReferenceSpec
-from results.schema import COLUMNS
+from results.schema import COLUMNS, pack_correct
 from tasks.base import Task
 
 #: Estimators whose ``predict_log_proba`` is computed in log space (the others take the log
@@ -66,7 +66,9 @@ def probability_metrics(log_proba: np.ndarray, y: np.ndarray) -> dict[str, float
     ``log_softmax(logits)``): ``accuracy`` (fraction whose most probable class is ``y``; ties
     go to the lower class), ``nll`` (mean ``-log p(y|x)``, nats), ``brier`` (mean of
     ``sum_c (p_c - 1[y=c])^2``, in [0, 2]) and ``ece`` (top-label expected calibration error,
-    ``ECE_BINS`` equal-width confidence bins).
+    ``ECE_BINS`` equal-width confidence bins); and, as ``bench.metrics.example_spread``,
+    ``n_test``, the packed per-example outcomes ``test_correct`` and the standard deviations
+    over examples ``nll_sd``, ``brier_sd`` and ``ece_sd`` (NaN for a single example).
     """
     logp = np.asarray(log_proba, dtype=np.float64)
     y = np.asarray(y, dtype=np.int64)
@@ -80,11 +82,19 @@ def probability_metrics(log_proba: np.ndarray, y: np.ndarray) -> dict[str, float
     conf = p.max(1)
     bins = np.clip(np.floor(conf * ECE_BINS).astype(np.int64), 0, ECE_BINS - 1)
     gap = np.bincount(bins, weights=correct - conf, minlength=ECE_BINS)
+    nll = -logp[rows, y]
+    brier = ((p - onehot) ** 2).sum(1)
+    sd = (lambda v: float(v.std(ddof=1))) if len(y) > 1 else (lambda v: math.nan)
     return {
         "accuracy": float(correct.mean()),
-        "nll": float(-logp[rows, y].mean()),
-        "brier": float(((p - onehot) ** 2).sum(1).mean()),
+        "nll": float(nll.mean()),
+        "brier": float(brier.mean()),
         "ece": float(np.abs(gap).sum() / len(y)),
+        "n_test": len(y),
+        "test_correct": pack_correct(correct > 0),
+        "nll_sd": sd(nll),
+        "brier_sd": sd(brier),
+        "ece_sd": sd(correct - conf),
     }
 
 
@@ -207,6 +217,9 @@ def _run_cell(task: Task, spec: ReferenceSpec, weights: np.ndarray, seed: int) -
     nan = math.nan
     empty = {
         **dict.fromkeys(("accuracy", "nll", "ece", "brier"), nan),
+        "n_test": 0,
+        "test_correct": b"",
+        **dict.fromkeys(("nll_sd", "brier_sd", "ece_sd"), nan),
         "fit_s": nan,
         "predict_s": nan,
     }
@@ -244,6 +257,7 @@ def _common() -> dict[str, Any]:
     nan = math.nan
     return {
         "log_lik": nan,
+        "log_lik_sd": nan,
         "bits_per_dim": nan,
         "likelihood_is_bound": None,
         "elbo": nan,

@@ -19,8 +19,14 @@ import results
 from reports import cite, curves, figures, hybrids, latex, robustness, verdict
 from reports.efficiency import efficiency
 from reports.html import INDEX_HTML, write_html
-from reports.stats import summarize
-from reports.tables import DASH, fmt_mean_ci, likelihood_table, markdown_summary, table
+from reports.stats import INTERVAL_METHOD, summarize
+from reports.tables import (
+    DASH,
+    fmt_interval,
+    likelihood_table,
+    markdown_summary,
+    table,
+)
 from results import store
 from results.store import manifest_value
 
@@ -89,7 +95,8 @@ def build_report(
     written.update({str(p.relative_to(out)): p for p in tex})
 
     csv_path = out / RESULTS_CSV
-    df.to_csv(csv_path, index=False)
+    # per-example outcomes as hex text (bytes.fromhex gives results.schema's packed bits)
+    df.assign(test_correct=df["test_correct"].map(bytes.hex)).to_csv(csv_path, index=False)
     written[RESULTS_CSV] = csv_path
 
     version = _version(manifests)
@@ -283,8 +290,11 @@ def _summary_lines(df: pd.DataFrame, verdict_md: Sequence[str]) -> list[str]:
     return [*verdict_md, *dead]
 
 
+CALIBRATION = ("ece", "brier", "nll")
+
+
 def _calibration_lines(df: pd.DataFrame) -> list[str]:
-    stats = summarize(df, ["ece", "brier", "nll"], by=("task", "model", "n_train"))
+    stats = summarize(df, list(CALIBRATION), by=("task", "model", "n_train"))
     largest = df.groupby("task")["n_train"].max()
     stats = stats[stats["n_train"] == stats["task"].map(largest)]
     body = [
@@ -292,16 +302,14 @@ def _calibration_lines(df: pd.DataFrame) -> list[str]:
             r["task"],
             r["model"],
             str(int(r["n_train"])),
-            fmt_mean_ci(r["ece_mean"], r["ece_ci95"], 3),
-            fmt_mean_ci(r["brier_mean"], r["brier_ci95"], 3),
-            fmt_mean_ci(r["nll_mean"], r["nll_ci95"], 3),
+            *(fmt_interval(r[f"{m}_mean"], r[f"{m}_lo"], r[f"{m}_hi"], 3) for m in CALIBRATION),
         ]
         for _, r in stats.iterrows()
     ]
     return [
         "## Calibration",
         "",
-        "At each task's largest training size (mean ± 95% t-interval over seeds): expected "
+        f"At each task's largest training size (mean and its {INTERVAL_METHOD}): expected "
         "calibration error (top label, 15 equal-width bins), Brier score and conditional NLL "
         "(nats); lower is better for all three.",
         "",

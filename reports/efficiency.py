@@ -153,21 +153,24 @@ def _crossover_lines(crossovers: pd.DataFrame, from_suite: bool) -> list[str]:
         lines += ["The run's suite names no pairs: every generative x discriminative pair.", ""]
     if crossovers.empty:
         return [*lines, "No task has both a generative and a discriminative model.", ""]
+    # the suite's "what this pair tests"; left out where no pair says (e.g. "all pairs")
+    why = crossovers["tests"].fillna("").astype(str)
+    show_why = bool((why != "").any())
     body = []
     for _, r in crossovers.iterrows():
         body.append(
             [
                 r["task"],
                 f"{r['generative']} vs {r['discriminative']}",
-                r["tests"] or DASH,
+                *([r["tests"] or DASH] if show_why else []),
                 REGIME_TEXT.get(r["regime"], r["regime"]),
                 _n_star(r),
                 f"{r['n_sizes']} × ≥{r['min_pairs']}",
                 r["description"],
             ]
         )
-    header = ["task", "pair", "tests", "regime", "n* (95% CI)", "sizes × pairs", "finding"]
-    return [*lines, *table(header, body), ""]
+    header = ["task", "pair", *(["tests"] if show_why else []), "regime", "n* (95% CI)"]
+    return [*lines, *table([*header, "sizes × pairs", "finding"], body), ""]
 
 
 def _n_star(r: pd.Series) -> str:

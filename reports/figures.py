@@ -24,6 +24,7 @@ from matplotlib.lines import Line2D
 
 from reports.curves import FLAG_MARKS, bootstrap_curves, format_n_star
 from reports.stats import check_unique_cells, summarize
+from reports.tables import grid_costs
 from results.store import safe_name
 
 LINESTYLES = {
@@ -405,15 +406,18 @@ def _mosaic(x: np.ndarray, shape: tuple[int, ...], gap: int = 1) -> np.ndarray:
 
 
 def accuracy_vs_compute(df: pd.DataFrame, out_dir: str | Path) -> list[Path]:
-    """Accuracy against fit time at each task's largest n_train: one facet per task.
+    """Accuracy against compute per cell at each task's largest n_train: one facet per task.
 
-    Each model is one point, labelled with its name and coloured by paradigm: x is the mean
-    fit time per cell in seconds (log scale; `fit_s` is the grid's fit wall time divided by its
-    cells, so all seeds of a grid share it), y the mean test accuracy over ok seeds with its 95%
-    Student-t interval as an error bar. A model whose cells at that size are partly not ok is
-    labelled "(k not ok)"; one with no ok cell (or no positive fit time) is named in the facet
-    title as not shown. Writes out_dir/figures/accuracy_vs_compute.{png,svg,pdf} and returns
-    the paths written; [] when no (task, model) has an ok cell with a fit time.
+    Each model is drawn twice, coloured by paradigm and joined by a thin line: a filled point at
+    its end-to-end seconds per cell (compile and input copy of its grid amortized over the
+    grid's cells, plus fit and evaluation: `reports.tables.grid_costs`) and a hollow point at
+    its steady-state seconds per cell (fit + evaluation of the compiled grid); x on a log
+    scale, y the mean test accuracy over ok seeds with its 95% interval (seeds and test set,
+    `reports.stats.summarize`) as an error bar; labelled at the filled point. A model whose
+    cells at that size are partly not ok is labelled "(k not ok)"; one with no ok cell (or no
+    positive time) is named in the facet title as not shown. Writes
+    out_dir/figures/accuracy_vs_compute.{png,svg,pdf} and returns the paths written; [] when
+    no (task, model) has an ok cell with a fit time.
     """
     fig = _accuracy_vs_compute_figure(df)
     return [] if fig is None else save_figure(fig, out_dir, "accuracy_vs_compute")
@@ -424,8 +428,10 @@ def _accuracy_vs_compute_figure(df: pd.DataFrame) -> Figure | None:
         return None
     check_unique_cells(df)
     largest = df.groupby("task")["n_train"].transform("max")
-    stats = summarize(df[df["n_train"] == largest], ["accuracy", "fit_s"])
-    stats["plotted"] = (stats["accuracy_count"] > 0) & (stats["fit_s_mean"] > 0)
+    stats = summarize(df[df["n_train"] == largest], ["accuracy"])
+    costs = grid_costs(df).groupby(["task", "model"])[["steady_s", "end_to_end_s"]].mean()
+    stats = stats.join(costs, on=["task", "model"])
+    stats["plotted"] = (stats["accuracy_count"] > 0) & (stats["steady_s"] > 0)
     if not stats["plotted"].any():
         return None
     tasks = sorted(stats["task"].unique())
@@ -434,20 +440,30 @@ def _accuracy_vs_compute_figure(df: pd.DataFrame) -> Figure | None:
         rows = stats[stats["task"] == task]
         for r in rows[rows["plotted"]].itertuples():
             color = PARADIGM_COLORS.get(r.paradigm, "black")
-            ax.errorbar(
-                r.fit_s_mean,
-                r.accuracy_mean,
-                yerr=_unit_err(r.accuracy_mean, r.accuracy_ci95),
-                fmt="o",
+            yerr = _yerr(r.accuracy_mean, r.accuracy_lo, r.accuracy_hi)
+            ax.plot(
+                [r.steady_s, r.end_to_end_s],
+                [r.accuracy_mean] * 2,
                 color=color,
-                markersize=5,
-                capsize=2.5,
-                linewidth=1.0,
+                linewidth=0.8,
+                alpha=0.6,
             )
+            for x, face in ((r.steady_s, "white"), (r.end_to_end_s, color)):
+                ax.errorbar(
+                    x,
+                    r.accuracy_mean,
+                    yerr=yerr,
+                    fmt="o",
+                    color=color,
+                    markerfacecolor=face,
+                    markersize=5,
+                    capsize=2.5,
+                    linewidth=1.0,
+                )
             label = r.model + (f" ({r.n_not_ok} not ok)" if r.n_not_ok else "")
             ax.annotate(
                 literal_text(label),
-                (r.fit_s_mean, r.accuracy_mean),
+                (r.end_to_end_s, r.accuracy_mean),
                 xytext=(4, 3),
                 textcoords="offset points",
                 fontsize=7,
@@ -457,7 +473,7 @@ def _accuracy_vs_compute_figure(df: pd.DataFrame) -> Figure | None:
         ax.set_title(literal_text(f"{task} (n_train = {n})") + _not_shown(rows), fontsize="medium")
         ax.set_xscale("log")
         ax.margins(x=0.25, y=0.15)
-        ax.set_xlabel("fit time per cell (s, log scale)")
+        ax.set_xlabel("seconds per cell (log scale)")
         ax.set_ylabel("test accuracy")
         ax.grid(True, which="both", alpha=0.3)
     paradigms = [p for p in PARADIGM_COLORS if p in set(stats.loc[stats["plotted"], "paradigm"])]
@@ -465,19 +481,41 @@ def _accuracy_vs_compute_figure(df: pd.DataFrame) -> Figure | None:
         Line2D([], [], marker="o", linestyle="", color=PARADIGM_COLORS[p], label=p)
         for p in paradigms
     ]
-    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
-    fig.suptitle("Test accuracy vs fit time at the largest training size (95% t-interval)")
+    handles += [
+        Line2D(
+            [], [], marker="o", linestyle="", color="0.3", label="end-to-end (compile amortized)"
+        ),
+        Line2D(
+            [],
+            [],
+            marker="o",
+            linestyle="",
+            color="0.3",
+            markerfacecolor="white",
+            label="steady state",
+        ),
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncols=3, frameon=False)
+    fig.suptitle("Test accuracy vs compute per cell at the largest training size (95% intervals)")
     return fig
+
+
+def _yerr(mean: float, lo: float, hi: float) -> list[list[float]]:
+    """Asymmetric error bar [[below], [above]] of an interval; 0 where it is undefined."""
+    below = mean - lo if np.isfinite(lo) else 0.0
+    above = hi - mean if np.isfinite(hi) else 0.0
+    return [[max(below, 0.0)], [max(above, 0.0)]]
 
 
 def likelihood_vs_accuracy(df: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     """Bits per dimension (x) against test accuracy (y) of the models with a likelihood.
 
     Uses the (task, model) pairs with at least one ok row of finite `bits_per_dim`, at each
-    task's largest n_train among them: one point per model with 95% Student-t intervals over
-    ok seeds on both axes, coloured by model (same colours as the learning curves of `df`),
-    one facet per task. Models whose likelihood is a bound (`likelihood_is_bound`, e.g. a VAE's
-    ELBO/IWAE) are drawn hollow, exact likelihoods filled. Writes
+    task's largest n_train among them: one point per model with the 95% intervals of
+    `reports.stats.summarize` (seeds and test set; accuracy inside [0, 1]) on both axes,
+    coloured by model (same colours as the learning curves of `df`), one facet per task.
+    Models whose likelihood is a bound (`likelihood_is_bound`, e.g. a VAE's ELBO/IWAE) are
+    drawn hollow, exact likelihoods filled. Writes
     out_dir/figures/likelihood_vs_accuracy.{png,svg,pdf} and returns the paths written; [] (and
     no file) when no row has a finite bits_per_dim.
     """
@@ -516,8 +554,8 @@ def _likelihood_vs_accuracy_figure(df: pd.DataFrame) -> Figure | None:
             ax.errorbar(
                 r.bits_per_dim_mean,
                 r.accuracy_mean,
-                xerr=_half(r.bits_per_dim_ci95),
-                yerr=_unit_err(r.accuracy_mean, r.accuracy_ci95),
+                xerr=_yerr(r.bits_per_dim_mean, r.bits_per_dim_lo, r.bits_per_dim_hi),
+                yerr=_yerr(r.accuracy_mean, r.accuracy_lo, r.accuracy_hi),
                 fmt="o",
                 color=color,
                 markerfacecolor="white" if hollow else color,
@@ -670,18 +708,6 @@ def _not_shown(rows: pd.DataFrame) -> str:
     """A second title line naming the models of `rows` that could not be plotted."""
     hidden = sorted(rows.loc[~rows["plotted"], "model"])
     return "\n" + literal_text(f"not shown (no ok cell): {', '.join(hidden)}") if hidden else ""
-
-
-def _half(ci: float) -> float:
-    """An interval half-width for an error bar: 0 where it is undefined (fewer than 2 seeds)."""
-    return float(ci) if np.isfinite(ci) else 0.0
-
-
-def _unit_err(mean: float, ci: float) -> np.ndarray:
-    """Asymmetric error bar (2 x 1) of mean ± ci clipped to [0, 1], the range of an accuracy:
-    a t-interval can run past 1 near perfect accuracy, the drawn bar does not."""
-    half = _half(ci)
-    return np.array([[mean - max(mean - half, 0.0)], [min(mean + half, 1.0) - mean]])
 
 
 def _first_value(values: pd.Series) -> float:

@@ -33,7 +33,7 @@ MISSING_CLASS = "missing-figure"
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif;
-  line-height: 1.5; color: #1f2328; background: #fff; max-width: 1100px; margin: 0 auto;
+  line-height: 1.5; color: #1f2328; background: #fff; max-width: 1000px; margin: 0 auto;
   padding: 1.5rem 2rem 3rem; }
 h1, h2, h3 { line-height: 1.25; margin-top: 1.6em; }
 h1 { border-bottom: 2px solid #d0d7de; padding-bottom: .3em; }
@@ -45,8 +45,8 @@ code { background: #f6f8fa; padding: .1em .3em; border-radius: 4px; }
 pre { background: #f6f8fa; padding: .8em 1em; overflow-x: auto; border-radius: 6px; }
 pre code { background: none; padding: 0; }
 .table-wrap { overflow-x: auto; margin: 1em 0; }
-table { border-collapse: collapse; font-size: .9em; }
-th, td { border: 1px solid #d0d7de; padding: .3em .6em; vertical-align: top; }
+table { border-collapse: collapse; font-size: .85em; }
+th, td { border: 1px solid #d0d7de; padding: .25em .45em; vertical-align: top; }
 th { background: #eaeef2; }
 tbody tr:nth-child(even) { background: #f6f8fa; }
 td { font-variant-numeric: tabular-nums; }

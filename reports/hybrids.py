@@ -52,8 +52,8 @@ from reports.figures import (
     literal_text,
     save_figure,
 )
-from reports.stats import check_unique_cells, summarize, t_half_width
-from reports.tables import DASH, DECIMALS, fmt_mean_ci, table
+from reports.stats import INTERVAL_METHOD, check_unique_cells, summarize, t_half_width
+from reports.tables import DASH, DECIMALS, fmt_interval, fmt_mean_ci, table
 from results.store import safe_name
 
 SECTION_TITLE = "Hybrids and sample quality"
@@ -601,7 +601,10 @@ def lambda_sweep_markdown(
     headers = {"accuracy": "accuracy", "nll": "NLL (nats)", "log_lik": "log p(x) (nats)"}
     body = []
     for _, r in stats.iterrows():
-        cells = [fmt_mean_ci(r[f"{m}_mean"], r[f"{m}_ci95"], DECIMALS[m]) for m in metrics]
+        cells = [
+            fmt_interval(r[f"{m}_mean"], r[f"{m}_lo"], r[f"{m}_hi"], DECIMALS[m], m == "accuracy")
+            for m in metrics
+        ]
         seeds = str(int(r["n_ok"])) + (f" (+{int(r['n_not_ok'])} not ok)" if r["n_not_ok"] else "")
         body.append([r["task"], f"{r['lam']:g}", r["model"], str(int(r["n_train"])), seeds, *cells])
     figure_paths = save_figure(_sweep_figure(stats, metrics), out_dir, "lambda_sweep")
@@ -619,7 +622,7 @@ def lambda_sweep_markdown(
         "likelihood); in between, the generative term regularizes the discriminative fit, "
         "trading conditional NLL for log p(x). log p(x, y) sums one term per feature, so on "
         "D-dimensional data the generative term dominates unless lam is small (of order 1/D). "
-        "At each task's largest training size (mean ± 95% t-interval over seeds), ordered by "
+        f"At each task's largest training size (mean and its {INTERVAL_METHOD}), ordered by "
         "lam:",
         "",
         *table(["task", "lam", "model", "n_train", "seeds", *(headers[m] for m in metrics)], body),

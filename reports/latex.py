@@ -1,15 +1,16 @@
 """Paper-ready LaTeX tables (booktabs) of stored rows; writing them needs no LaTeX install.
 
-Every "mean $\\pm$ ci" cell is the mean over ok seeds $\\pm$ the half-width of its 95%
-Student-t interval (`reports.stats.summarize`). In the headline tables the best value of each
-column is bold, and a model whose per-seed values differ significantly from the best model's
-is marked by a paired test: because a cell's training subset depends only on (task, n_train,
-seed), two models' rows with the same seed were trained on identical data, so the test runs
-on per-seed differences (two-sided paired Student t-test, `reports.stats.paired_p`, the test
-of the crossover analysis and of run comparisons), with a Holm correction across the models
-of a column (`reports.stats.holm`). A t-test rather than Wilcoxon's signed-rank test: with
-the 5 seeds of the quick suite the exact Wilcoxon p can never fall below 0.0625, so no mark
-could ever appear.
+Every cell is the mean over ok seeds with its 95% interval from `reports.stats.summarize`, which
+combines the variation over seeds (training subsets) with the test set's sampling
+(`reports.stats.INTERVAL_METHOD`): "mean (lo--hi)" for accuracy (Wilson-type, inside [0, 1]) and
+for intervals clipped to their metric's range, "mean $\\pm$ half-width" otherwise. In the
+headline tables the best value of each column is bold, and a model that differs significantly
+from the best model is marked: two models' rows with the same seed were trained on identical
+data and evaluated on the same test examples, so the test is paired on both
+(`reports.stats.paired_test`: McNemar's exact test where there is one training set, else a
+two-level t-test over seeds and test examples), with a Holm correction across the models of a
+column (`reports.stats.compare_to_best`). The Markdown and HTML report carry the same marks
+(`reports.tables.headline_marks`).
 
 The tables need ``\\usepackage{booktabs}`` and ``\\usepackage{graphicx}`` (to shrink a table
 wider than the line) in the including document.
@@ -25,7 +26,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reports.stats import check_unique_cells, holm, paired_p, summarize
+from reports.stats import (
+    INTERVAL_METHOD,
+    SEEDS_ONLY_NOTE,
+    TEST_METHOD,
+    check_unique_cells,
+    summarize,
+)
+from reports.tables import fmt_interval, headline_marks
 from results.store import safe_name
 
 ALPHA = 0.05
@@ -148,14 +156,15 @@ def headline_tables(df: pd.DataFrame) -> dict[str, str]:
     File names are ``headline_<task>.tex`` (task passed through `results.store.safe_name`),
     labels ``tab:gdbench-headline-<task>``. Rows are models (with paradigm and the number of
     ok seeds, "+k" counting not-ok cells, which are excluded); columns accuracy, NLL (nats),
-    ECE, Brier and bits/dim, each "mean $\\pm$ 95% t half-width" over ok seeds; a column with
-    no value for the task is left out. Bold: the best mean of each column (max accuracy, min
-    otherwise) and every mean equal to it at the printed precision (ties are all bold).
-    $^{*}$: the model's per-seed values differ from those of the column's best model (largest
-    or smallest unrounded mean) by a two-sided paired t-test (`reports.stats.paired_p`) over
-    the seeds where both are ok, Holm-adjusted p < 0.05 across the models of the column;
-    all-zero differences are not significant, equal non-zero differences on every seed are,
-    and a model sharing fewer than 2 ok seeds with the best is not tested. $^{\\dagger}$:
+    ECE, Brier and bits/dim, each the mean over ok seeds with its 95% interval from
+    `reports.stats.summarize` (seeds and the test set's sampling); a column with no value for
+    the task is left out. Bold: the best mean of each column (max accuracy, min otherwise) and
+    every mean equal to it at the printed precision (ties are all bold). $^{*}$: the model
+    differs from the column's best model (largest or smallest unrounded mean) by the paired
+    test of `reports.stats.paired_test` on the seeds where both are ok and their per-example
+    test outcomes, Holm-adjusted p < 0.05 across the models of the column
+    (`reports.stats.compare_to_best`); all-zero differences are not significant and a zero
+    variance never makes a difference significant by itself. $^{\\dagger}$:
     bits/dim of a likelihood bound (VAE).
     """
     _require(df, ("task", "model", "paradigm", "n_train", "seed", "status", *HEADLINE_METRICS))
@@ -186,7 +195,9 @@ def learning_curve_table(df: pd.DataFrame, task: str) -> str:
     text = pd.DataFrame(NA, index=models, columns=sizes)
     for (model, n), g in stats.iterrows():
         means.loc[model, n] = g["accuracy_mean"]
-        text.loc[model, n] = _mean_ci(g["accuracy_mean"], g["accuracy_ci95"], 3)
+        text.loc[model, n] = _interval(
+            g["accuracy_mean"], g["accuracy_lo"], g["accuracy_hi"], 3, True
+        )
     bold = pd.DataFrame(False, index=models, columns=sizes)
     for n in sizes:
         bold[n] = _best_mask(means[n], higher=True, decimals=3)
@@ -199,7 +210,7 @@ def learning_curve_table(df: pd.DataFrame, task: str) -> str:
     mask[:, 2:] = bold.to_numpy()
     caption = (
         f"Test accuracy on \\texttt{{{escape_latex(task)}}} by training-set size $n$: mean "
-        r"$\pm$ half-width of the 95\% Student-$t$ interval over seeds. Bold: best mean per "
+        f"over seeds and, as (lo--hi), its {_tex_text(INTERVAL_METHOD)}. Bold: best mean per "
         "column (ties at the printed precision are all bold)."
     )
     caption += _not_ok_sentence(rows)
@@ -259,19 +270,29 @@ def _headline(rows: pd.DataFrame, task: str) -> str:
             "Seeds": seeds,
         }
     )
-    min_pairs: list[int] = []
     any_sig = any_bound_cell = False
+    seeds_only = False
+    untested: set[str] = set()
     for metric in metrics:
-        means = summary[f"{metric}_mean"]
-        higher = HIGHER_IS_BETTER.get(metric, False)
         decimals = DECIMALS[metric]
-        best = _best_mask(means, higher, decimals)
-        significant, pairs = _significant_vs_best(ok, metric, means, higher)
-        min_pairs += pairs
+        best, significant, not_tested = headline_marks(top, summary, metric, decimals)
+        untested |= not_tested
+        seeds_only |= bool(
+            (
+                ~summary[f"{metric}_test"].fillna(False).astype(bool)
+                & summary[f"{metric}_mean"].notna()
+            ).any()
+        )
         column = []
         for model in models:
-            text = _mean_ci(means[model], summary.loc[model, f"{metric}_ci95"], decimals)
-            if best[model]:
+            text = _interval(
+                summary.loc[model, f"{metric}_mean"],
+                summary.loc[model, f"{metric}_lo"],
+                summary.loc[model, f"{metric}_hi"],
+                decimals,
+                metric == "accuracy",
+            )
+            if best.get(model, False):
                 text = rf"\textbf{{{text}}}"
             marks = ""
             if significant.get(model, False):
@@ -284,36 +305,12 @@ def _headline(rows: pd.DataFrame, task: str) -> str:
         table[HEADERS[metric]] = column
     return dataframe_to_booktabs(
         table,
-        _headline_caption(rows, task, largest, any_sig, any_bound_cell, min_pairs),
+        _headline_caption(rows, task, largest, any_sig, any_bound_cell, seeds_only, untested),
         f"tab:gdbench-headline-{safe_name(task)}",
         escape=False,
         index=False,
         column_format="llr" + "r" * len(metrics),
     )
-
-
-def _significant_vs_best(
-    ok: pd.DataFrame, metric: str, means: pd.Series, higher: bool
-) -> tuple[dict[str, bool], list[int]]:
-    """{model: Holm-significant difference from the best model} and the pair counts tested."""
-    finite = means.dropna()
-    if finite.empty:
-        return {}, []
-    # the best unrounded mean; exact ties resolved by model name (sorted index)
-    best = finite.idxmax() if higher else finite.idxmin()
-    values = ok.dropna(subset=[metric]).pivot(index="seed", columns="model", values=metric)
-    models, pvalues, pairs = [], [], []
-    for model in finite.index:
-        if model == best:
-            continue
-        both = values[[best, model]].dropna()
-        if both.empty:
-            continue
-        models.append(model)
-        pvalues.append(paired_p(both[model].to_numpy() - both[best].to_numpy()))
-        pairs.append(len(both))
-    adjusted = holm(pvalues)
-    return {m: bool(p < ALPHA) for m, p in zip(models, adjusted, strict=True)}, pairs
 
 
 def _headline_caption(
@@ -322,21 +319,27 @@ def _headline_caption(
     largest: int,
     any_sig: bool,
     any_bound: bool,
-    min_pairs: list[int],
+    seeds_only: bool,
+    untested: set[str],
 ) -> str:
     text = (
         f"Results on \\texttt{{{escape_latex(task)}}} at $n_{{\\mathrm{{train}}}}={largest}$: "
-        r"mean $\pm$ half-width of the 95\% Student-$t$ interval over seeds (NLL in nats; "
-        "ok cells only; "
-        "Seeds: ok seeds, +$k$ not-ok cells excluded). Bold: best mean per column (highest "
-        "accuracy, lowest otherwise; values tied with it at the printed precision are all "
-        "bold). $^{*}$: differs from the column's best model by a two-sided paired $t$-test "
-        "on the per-seed differences (identical training subsets per seed), "
-        f"$\\alpha={ALPHA:g}$, Holm-corrected across the models of the column"
+        f"mean over ok seeds and its {_tex_text(INTERVAL_METHOD)}; (lo--hi) where the interval "
+        "is asymmetric (NLL in nats; ok cells only; Seeds: ok seeds, +$k$ not-ok cells "
+        "excluded). Bold: best mean per column (highest accuracy, lowest otherwise; values tied "
+        "with it at the printed precision are all bold). $^{*}$: differs from the column's best "
+        f"model ($\\alpha={ALPHA:g}$) by a {_tex_text(TEST_METHOD)} across the models of the "
+        "column"
     )
     text += "." if any_sig else "; no model differs significantly."
-    if min_pairs and min(min_pairs) < 2:
-        text += " Models that share a single ok seed with the column's best model are not tested."
+    if seeds_only:
+        text += f" {_tex_text(SEEDS_ONLY_NOTE).capitalize()}."
+    if untested:
+        names = ", ".join(rf"\texttt{{{escape_latex(m)}}}" for m in sorted(untested))
+        text += (
+            " Models that share no ok seed with the column's best model, or a single one "
+            f"without per-example outcomes, are not tested: {names}."
+        )
     if any_bound:
         text += r" $^{\dagger}$: an upper bound on bits/dim (VAE: importance-weighted ELBO)."
     bayes = rows["bayes_accuracy"].dropna() if "bayes_accuracy" in rows else pd.Series(dtype=float)
@@ -357,13 +360,44 @@ def _best_mask(means: pd.Series, higher: bool, decimals: int) -> pd.Series:
     return means.notna() & (means.round(decimals) == round(float(best), decimals))
 
 
-def _mean_ci(mean: float, ci: float, decimals: int) -> str:
-    if mean is None or pd.isna(mean):
+def _interval(mean: float, lo: float, hi: float, decimals: int, bounded: bool) -> str:
+    """`reports.tables.fmt_interval` in LaTeX: $\\pm$, an en dash and $a\\times10^{k}$."""
+    text = fmt_interval(mean, lo, hi, decimals, bounded)
+    if text == "—":
         return NA
-    text = f"{round(float(mean), decimals) + 0.0:.{decimals}f}"
-    if ci is not None and not pd.isna(ci):
-        text += rf" $\pm$ {round(float(ci), decimals) + 0.0:.{decimals}f}"
-    return text
+    text = text.replace("±", r"$\pm$").replace("–", "--")
+    return re.sub(
+        r"(-?\d(?:\.\d+)?)e([+-])0*(\d+)",
+        lambda m: f"${m[1]}\\times10^{{{'-' if m[2] == '-' else ''}{m[3]}}}$",
+        text,
+    )
+
+
+def _tex_text(text: str) -> str:
+    """A caption sentence of `reports.stats` in LaTeX (its Unicode math as LaTeX math)."""
+    for old, new in (
+        ("%", r"\%"),
+        (
+            "V = s²_seeds/S + s²_test/n_test",
+            r"$V = s^2_\mathrm{seeds}/S + s^2_\mathrm{test}/n_\mathrm{test}$",
+        ),
+        ("p(1−p)/V", "$p(1-p)/V$"),
+        ("t·√V", r"$t\sqrt{V}$"),
+        ("s²_test", r"$s^2_\mathrm{test}$"),
+        ("(sd_A + sd_B)²", r"$(\mathrm{sd}_A + \mathrm{sd}_B)^2$"),
+        ("n = pool", r"$n = \mathrm{pool}$"),
+        ("²", "$^2$"),
+        ("±", r"$\pm$"),
+        ("−", "$-$"),
+        ("–", "--"),
+        ("<", "$<$"),
+        (">", "$>$"),
+    ):
+        text = text.replace(old, new)
+    # underscores outside math (every other piece between dollars) are literal
+    pieces = text.split("$")
+    pieces[::2] = [p.replace("_", r"\_") for p in pieces[::2]]
+    return "$".join(pieces)
 
 
 def _not_ok_sentence(rows: pd.DataFrame) -> str:

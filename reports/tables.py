@@ -1,7 +1,10 @@
 """Markdown tables of stored rows: headline metrics, learning curves in numbers, compute, failures.
 
-Every "a ± b" cell is the mean over seeds ± the half-width of its 95% Student-t interval
-(`reports.stats.summarize`); "—" marks a value that is missing or not applicable.
+Every interval is the 95% interval of `reports.stats.summarize`, which combines the variation over
+seeds with the test set's sampling (`reports.stats.INTERVAL_METHOD`): "a (lo–hi)" for accuracy
+(Wilson-type, inside [0, 1]) and wherever an interval was clipped to its metric's range, "a ± b"
+otherwise; "—" marks a value that is missing or not applicable. Values of magnitude 10^4 or more
+are printed with 3 significant digits in scientific notation.
 """
 
 from __future__ import annotations
@@ -11,33 +14,113 @@ import math
 import numpy as np
 import pandas as pd
 
-from reports.stats import check_unique_cells, summarize
+from reports.stats import (
+    INTERVAL_METHOD,
+    SEEDS_ONLY_NOTE,
+    TEST_METHOD,
+    check_unique_cells,
+    compare_to_best,
+    summarize,
+)
 
 HEADLINE = ("accuracy", "nll", "ece", "brier", "log_lik", "bits_per_dim")
 DECIMALS = {"accuracy": 3, "nll": 3, "ece": 3, "brier": 3, "log_lik": 2, "bits_per_dim": 3}
 HEADERS = {
-    "accuracy": "accuracy",
-    "nll": "NLL (nats)",
-    "ece": "ECE",
-    "brier": "Brier",
-    "log_lik": "log p(x) (nats)",
-    "bits_per_dim": "bits/dim",
+    "accuracy": "accuracy ↑",
+    "nll": "NLL (nats) ↓",
+    "ece": "ECE ↓",
+    "brier": "Brier ↓",
+    "log_lik": "log p(x) (nats) ↑",
+    "bits_per_dim": "bits/dim ↓",
 }
+#: Whether a larger value of a headline metric is better (the best mark's direction).
+HIGHER_IS_BETTER = {"accuracy": True, "log_lik": True}
+ALPHA = 0.05
 BOUND_MARK = "†"
+SIG_MARK = "\\*"  # a literal "*" in Markdown
 DASH = "—"
 #: Said wherever rows of scikit-learn reference models (paradigm "reference") are tabulated.
 REFERENCE_NOTE = "sk: models are scikit-learn references run on CPU outside JAX"
 _MESSAGE_CHARS = 200
+#: Magnitude from which values are printed in scientific notation.
+_SCIENTIFIC = 1e4
+
+
+def fmt_number(value: float, decimals: int) -> str:
+    """`value` with `decimals` decimals, or 3 significant digits in scientific notation when
+    its magnitude is 10^4 or more (e.g. 4.82e+07); '—' for NaN or None."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or pd.isna(value):
+        return DASH
+    value = float(value)
+    if not math.isfinite(value):
+        return str(value)
+    if abs(value) >= _SCIENTIFIC:
+        return f"{value:.3g}"
+    return f"{_round(value, decimals):.{decimals}f}"
+
+
+def _fmt_width(width: float, decimals: int, scientific: bool) -> str:
+    """A half-width: at the mean's precision, or 1 significant digit where that would print 0."""
+    if scientific:
+        return f"{width:.2g}"
+    if 0 < width < 0.5 * 10**-decimals:
+        return f"{width:.1g}"
+    return f"{_round(width, decimals):.{decimals}f}"
 
 
 def fmt_mean_ci(mean: float, ci: float, decimals: int) -> str:
-    """'mean ± ci' with `decimals` decimals; the mean alone when ci is NaN; '—' when mean is."""
-    if mean is None or not math.isfinite(mean):
-        return DASH if mean is None or math.isnan(mean) else str(mean)
-    text = f"{_round(mean, decimals):.{decimals}f}"
-    if ci is not None and math.isfinite(ci):
-        text += f" ± {_round(ci, decimals):.{decimals}f}"
+    """'mean ± ci' (`fmt_number` formats); the mean alone when ci is NaN; '—' when mean is."""
+    if mean is None or pd.isna(mean) or not math.isfinite(mean):
+        return DASH if mean is None or pd.isna(mean) else str(mean)
+    text = fmt_number(mean, decimals)
+    if ci is not None and not pd.isna(ci) and math.isfinite(ci):
+        scientific = abs(mean) >= _SCIENTIFIC or abs(ci) >= _SCIENTIFIC
+        text += f" ± {_fmt_width(float(ci), decimals, scientific)}"
     return text
+
+
+def fmt_interval(mean: float, lo: float, hi: float, decimals: int, bounded: bool = False) -> str:
+    """A mean and its interval: 'mean (lo–hi)' when `bounded` (accuracy) or when the interval is
+    not symmetric at the printed precision (clipped to the metric's range), else 'mean ± half';
+    the mean alone without an interval; '—' without a mean."""
+    if mean is None or pd.isna(mean):
+        return DASH
+    if lo is None or hi is None or pd.isna(lo) or pd.isna(hi):
+        return fmt_number(mean, decimals)
+    mean, lo, hi = float(mean), float(lo), float(hi)
+    scientific = max(abs(mean), abs(lo), abs(hi)) >= _SCIENTIFIC
+    tol = 0.5 * 10**-decimals if not scientific else 1e-3 * max(abs(hi - lo), 1e-300)
+    if bounded or abs((mean - lo) - (hi - mean)) > tol:
+        return (
+            f"{fmt_number(mean, decimals)} ({fmt_number(lo, decimals)}–{fmt_number(hi, decimals)})"
+        )
+    return f"{fmt_number(mean, decimals)} ± {_fmt_width((hi - lo) / 2, decimals, scientific)}"
+
+
+def headline_marks(
+    rows: pd.DataFrame, stats: pd.DataFrame, metric: str, decimals: int
+) -> tuple[dict[str, bool], dict[str, bool], set[str]]:
+    """({model: best}, {model: significantly different from the best}, {models not tested})
+    of one headline column.
+
+    `rows` are one (task, n_train) group's rows, `stats` its `summarize` by model (indexed by
+    model). Best: the best mean (`HIGHER_IS_BETTER`) and every mean equal to it at the printed
+    precision. Significant: `reports.stats.compare_to_best` (paired test on per-example
+    outcomes, Holm-corrected across the column's models), adjusted p < `ALPHA`.
+    """
+    means = stats[f"{metric}_mean"]
+    finite = means.dropna()
+    if finite.empty:
+        return {}, {}, set()
+    higher = HIGHER_IS_BETTER.get(metric, False)
+    best_value = finite.max() if higher else finite.min()
+    best = {
+        m: bool(round(float(v), decimals) == round(float(best_value), decimals))
+        for m, v in finite.items()
+    }
+    adjusted, tests = compare_to_best(rows, metric, means, higher)
+    untested = {m for m, name in tests.items() if name == "none"}
+    return best, {m: bool(p < ALPHA) for m, p in adjusted.items()}, untested
 
 
 def markdown_summary(df: pd.DataFrame) -> str:
@@ -45,7 +128,7 @@ def markdown_summary(df: pd.DataFrame) -> str:
     n_train, the Bayes accuracy and true log-likelihood of synthetic tasks, and test accuracy
     per model and size; then a compute table and the list of cells whose status is not ok."""
     check_unique_cells(df)
-    parts = ["## Results by task", ""]
+    parts = ["## Results by task", "", HEADLINE_LEGEND, ""]
     for task in sorted(df["task"].unique()):
         parts += _task_section(df[df["task"] == task], task)
     parts += ["## Compute", "", *_compute_table(df), ""]
@@ -55,43 +138,90 @@ def markdown_summary(df: pd.DataFrame) -> str:
 
 def _task_section(rows: pd.DataFrame, task: str) -> list[str]:
     largest = int(rows["n_train"].max())
-    stats = summarize(rows, HEADLINE, by=("model", "n_train"))
-    top = stats[stats["n_train"] == largest].set_index("model")
+    top_rows = rows[rows["n_train"] == largest]
+    stats = summarize(top_rows, HEADLINE, by=("model",))
+    top = stats.set_index("model")
     paradigm = rows.groupby("model")["paradigm"].first()
-    bound = _bound_models(rows[rows["n_train"] == largest])
+    bound = _bound_models(top_rows)
+    metrics = [m for m in HEADLINE if top[f"{m}_mean"].notna().any()]
+    marks = {m: headline_marks(top_rows, top, m, DECIMALS[m]) for m in metrics}
+    untested = set().union(*(marks[m][2] for m in metrics)) if metrics else set()
     lines = [
         f"### {_cell(task)}",
         "",
         f"Data: `{'`, `'.join(sorted(rows['preprocess'].astype(str).unique()))}`.",
         "",
-        f"At n_train = {largest} (mean ± 95% t-interval over seeds):",
+        f"At n_train = {largest}:",
         "",
     ]
-    header = ["model", "paradigm", "seeds ok", *(HEADERS[m] for m in HEADLINE)]
+    header = ["model", "paradigm", "seeds ok", *(HEADERS[m] for m in metrics)]
     body = []
+    any_sig = False
     for model in sorted(paradigm.index):
-        if model in top.index:
+        if model in top.index and top.loc[model, "n_ok"] > 0:
             g = top.loc[model]
             seeds = _seeds(int(g["n_ok"]), int(g["n_not_ok"]))
             cells = []
-            for m in HEADLINE:
-                text = fmt_mean_ci(g[f"{m}_mean"], g[f"{m}_ci95"], DECIMALS[m])
+            for m in metrics:
+                text = fmt_interval(
+                    g[f"{m}_mean"], g[f"{m}_lo"], g[f"{m}_hi"], DECIMALS[m], m == "accuracy"
+                )
+                if text != DASH and marks[m][0].get(model, False):
+                    text = f"**{text}**"
+                if marks[m][1].get(model, False):
+                    text += f" {SIG_MARK}"
+                    any_sig = True
                 if m in ("log_lik", "bits_per_dim") and model in bound and text != DASH:
                     text += f" {BOUND_MARK}"
                 cells.append(text)
         else:
-            seeds, cells = "0 (not run)", [DASH] * len(HEADLINE)
+            n_bad = int(top.loc[model, "n_not_ok"]) if model in top.index else 0
+            seeds = f"0 (+{n_bad} not ok)" if n_bad else "0 (not run)"
+            cells = [DASH] * len(metrics)
         body.append([model, paradigm[model], seeds, *cells])
     lines += table(header, body)
+    lines += ["", headline_legend(top_rows, stats, metrics, any_sig, untested)]
     if bound:
         lines += ["", f"{BOUND_MARK} bound on the likelihood (ELBO-like), not the exact value."]
-        lines += _elbo_line(rows[rows["n_train"] == largest])
+        lines += _elbo_line(top_rows)
     if (paradigm == "reference").any():
         lines += ["", f"{REFERENCE_NOTE} (same subsets, seeds and metric definitions)."]
     reference = _synthetic_line(rows)
     if reference:
         lines += ["", reference]
     return [*lines, ""]
+
+
+#: The legend of every headline table, said once above them (the docs quote it).
+HEADLINE_LEGEND = (
+    "Each task's table is at its largest training size: the mean over ok seeds (ok cells only) "
+    f'with its {INTERVAL_METHOD}; "mean (lo–hi)" where the interval is asymmetric (accuracy, '
+    'or clipped to the metric\'s range), "mean ± half-width" otherwise. **Bold**: best mean '
+    "of the column (↑ highest, ↓ lowest; ties at the printed precision all bold). "
+    f"{SIG_MARK}: differs from the column's best model (α = {ALPHA:g}) by a {TEST_METHOD} "
+    "across the models of the column."
+)
+
+
+def headline_legend(
+    rows: pd.DataFrame,
+    stats: pd.DataFrame,
+    metrics: list[str],
+    any_sig: bool,
+    untested: set[str] = frozenset(),
+) -> str:
+    """The line under a headline table: its marks (`HEADLINE_LEGEND` says what they mean) and
+    which columns' intervals are over seeds only."""
+    text = "Intervals, bold and marks as explained under Results by task"
+    text += "." if any_sig else "; no model differs significantly from the best."
+    seeds_only = [m for m in metrics if (~stats[f"{m}_test"] & stats[f"{m}_mean"].notna()).any()]
+    if seeds_only:
+        text += f" {', '.join(HEADERS[m] for m in seeds_only)}: {SEEDS_ONLY_NOTE}."
+    if untested:
+        text += (
+            f" Not tested (no shared ok seed with the best to pair): {', '.join(sorted(untested))}."
+        )
+    return text
 
 
 #: Per-grid compute columns, aggregated over a grid's rows (a grid resumed in parts has several
@@ -102,6 +232,7 @@ _COMPUTE_AGG = {
     "fit_s_min": "min",
     "fit_s_max": "max",
     "fit_repeats": "min",
+    "predict_s": "mean",
     "predict_per_s": "mean",
     "flops": "mean",
     "fit_flops": "mean",
@@ -137,12 +268,23 @@ LOOP_ONCE_NOTE = (
 )
 
 
-def _compute_table(df: pd.DataFrame) -> list[str]:
-    """Per (run, task, model) grid: compile seconds, steady-state fit seconds per cell with
-    spread and repeats, predict throughput, GFLOP per cell, achieved GFLOP/s and % of peak,
-    peak memory; a dash where a value was not measured (e.g. rows of older runs)."""
-    grid_key = (["run"] if "run" in df.columns else []) + ["task", "model"]
+#: How the two per-cell costs of the compute tables are defined (the docs quote it).
+COST_NOTE = (
+    "Steady-state s per cell: fit + evaluation seconds per cell of an already compiled grid "
+    "(median of timed repeats / cells). End-to-end s per cell: what a single run pays, "
+    "(compile + input copy) per grid / cells + steady-state; for sk: references, which "
+    "compile nothing, the two are equal."
+)
+
+
+def grid_costs(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (run, task, model) grid with its compute columns (`_COMPUTE_AGG`), its
+    `cells`, `steady_s` (fit_s + predict_s, seconds per cell) and `end_to_end_s` (steady_s +
+    (compile_s + input_s) / cells, seconds per cell; input_s counts 0 where not measured)."""
+    grid_key = ["run", "task", "model"] if "run" in df.columns else ["task", "model"]
     df = df.assign(**{c: math.nan for c in _COMPUTE_AGG if c not in df.columns})
+    if "grid_cells" not in df.columns:
+        df = df.assign(grid_cells=math.nan)
     grids = (
         df.groupby(grid_key, sort=True)
         .agg(
@@ -152,37 +294,78 @@ def _compute_table(df: pd.DataFrame) -> list[str]:
         )
         .reset_index()
     )
-    header = [
+    grids["steady_s"] = grids["fit_s"] + grids["predict_s"].fillna(0.0)
+    fixed = grids["compile_s"].fillna(0.0) + grids["input_s"].fillna(0.0)
+    per_cell = (fixed / grids["cells"]).where(fixed > 0, 0.0)
+    grids["end_to_end_s"] = grids["steady_s"] + per_cell
+    return grids
+
+
+def _compute_table(df: pd.DataFrame) -> list[str]:
+    """Two tables per (run, task, model) grid, narrow enough for a 1,000 px page: costs
+    (compile seconds, steady-state and end-to-end seconds per cell, fit seconds with spread
+    and repeats) and throughput (predict rate, GFLOP per cell, achieved GFLOP/s and % of peak,
+    peak memory, input and task-load seconds); a dash where a value was not measured."""
+    grids = grid_costs(df)
+    several = "run" in grids.columns and grids["run"].nunique() > 1
+    grid_key = (["run"] if several else []) + ["task", "model"]
+    keys = [[str(g[k]) for k in grid_key] for _, g in grids.iterrows()]
+    cost_header = [
         *grid_key,
         "paradigm",
         "cells",
         "compile s (per grid)",
+        "steady-state s per cell",
+        "end-to-end s per cell",
         "fit s per cell (min–max, repeats)",
+    ]
+    cost_body = [
+        [
+            *key,
+            g["paradigm"],
+            str(int(g["cells"])),
+            _sig(g["compile_s"]),
+            _sig(g["steady_s"]),
+            _sig(g["end_to_end_s"]),
+            _fit_cell(g),
+        ]
+        for key, (_, g) in zip(keys, grids.iterrows(), strict=True)
+    ]
+    rate_header = [
+        *grid_key,
         "predict examples/s",
         "GFLOP per cell",
         "achieved GFLOP/s (% of peak)",
         "peak memory MB",
     ]
-    body = [
+    rate_body = [
         [
-            *(str(g[k]) for k in grid_key),
-            g["paradigm"],
-            str(int(g["cells"])),
-            _sig(g["compile_s"]),
-            _fit_cell(g),
+            *key,
             _sig(g["predict_per_s"]),
             _sig(g["flops"] / 1e9) + (f" {LOOP_ONCE_MARK}" if _loop_once(g) else ""),
             _rate_cell(g["flop_rate"], g["peak_fraction"]),
             _sig(g["peak_bytes"] / 1e6),
         ]
-        for _, g in grids.iterrows()
+        for key, (_, g) in zip(keys, grids.iterrows(), strict=True)
     ]
     inputs = bool(np.isfinite(grids[["input_s", "load_s"]].to_numpy(dtype=float)).any())
     if inputs:  # runs of earlier gdbench versions did not measure them
-        header += ["input s (per grid)", "task load s"]
-        for row, (_, g) in zip(body, grids.iterrows(), strict=True):
+        rate_header += ["input s (per grid)", "task load s"]
+        for row, (_, g) in zip(rate_body, grids.iterrows(), strict=True):
             row += [_sig(g["input_s"]), _sig(g["load_s"])]
-    lines = [*table(header, body), "", COMPUTE_NOTE]
+    lines = [
+        "### Cost per cell",
+        "",
+        *table(cost_header, cost_body),
+        "",
+        COST_NOTE,
+        "",
+        "### Throughput, FLOPs and memory",
+        "",
+        *table(rate_header, rate_body),
+        "",
+        COMPUTE_NOTE,
+    ]
     if inputs:
         lines += ["", INPUT_NOTE]
     if any(_loop_once(g) for _, g in grids.iterrows()):

@@ -54,6 +54,7 @@ _ARROW_TYPES = {
     "int64": pa.int64(),
     "float64": pa.float64(),
     "boolean": pa.bool_(),
+    "bytes": pa.binary(),
 }
 ARROW_SCHEMA = pa.schema([pa.field(n, _ARROW_TYPES[c.dtype]) for n, c in COLUMNS.items()])
 

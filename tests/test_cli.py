@@ -12,6 +12,7 @@ import pytest
 
 import results
 from bench import cli
+from results.schema import unpack_correct
 
 SMALL = ["--tasks", "iris", "--models", "gnb,logreg", "--sizes", "6,20", "--seeds", "2"]
 
@@ -71,6 +72,10 @@ def test_report_writes_markdown_csv_and_figures(small_run, tmp_path, capsys):
     assert "iris" in md and "logreg" in md and "gnb" in md
     csv = pd.read_csv(tmp_path / "rep" / "results.csv")
     assert len(csv) == 8
+    # per-example outcomes as hex text: bytes.fromhex gives the stored bits back
+    for _, row in csv.iterrows():
+        bits = unpack_correct(bytes.fromhex(row["test_correct"]), row["n_test"])
+        assert bits.mean() == pytest.approx(row["accuracy"], abs=1e-6)
     png = tmp_path / "rep" / "figures" / "learning_curve_iris.png"
     assert png.stat().st_size > 1000
 

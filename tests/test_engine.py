@@ -25,7 +25,7 @@ from sklearn.metrics import accuracy_score, log_loss
 
 import models
 import tasks
-from bench import engine, fit, plan
+from bench import engine, fit, metrics, plan
 from bench.engine import run_grid
 from bench.metrics import classification_metrics
 from tasks import synthetic
@@ -250,6 +250,16 @@ def test_classification_metrics_against_references(num_classes: int, scale: floa
     brier = ((p - np.eye(num_classes)[y]) ** 2).sum(1).mean()
     assert out["brier"] == pytest.approx(brier, rel=1e-5, abs=1e-6)
     assert out["ece"] == pytest.approx(_reference_ece(p, y), abs=1e-5)
+
+    # what a cell keeps per example: outcomes and spreads over the test examples (scipy/numpy)
+    spread = metrics.example_spread(jnp.asarray(logits), y)
+    np.testing.assert_array_equal(np.asarray(spread["correct"]), p.argmax(1) == y)
+    logp = log_softmax(logits.astype(np.float64), axis=1)
+    per_nll = -logp[np.arange(n), y]
+    per_brier = ((p - np.eye(num_classes)[y]) ** 2).sum(1)
+    per_ece = (p.argmax(1) == y) - p.max(1)
+    for key, values in (("nll_sd", per_nll), ("brier_sd", per_brier), ("ece_sd", per_ece)):
+        assert float(spread[key]) == pytest.approx(np.std(values, ddof=1), rel=1e-4, abs=1e-6)
 
 
 def test_classification_metrics_are_stable_for_extreme_logits():

@@ -21,6 +21,7 @@ from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from PIL import Image
 from scipy import stats as sps
+from statsmodels.stats.proportion import proportion_confint
 
 from reports import cite, figures
 from reports.html import markdown_to_html, write_html
@@ -77,6 +78,18 @@ def t_interval(values) -> tuple[float, float]:
     mean = values.mean()
     lo, _ = sps.t.interval(0.95, len(values) - 1, loc=mean, scale=sps.sem(values))
     return mean, mean - lo
+
+
+def wilson_over_seeds(values) -> tuple[float, float]:
+    """Mean and half-width of the seeds-only accuracy interval of rows without per-example
+    outcomes: statsmodels' Wilson interval at the effective size p(1-p)/V, V = s^2/S,
+    scaled by (z/t_{S-1})^2 (independent of reports.stats)."""
+    values = np.asarray(values, dtype=float)
+    p, k = values.mean(), len(values)
+    scale = (sps.norm.ppf(0.975) / sps.t.ppf(0.975, k - 1)) ** 2
+    n_eff = p * (1 - p) / (values.var(ddof=1) / k) * scale
+    lo, hi = proportion_confint(p * n_eff, n_eff, method="wilson")
+    return p, (hi - lo) / 2
 
 
 def errorbars(ax) -> list[tuple]:
@@ -170,7 +183,7 @@ def test_accuracy_vs_compute_points_and_intervals(tmp_path):
         assert len(bars) == len(MODELS)
         for model, paradigm in MODELS.items():
             seeds = [s for s in SEEDS if not (task, model, s) == ("gauss_2d", "jem", 0)]
-            mean, half = t_interval([accuracy_of(model, max(SIZES), s) for s in seeds])
+            mean, half = wilson_over_seeds([accuracy_of(model, max(SIZES), s) for s in seeds])
             y, hy, line = bars[round(FIT_S[model], 6)]
             assert y == pytest.approx(mean, abs=1e-12)
             assert hy == pytest.approx(half, rel=1e-9)
@@ -197,7 +210,7 @@ def test_likelihood_vs_accuracy_hollow_bounds(tmp_path):
     )
     for model in ("gnb", "vae"):
         bpd, bpd_half = t_interval([bits_of(model, s) for s in SEEDS])
-        acc, acc_half = t_interval([accuracy_of(model, max(SIZES), s) for s in SEEDS])
+        acc, acc_half = wilson_over_seeds([accuracy_of(model, max(SIZES), s) for s in SEEDS])
         x, y, hx, hy, line = next(p for p in points if np.isclose(p[0], bpd))
         assert y == pytest.approx(acc, abs=1e-12)
         assert hx == pytest.approx(bpd_half, rel=1e-9)

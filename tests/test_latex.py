@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as sps
+from statsmodels.stats.proportion import proportion_confint
 
 from reports import latex
 from reports.stats import DuplicateCellError, holm, paired_p
@@ -184,10 +185,18 @@ def test_headline_bolds_the_best_per_column_and_ties(tmp_path):
     for column, best in expected_best.items():
         bolded = {m for m, cells in rows.items() if "\\textbf{" in cells[column]}
         assert bolded == best, column
-    # mean ± 95% t half-width, from scipy directly
+    # rows without per-example outcomes (older runs): over seeds only. Accuracy: statsmodels'
+    # Wilson interval at the effective size p(1-p)/V, V = s^2/S, scaled by (z/t_{S-1})^2
     acc = top.get_group("gnb")["accuracy"].to_numpy()
-    half = sps.t.ppf(0.975, len(acc) - 1) * acc.std(ddof=1) / np.sqrt(len(acc))
-    assert rows["gnb"]["Accuracy $\\uparrow$"] == f"\\textbf{{{acc.mean():.3f} $\\pm$ {half:.3f}}}"
+    k, p = len(acc), acc.mean()
+    z, t = sps.norm.ppf(0.975), sps.t.ppf(0.975, len(acc) - 1)
+    n_eff = p * (1 - p) / (acc.var(ddof=1) / k) * (z / t) ** 2
+    lo, hi = proportion_confint(p * n_eff, n_eff, method="wilson")
+    assert rows["gnb"]["Accuracy $\\uparrow$"] == f"\\textbf{{{p:.3f} ({lo:.3f}--{hi:.3f})}}"
+    # NLL: the 95% t half-width over seeds, from scipy directly
+    nll = top.get_group("gnb")["nll"].to_numpy()
+    half = t * nll.std(ddof=1) / np.sqrt(k)
+    assert rows["gnb"]["NLL $\\downarrow$"].startswith(f"{nll.mean():.3f} $\\pm$ {half:.3f}")
     assert rows["logreg"]["Bits/dim $\\downarrow$"] == "---"
     assert "n_{\\mathrm{train}}=40" in tex and "\\label{tab:gdbench-headline-gauss}" in tex
 
@@ -245,7 +254,8 @@ def test_significance_mark_uses_paired_t_test_with_holm():
     assert rows["worse"]["Accuracy $\\uparrow$"].endswith("$^{*}$")
     assert "$^{*}$" not in rows["noisy"]["Accuracy $\\uparrow$"]
     assert "$^{*}$" not in rows["best"]["Accuracy $\\uparrow$"]
-    assert "two-sided paired $t$-test" in tex and "Wilcoxon" not in tex
+    # rows without per-example outcomes: the paired t-test over seeds, and the caption says so
+    assert "McNemar" in tex and "test over seeds only" in tex and "Wilcoxon" not in tex
     d = (acc["worse"] - acc["best"]).to_numpy()
     assert paired_p(d) == pytest.approx(sps.ttest_1samp(d, 0.0).pvalue, rel=1e-12)
 
@@ -311,7 +321,7 @@ def test_a_model_sharing_one_seed_with_the_best_is_not_tested():
     rows = by_model(tex)
     assert rows["lone"]["Seeds"] == "1"
     assert "$^{*}$" not in rows["lone"]["Accuracy $\\uparrow$"]
-    assert "share a single ok seed with the column's best model are not tested" in tex
+    assert "or a single one without per-example outcomes, are not tested" in tex
     assert np.isnan(paired_p([0.5 - 0.7]))
 
 
@@ -320,7 +330,9 @@ def test_bound_mark_and_escaped_names():
     vae = df[df["model"] == "gnb"].copy()
     vae["model"] = "vae_iw&k"
     vae["likelihood_is_bound"] = True
-    vae["bits_per_dim"] += 0.5
+    vae["bits_per_dim"] += 0.5 + 0.01 * np.arange(
+        len(vae)
+    )  # worse on every seed, by varying amounts
     df = pd.concat([df, vae])
     df["task"] = "csv:my_data.csv"
     tables = latex.headline_tables(df)
@@ -329,7 +341,7 @@ def test_bound_mark_and_escaped_names():
     tex = tables[name]
     assert_balanced(tex)
     rows = by_model(tex)
-    # 0.5 bits/dim worse than gnb on every seed: significant as well as a bound
+    # about 0.5 bits/dim worse than gnb on every seed: significant as well as a bound
     assert rows[r"vae\_iw\&k"][r"Bits/dim $\downarrow$"].endswith("$^{*\\dagger}$")
     assert "\\dagger" not in rows["gnb"]["Bits/dim $\\downarrow$"]
     assert "$^{\\dagger}$: an upper bound on bits/dim" in tex
@@ -343,8 +355,13 @@ def test_learning_curve_table_values_and_missing_task():
     assert header_cells(tex) == ["Model", "Paradigm", "$n=20$", "$n=40$"]
     rows = by_model(tex)
     values = df[(df["model"] == "logreg") & (df["n_train"] == 20)]["accuracy"].to_numpy()
-    half = sps.t.ppf(0.975, 3) * values.std(ddof=1) / 2
-    assert rows["logreg"]["$n=20$"] == f"{values.mean():.3f} $\\pm$ {half:.3f}"
+    # seeds only (no per-example outcomes): statsmodels' Wilson interval at the effective size
+    p = values.mean()
+    n_eff = (
+        p * (1 - p) / (values.var(ddof=1) / 4) * (sps.norm.ppf(0.975) / sps.t.ppf(0.975, 3)) ** 2
+    )
+    lo, hi = proportion_confint(p * n_eff, n_eff, method="wilson")
+    assert rows["logreg"]["$n=20$"] == f"{p:.3f} ({lo:.3f}--{hi:.3f})"
     assert rows["gnb"]["$n=40$"].startswith("\\textbf{")
     with pytest.raises(ValueError, match="no rows of task 'wine'; tasks present: gauss"):
         latex.learning_curve_table(df, "wine")

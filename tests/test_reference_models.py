@@ -26,6 +26,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
+from statsmodels.stats.proportion import proportion_confint
 
 import models
 import reports
@@ -36,7 +37,7 @@ from bench.metrics import classification_metrics
 from models.registry import ModelSpecError
 from reports import figures
 from results import provenance, store
-from results.schema import COLUMNS, validate
+from results.schema import COLUMNS, unpack_correct, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -132,6 +133,19 @@ def test_rows_equal_a_direct_sklearn_fit_on_the_same_subset(
         onehot = np.eye(task.num_classes)[y]
         assert row["status"] == "ok", row["message"]
         assert row["accuracy"] * len(y) == pytest.approx(correct, abs=1e-9)
+        # per-example outcomes and spreads, from the direct fit
+        if isinstance(est, CalibratedClassifierCV):
+            right = est.classes_[proba.argmax(1)] == y
+        else:
+            right = est.predict(x_test) == y
+        np.testing.assert_array_equal(unpack_correct(row["test_correct"], row["n_test"]), right)
+        if log_space:
+            per_nll = -est.predict_log_proba(x_test)[np.arange(len(y)), y]
+        else:
+            per_nll = -np.log(np.clip(proba[np.arange(len(y)), y], np.finfo(float).eps, 1))
+        assert row["nll_sd"] == pytest.approx(per_nll.std(ddof=1), rel=1e-6, abs=1e-9)
+        per_brier = ((proba - np.eye(task.num_classes)[y]) ** 2).sum(1)
+        assert row["brier_sd"] == pytest.approx(per_brier.std(ddof=1), rel=1e-6, abs=1e-9)
         assert row["accuracy"] == correct / len(y)
         assert row["nll"] == pytest.approx(nll, abs=1e-6)
         assert row["brier"] == pytest.approx(((proba - onehot) ** 2).sum(1).mean(), abs=1e-9)
@@ -168,6 +182,15 @@ def test_jax_gaussian_nb_and_sklearn_gaussian_nb_see_the_same_subsets():
         assert (a["n_train"], a["seed"]) == (b["n_train"], b["seed"])
         assert a["accuracy"] == pytest.approx(b["accuracy"], abs=1e-6)
         assert a["nll"] == pytest.approx(b["nll"], rel=1e-4)
+        # the per-example columns of the engine's evaluate program and of the reference path:
+        # the same test examples right and wrong, the same spreads over them
+        assert a["n_test"] == b["n_test"] == len(task.y_test)
+        ca, cb = (unpack_correct(r["test_correct"], r["n_test"]) for r in (a, b))
+        np.testing.assert_array_equal(ca, cb)
+        assert ca.mean() == pytest.approx(a["accuracy"], abs=1e-6)
+        for k in ("nll_sd", "brier_sd", "ece_sd"):
+            assert a[k] == pytest.approx(b[k], rel=1e-3), k
+        assert math.isfinite(a["log_lik_sd"]) and math.isnan(b["log_lik_sd"])
 
 
 @pytest.mark.fast
@@ -463,10 +486,23 @@ def test_report_shows_reference_rows_flagged_and_outside_the_crossovers(tmp_path
     note = "sk: models are scikit-learn references run on CPU outside JAX"
     assert md.count(note) == 2  # under the task's table and under the compute table
     values = np.array([accuracy_of("sk:LogisticRegression", 2, s) for s in SEEDS])
-    half = sps.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
-    assert f"| sk:LogisticRegression | reference | 4 | {values.mean():.3f} ± {half:.3f} |" in md
-    # Compute table: compile 0 s per grid, fit 0.002 s per cell.
-    assert "| run | iris | sk:LogisticRegression | reference | 12 | 0 | 0.002 |" in md
+    # rows without per-example outcomes: statsmodels' Wilson interval at the seeds' effective
+    # size p(1-p)/V, V = s^2/S, scaled by (z/t_{S-1})^2
+    p, k = values.mean(), len(values)
+    n_eff = p * (1 - p) / (values.var(ddof=1) / k)
+    n_eff *= (sps.norm.ppf(0.975) / sps.t.ppf(0.975, k - 1)) ** 2
+    lo, hi = proportion_confint(p * n_eff, n_eff, method="wilson")
+    text = f"{p:.3f} ({lo:.3f}–{hi:.3f})"
+    line = next(x for x in md.splitlines() if x.startswith("| sk:LogisticRegression | reference"))
+    assert line.startswith(
+        (
+            f"| sk:LogisticRegression | reference | 4 | {text}",
+            f"| sk:LogisticRegression | reference | 4 | **{text}**",
+        )
+    )
+    # Compute table: compile 0 s per grid; steady state and end to end both fit + predict
+    # (0.002 + 0.001 s per cell: nothing to compile), fit 0.002 s per cell.
+    assert "| iris | sk:LogisticRegression | reference | 12 | 0 | 0.003 | 0.003 | 0.002 |" in md
     # The crossover analysis pairs generative with discriminative models only.
     assert "| iris | gnb vs logreg |" in md
     assert "vs sk:" not in md and "sk:LogisticRegression vs" not in md

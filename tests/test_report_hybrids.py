@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as sps
+from statsmodels.stats.proportion import proportion_confint
 
 import reports
 from reports import hybrids
@@ -174,6 +175,18 @@ def assert_cell(cell: str, mean: float, half: float, decimals: int = 3) -> None:
     assert abs(float(found[2]) - half) <= tol, (cell, half)
 
 
+def assert_interval(cell: str, values) -> None:
+    """`cell` reads 'mean (lo–hi)': the seeds-only accuracy interval of rows without
+    per-example outcomes, statsmodels' Wilson interval at the effective size p(1-p)/V
+    (V = s^2/S) scaled by (z/t_{S-1})^2."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    p, k = v.mean(), len(v)
+    n_eff = p * (1 - p) / (v.var(ddof=1) / k) * (sps.norm.ppf(0.975) / sps.t.ppf(0.975, k - 1)) ** 2
+    lo, hi = proportion_confint(p * n_eff, n_eff, method="wilson")
+    assert cell == f"{p:.3f} ({lo:.3f}–{hi:.3f})", (cell, p, lo, hi)
+
+
 # --- the built report -------------------------------------------------------------------------
 
 
@@ -243,7 +256,7 @@ def test_lambda_sweep_table_is_ordered_by_lam_and_matches_rows(built):
     for r in rows:
         mine = ok_rows(r["task"], r["model"])
         assert r["n_train"] == str(LARGEST)
-        assert_cell(r["accuracy"], *mean_ci(mine["accuracy"]))
+        assert_interval(r["accuracy"], mine["accuracy"])
         assert_cell(r["NLL (nats)"], *mean_ci(mine["nll"]))
         assert_cell(r["log p(x) (nats)"], *mean_ci(mine["log_lik"]), decimals=2)
     tex = out["tables/lambda_sweep.tex"].read_text()

@@ -12,11 +12,14 @@ import pandas as pd
 import pytest
 from matplotlib.colors import to_rgba
 from scipy import stats as sps
+from statsmodels.stats.contingency_tables import mcnemar
+from statsmodels.stats.proportion import proportion_confint
 
 import reports
-from reports import figures, stats, tables
+from reports import figures, latex, stats, tables
 from reports.efficiency import efficiency
-from results import provenance, store
+from reports.html import markdown_to_html
+from results import provenance, schema, store
 
 TASKS = ("gauss_2d", "breast_cancer")
 MODELS = {"logreg": "discriminative", "gnb": "generative", "vae": "generative"}
@@ -95,6 +98,22 @@ def rows() -> pd.DataFrame:
     return synthetic_rows()
 
 
+def wilson_over_seeds(values) -> tuple[float, float]:
+    """The seeds-only accuracy interval of rows without per-example outcomes (older runs):
+    statsmodels' Wilson interval at the effective size p(1-p)/V, V = s^2/S, scaled by
+    (z/t_{S-1})^2 (Korn & Graubard), independent of reports.stats."""
+    values = np.asarray(values, dtype=float)
+    p, k = values.mean(), len(values)
+    scale = (sps.norm.ppf(0.975) / sps.t.ppf(0.975, k - 1)) ** 2
+    n_eff = p * (1 - p) / (values.var(ddof=1) / k) * scale
+    return proportion_confint(p * n_eff, n_eff, method="wilson")
+
+
+def acc_text(values) -> str:
+    lo, hi = wilson_over_seeds(values)
+    return f"{np.mean(values):.3f} ({lo:.3f}–{hi:.3f})"
+
+
 # --- statistics ---------------------------------------------------------------------------
 
 
@@ -112,8 +131,19 @@ def test_ci_half_width_matches_hand_computation(rows):
     assert group["accuracy_count"] == 5
     assert group["accuracy_mean"] == pytest.approx(0.79)
     assert group["accuracy_std"] == pytest.approx(np.sqrt(2.5) * 0.01)
-    assert group["accuracy_ci95"] == pytest.approx(half, rel=1e-12)
-    assert group["accuracy_ci95"] == pytest.approx(2.7764451 * 0.0158113883 / 2.2360680, rel=1e-6)
+    # rows without per-example outcomes: over seeds only. Accuracy: statsmodels' Wilson
+    # interval at the effective size p(1-p)/V (V = s^2/n), scaled by (z/t_{n-1})^2
+    scale = (sps.norm.ppf(0.975) / sps.t.ppf(0.975, n - 1)) ** 2
+    n_eff = 0.79 * 0.21 / (values.var(ddof=1) / n) * scale
+    lo, hi = proportion_confint(0.79 * n_eff, n_eff, method="wilson")
+    assert (group["accuracy_lo"], group["accuracy_hi"]) == pytest.approx((lo, hi), rel=1e-12)
+    assert group["accuracy_ci95"] == pytest.approx((hi - lo) / 2, rel=1e-12)
+    assert not group["accuracy_test"]
+    # other metrics: the Student t half-width over seeds
+    nll = rows[(rows.task == "breast_cancer") & (rows.model == "gnb") & (rows.n_train == 20)]["nll"]
+    nll_half = sps.t.ppf(0.975, n - 1) * nll.std(ddof=1) / np.sqrt(n)
+    assert group["nll_ci95"] == pytest.approx(nll_half, rel=1e-12)
+    assert half == pytest.approx(2.7764451 * 0.0158113883 / 2.2360680, rel=1e-6)
     assert group["paradigm"] == "generative"
     assert (group["n_ok"], group["n_not_ok"]) == (5, 0)
     assert len(summary) == len(TASKS) * len(MODELS) * len(SIZES)
@@ -138,9 +168,8 @@ def test_non_ok_rows_are_excluded_and_counted(rows):
     assert (g["n_ok"], g["n_not_ok"]) == (3, 2)
     assert g["accuracy_count"] == 3
     assert g["accuracy_mean"] == pytest.approx(np.mean(ok_values))
-    assert g["accuracy_ci95"] == pytest.approx(
-        sps.t.ppf(0.975, 2) * np.std(ok_values, ddof=1) / np.sqrt(3)
-    )
+    lo, hi = wilson_over_seeds(ok_values)
+    assert (g["accuracy_lo"], g["accuracy_hi"]) == pytest.approx((lo, hi))
     assert g["log_lik_mean"] == pytest.approx(-2.1)
 
 
@@ -170,30 +199,127 @@ def test_format_mean_ci():
     assert tables.fmt_mean_ci(float("nan"), 0.1, 3) == "—"
 
 
+def test_readable_number_formats():
+    # sk:GaussianNB's NLL on iris used to print as "48241873.929 ± 0.000"
+    assert tables.fmt_number(48241873.929, 3) == "4.82e+07"
+    assert tables.fmt_mean_ci(48241873.929, 1.234e6, 3) == "4.82e+07 ± 1.2e+06"
+    assert tables.fmt_interval(48241873.929, 0.0, 1.2e8, 3) == "4.82e+07 (0.000–1.2e+08)"
+    assert tables.fmt_interval(0.959, 0.9301, 0.9802, 3, bounded=True) == "0.959 (0.930–0.980)"
+    assert tables.fmt_interval(0.5, 0.4, 0.6, 3) == "0.500 ± 0.100"
+    assert tables.fmt_interval(2.5, 0.0, 7.3, 3) == "2.500 (0.000–7.300)"  # clipped at 0
+    assert tables.fmt_mean_ci(0.977, 4e-5, 3) == "0.977 ± 4e-05"  # never "± 0.000"
+    assert tables.fmt_interval(0.977, float("nan"), float("nan"), 3) == "0.977"
+    assert tables.fmt_interval(float("nan"), 0.1, 0.2, 3) == "—"
+
+
+def pool_rows() -> pd.DataFrame:
+    """One task at n = pool: every seed the same fit, with per-example outcomes on 171 test
+    examples; 'a' right on 168, 'b' on 160 (8 discordant pairs, all in a's favour), 'c' on 167
+    (1 discordant pair)."""
+    truth = np.ones(171, dtype=bool)
+    outcome = {"a": truth.copy(), "b": truth.copy(), "c": truth.copy()}
+    outcome["a"][:3] = False
+    outcome["b"][:11] = False
+    outcome["c"][:4] = False
+    rows = []
+    for model, correct in outcome.items():
+        for seed in range(5):
+            rows.append(
+                {
+                    "task": "bc",
+                    "model": model,
+                    "paradigm": "discriminative",
+                    "n_train": 398,
+                    "seed": seed,
+                    "status": "ok",
+                    "accuracy": correct.mean(),
+                    "nll": 0.1,
+                    "ece": 0.02,
+                    "brier": 0.05,
+                    "log_lik": np.nan,
+                    "bits_per_dim": np.nan,
+                    "likelihood_is_bound": None,
+                    "n_test": 171,
+                    "test_correct": schema.pack_correct(correct),
+                    "nll_sd": 0.3,
+                    "brier_sd": 0.1,
+                    "ece_sd": 0.2,
+                    "preprocess": "standardize",
+                    "bayes_accuracy": np.nan,
+                    "true_log_lik": np.nan,
+                    "grid_cells": 5,
+                    "fit_s": 0.1,
+                    "predict_s": 0.01,
+                    "compile_s": 1.0,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_headline_at_pool_has_test_set_intervals_and_mcnemar_marks_in_markdown_and_latex():
+    df = pool_rows()
+    md = tables.markdown_summary(df)
+    for model, hits, bold, star in (
+        ("a", 168, True, False),
+        ("b", 160, False, True),
+        ("c", 167, False, False),
+    ):
+        lo, hi = proportion_confint(hits, 171, method="wilson")  # never ± 0 at n = pool
+        text = f"{hits / 171:.3f} ({lo:.3f}–{hi:.3f})"
+        text = f"**{text}**" if bold else text
+        text += " \\*" if star else ""
+        assert f"| {model} | discriminative | 5 | {text} |" in md
+    # b: McNemar's exact p = 2 / 2^8 (statsmodels), 2 comparisons -> Holm 2 x; c: p = 1
+    p_b = mcnemar([[160, 0], [8, 3]], exact=True).pvalue
+    assert p_b == pytest.approx(2 / 2**8)
+    assert "McNemar's exact test" in md and "**Bold**" in md and "Holm-corrected" in md
+    # NLL: the same on every seed; the interval is the test set's, t_{170} * sd / sqrt(171)
+    half = sps.t.ppf(0.975, 170) * 0.3 / np.sqrt(171)
+    assert f"**0.100 ± {half:.3f}**" in md
+    tex = latex.headline_tables(df)["headline_bc.tex"]
+    row_b = next(line for line in tex.splitlines() if line.startswith("b &"))
+    assert row_b.split("&")[3].strip().endswith("$^{*}$")
+    assert "McNemar" in tex and "Wilson" in tex
+    html = markdown_to_html(md, ".", "t")
+    assert "<strong>" in html and "McNemar" in html
+
+
 def test_markdown_summary_values(rows):
     md = tables.markdown_summary(rows)
     assert md.index("### breast_cancer") < md.index("### gauss_2d")
     assert "At n_train = 80" in md
-    # logreg, gauss_2d, n=80: 0.80 + 0.01 * seed -> mean 0.82, half-width 0.0196
+    # logreg, gauss_2d, n=80: 0.80 + 0.01 * seed -> mean 0.82 (gnb's 0.84 is the best);
+    # vae's 3 ok seeds have the lowest NLL and ECE; Brier is the same for every model: all
+    # bold. Brier is equal on every seed and these rows have no per-example spreads: no
+    # interval rather than +- 0.
+    logreg = [accuracy_of("gauss_2d", "logreg", 3, s) for s in SEEDS]
     assert (
-        "| logreg | discriminative | 5 | 0.820 ± 0.020 | 0.442 ± 0.002 | 0.044 ± 0.004 "
-        "| 0.270 ± 0.000 | — | — |" in md
+        f"| logreg | discriminative | 5 | {acc_text(logreg)} | 0.442 ± 0.002 | "
+        "0.044 ± 0.004 | **0.270** | — | — |" in md
     )
-    # vae, gauss_2d, n=80: 2 cells not ok; likelihood is a bound
+    gnb = [accuracy_of("gauss_2d", "gnb", 3, s) for s in SEEDS]
+    assert f"| gnb | generative | 5 | **{acc_text(gnb)}** |" in md
+    # vae, gauss_2d, n=80: 2 cells not ok; likelihood is a bound; vae's log p(x) the highest
     ok = [accuracy_of("gauss_2d", "vae", 3, s) for s in (0, 1, 2)]
-    half = sps.t.ppf(0.975, 2) * np.std(ok, ddof=1) / np.sqrt(3)
-    assert f"| vae | generative | 3 (+2 not ok) | {np.mean(ok):.3f} ± {half:.3f} |" in md
-    assert "| -2.10 ± 0.25 † |" in md
+    assert f"| vae | generative | 3 (+2 not ok) | {acc_text(ok)} |" in md
+    assert "| **-2.10 ± 0.25** † |" in md
     assert "| -2.20 ± 0.20 | 1.587 ± 0.142 |" in md
+    # a constant difference on every seed, without per-example outcomes, is never marked
+    assert "\\*" not in md.split("## Compute")[0].split("Holm-corrected")[1]
+    assert "no model differs significantly from the best" in md
+    assert "interval and test over seeds only" in md
     assert "† bound on the likelihood" in md
     assert "Bayes accuracy 0.9500 (Bayes error 0.0500)" in md
     assert "true log p(x) of the test set -1.875 nats per example" in md
     assert md.count("Reference (synthetic task)") == 1
     # Compute: rows without the measurement columns (older runs) show dashes for them, and
     # their FLOPs are marked as the loop-once count.
-    assert "| gauss_2d | logreg | discriminative | 20 | 1.5 | 0.25 | — | 0.002 ‡ | — | — |" in md
+    # steady state = fit + predict per cell; end to end adds compile / cells
+    assert "| gauss_2d | logreg | discriminative | 20 | 1.5 | 0.26 | 0.335 | 0.25 |" in md
+    assert "| gauss_2d | logreg | — | 0.002 ‡ | — | — |" in md
     assert "‡ FLOPs stored by an earlier gdbench" in md
-    assert "| gauss_2d | vae | generative | 20 | 3 | 0.125 | — | — | — | — |" in md
+    assert "| gauss_2d | vae | generative | 20 | 3 | 0.135 | 0.285 | 0.125 |" in md
+    assert "| gauss_2d | vae | — | — | — | — |" in md
     assert "## Cells not ok (2 of 120, excluded from all statistics)" in md
     assert "| gauss_2d | vae | 80 | 3 | failed | XlaRuntimeError: \\| out of memory |" in md
     assert "| gauss_2d | vae | 80 | 4 | diverged | nan loss |" in md
@@ -219,24 +345,36 @@ def test_compute_table_shows_steady_state_spread_throughput_and_peak(rows):
     rows.loc[second, ["fit_s_min", "fit_repeats"]] = [0.15, 2.0]
     md = tables.markdown_summary(rows)
     section = md[md.index("## Compute") :]
-    header = (
-        "| task | model | paradigm | cells | compile s (per grid) | fit s per cell (min–max, "
-        "repeats) | predict examples/s | GFLOP per cell | achieved GFLOP/s (% of peak) | "
+    cost_header = (
+        "| task | model | paradigm | cells | compile s (per grid) | steady-state s per cell | "
+        "end-to-end s per cell | fit s per cell (min–max, repeats) |"
+    )
+    rate_header = (
+        "| task | model | predict examples/s | GFLOP per cell | achieved GFLOP/s (% of peak) | "
         "peak memory MB |"
     )
-    assert header in section
+    assert cost_header in section and rate_header in section
+    # two tables of at most 8 columns: they fit a 1,000 px page
+    assert max(line.count("|") - 1 for line in section.splitlines() if line.startswith("|")) <= 8
     assert (
-        "| gauss_2d | logreg | discriminative | 20 | 1.5 | 0.25 (0.2–0.375, 4 repeats) | "
-        "2.5e+04 | 0.002 | 0.006 (0.005%) | 3.5 |" in section
+        "| gauss_2d | logreg | discriminative | 20 | 1.5 | 0.26 | 0.335 | "
+        "0.25 (0.2–0.375, 4 repeats) |" in section
     )
+    assert "| gauss_2d | logreg | 2.5e+04 | 0.002 | 0.006 (0.005%) | 3.5 |" in section
     assert (
-        "| breast_cancer | logreg | discriminative | 20 | 1.5 | 0.25 (0.15–0.375, 2 repeats) |"
+        "| breast_cancer | logreg | discriminative | 20 | 1.5 | 0.26 | 0.335 | "
+        "0.25 (0.15–0.375, 2 repeats) |" in section
+    )
+    gnb_line = "| gauss_2d | gnb | generative | 20 | 3 | 0.135 | 0.285 | 0.125 (warm-up only) |"
+    assert gnb_line in section
+    assert "| gauss_2d | gnb | — | — | — | 0.125 |" in section
+    assert (
+        "| breast_cancer | gnb | generative | 20 | 3 | 0.135 | 0.285 | 0.125 (1 repeat) |"
         in section
     )
-    gnb_line = "| gauss_2d | gnb | generative | 20 | 3 | 0.125 (warm-up only) | — | — | — | 0.125 |"
-    assert gnb_line in section
-    assert "| breast_cancer | gnb | generative | 20 | 3 | 0.125 (1 repeat) |" in section
-    assert "| gauss_2d | vae | generative | 20 | 3 | 0.125 | — | — | — | — |" in section
+    assert "| gauss_2d | vae | generative | 20 | 3 | 0.135 | 0.285 | 0.125 |" in section
+    assert "| gauss_2d | vae | — | — | — | — |" in section
+    assert "End-to-end s per cell: what a single run pays" in section
     assert "median wall seconds of the grid's fit over timed repeats after a warm-up" in section
     assert "MB = 10^6 bytes" in section
     assert "‡" not in section  # FLOPs of this gdbench: loops counted by trip count
@@ -397,14 +535,19 @@ def test_build_report_writes_every_format(rows, tmp_path):
     commit = f"`{prov['git_commit'][:12]}`" if prov["git_commit"] else "unknown"
     assert f"| run_a | 0.1.0 | {commit}" in md
     assert f"| {prov['versions']['jax']} | cpu × 1 | 2026-01-02T03:04:05Z |" in md
-    assert "| logreg | discriminative | 5 | 0.820 ± 0.020 |" in md
+    logreg = [accuracy_of("gauss_2d", "logreg", 3, s) for s in SEEDS]
+    assert f"| logreg | discriminative | 5 | {acc_text(logreg)} |" in md
     assert "![learning_curve_gauss_2d](figures/learning_curve_gauss_2d.png)" in md
     assert "(figures/learning_curve_gauss_2d.svg)" in md
     assert "(figures/learning_curve_gauss_2d.pdf)" in md
     for section in ("Summary", "Sample efficiency", "Calibration", "Compute", "Provenance"):
         assert f"## {section}\n" in md
-    # gnb is 0.02 more accurate than logreg on every seed and size: paired, that is certain.
-    assert "| gauss_2d | gnb vs logreg | — | generative better throughout | — |" in md
+    # gnb is 0.02 more accurate than logreg on every seed and size, by exactly the same amount:
+    # zero variance over seeds and no per-example outcomes in these rows, so nothing says how
+    # much of it the test set's sampling could give (`paired_p` is NaN, never 0).
+    # No suite pairs: the "tests" column would be empty everywhere and is left out.
+    assert "| gauss_2d | gnb vs logreg | no significant difference | — |" in md
+    assert "| task | pair | regime |" in md
     html = out["index.html"].read_text()
     assert html.count("data:image/png;base64,") == md.count("![")
 

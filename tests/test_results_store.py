@@ -345,3 +345,59 @@ def test_results_package_imports_no_jax():
     )
     repo = Path(results.__file__).resolve().parent.parent
     subprocess.run([sys.executable, "-c", code], check=True, cwd=repo)
+
+
+# --- per-example test outcomes ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n_test", [1, 7, 8, 9, 171, 540])
+def test_packed_outcomes_are_msb_first_bits_and_unpack_exactly(n_test):
+    rng = np.random.default_rng(n_test)
+    correct = rng.random(n_test) < 0.7
+    packed = schema.pack_correct(correct)
+    assert len(packed) == (n_test + 7) // 8  # 68 bytes for the ngjordan suite's 540
+    # independent reference: bit i is bit 7 - i % 8 of byte i // 8 (most significant first)
+    for i, c in enumerate(correct):
+        assert bool(packed[i // 8] >> (7 - i % 8) & 1) == bool(c)
+    assert all(packed[-1] & (1 << k) == 0 for k in range(8 - (n_test % 8 or 8)))  # zero pad
+    np.testing.assert_array_equal(schema.unpack_correct(packed, n_test), correct)
+    with pytest.raises(ValueError, match="outcomes need"):
+        schema.unpack_correct(packed + b"\0", n_test)
+    with pytest.raises(ValueError, match="outcomes need"):
+        schema.unpack_correct(b"", n_test)
+
+
+def test_outcomes_and_spreads_survive_the_store_and_old_rows_get_the_fallback(tmp_path):
+    rng = np.random.default_rng(0)
+    new = grid_rows()
+    outcomes = [rng.random(171) < 0.9 for _ in range(len(new))]
+    new["n_test"] = 171
+    new["test_correct"] = [schema.pack_correct(c) for c in outcomes]
+    new["nll_sd"] = 0.5
+    new["brier_sd"] = 0.25
+    new["ece_sd"] = 0.125
+    new["log_lik_sd"] = 2.0
+    old = grid_rows(model="logreg")  # written before the per-example columns existed
+    run = make_run(tmp_path / "run", [new, old])
+    loaded = results.load(run)
+    got = loaded[loaded["model"] == "gnb"].sort_values(["n_train", "seed"])
+    for packed, n, c in zip(got["test_correct"], got["n_test"], outcomes, strict=True):
+        np.testing.assert_array_equal(schema.unpack_correct(packed, n), c)
+    assert (got["nll_sd"] == 0.5).all() and (got["log_lik_sd"] == 2.0).all()
+    before = loaded[loaded["model"] == "logreg"]
+    assert (before["n_test"] == 0).all() and (before["test_correct"] == b"").all()
+    assert before[["nll_sd", "brier_sd", "ece_sd", "log_lik_sd"]].isna().all().all()
+
+
+@pytest.mark.parametrize(
+    "mutate, fragment",
+    [
+        (lambda d: d.assign(n_test=171, test_correct=[b"\xff"] * len(d)), "ceil(n_test / 8)"),
+        (lambda d: d.assign(n_test=-1), "'n_test' must be >= 0"),
+        (lambda d: d.assign(test_correct="abc"), "must hold bytes"),
+        (lambda d: d.assign(nll_sd=-0.1), "'nll_sd'"),
+    ],
+)
+def test_validate_rejects_bad_per_example_columns(mutate, fragment):
+    with pytest.raises(schema.SchemaError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        schema.validate(mutate(grid_rows()))

@@ -60,12 +60,14 @@ VALUE: dict[str, st.SearchStrategy] = {
     **{n: st.one_of(floats(0.0, 1e300), NAN) for n in schema._NON_NEGATIVE},
     **{n: st.one_of(st.integers(0, 5).map(float), NAN) for n in schema._COUNTS},
     "likelihood_is_bound": st.sampled_from([True, False, None]),
+    "n_test": st.integers(0, 600),  # test_correct is drawn to match: see rows()
 }
 BY_DTYPE = {
     "str": TEXT,
     "int64": st.integers(0, 2**31),
     "float64": st.one_of(FINITE, NAN),
     "boolean": st.sampled_from([True, False, None]),
+    "bytes": st.just(b""),
 }
 
 
@@ -78,6 +80,10 @@ def row(draw) -> dict:
     r = {name: draw(value_strategy(name)) for name in COLUMNS if name not in ("n_train", "n_val")}
     r["n_train"] = draw(st.integers(1, 2**40))
     r["n_val"] = draw(st.integers(0, r["n_train"] - 1))
+    if r["n_test"] and draw(st.booleans()):
+        r["test_correct"] = draw(
+            st.binary(min_size=(r["n_test"] + 7) // 8, max_size=(r["n_test"] + 7) // 8)
+        )
     if r["status"] != "ok" and draw(st.booleans()):
         r["accuracy"] = math.nan  # a failed or diverged cell may have no accuracy
     return r
@@ -93,6 +99,8 @@ def grids(draw) -> tuple[list[dict], set[str]]:
     rows = draw(st.lists(row(), min_size=1, max_size=6, unique_by=cell))
     optional = sorted(n for n, c in COLUMNS.items() if not c.required)
     dropped = set(draw(st.lists(st.sampled_from(optional), unique=True))) if optional else set()
+    if "n_test" in dropped:  # outcomes cannot be unpacked without their count
+        dropped.add("test_correct")
     return rows, dropped
 
 
@@ -101,7 +109,7 @@ def expected_frame(rows: list[dict], dropped: set[str]) -> pd.DataFrame:
     out = {}
     for name, col in COLUMNS.items():
         values = [col.default if name in dropped else r[name] for r in rows]
-        if col.dtype == "str":
+        if col.dtype in ("str", "bytes"):
             out[name] = pd.Series(values, dtype=object)
         elif col.dtype == "boolean":
             out[name] = pd.Series(
@@ -138,7 +146,7 @@ def test_valid_rows_round_trip_through_the_store(grid, split):
     assert list(loaded.columns) == [store.RUN_COLUMN, *COLUMNS]
     assert (loaded[store.RUN_COLUMN] == "run-ü").all()
     for name, col in COLUMNS.items():
-        want = "object" if col.dtype == "str" else col.dtype
+        want = "object" if col.dtype in ("str", "bytes") else col.dtype
         assert str(loaded[name].dtype) == want, name
     got = sort_cells(loaded.drop(columns=[store.RUN_COLUMN]))
     want = sort_cells(expected_frame(rows, dropped))

@@ -1,4 +1,7 @@
-"""stats.paired_p (paired t-test) and holm against scipy, hand computation and simulation."""
+"""reports.stats against independent references: the paired t-test (scipy), Holm (its
+definition), the intervals with test-set noise (statsmodels' Wilson interval at n = pool, coverage
+in simulations with known truth) and the paired tests on per-example outcomes (statsmodels'
+McNemar test, type-I error under simulated nulls)."""
 
 from __future__ import annotations
 
@@ -6,10 +9,21 @@ import itertools
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats as sps
+from statsmodels.stats.contingency_tables import mcnemar
+from statsmodels.stats.proportion import proportion_confint
 
-from reports.stats import holm, paired_p
+from reports.stats import (
+    compare_to_best,
+    holm,
+    mean_interval,
+    paired_p,
+    paired_test,
+    summarize,
+)
+from results.schema import pack_correct
 
 
 @pytest.mark.fast
@@ -30,7 +44,8 @@ def test_paired_p_edge_cases():
     assert math.isnan(paired_p([0.3]))
     assert math.isnan(paired_p([0.0]))  # a single pair is untestable even when it is zero
     assert paired_p([0.0, 0.0, 0.0, 0.0, 0.0]) == 1.0
-    assert paired_p(np.full(5, -0.01)) == 0.0  # the same shift on every seed, zero variance
+    # the same shift on every seed (e.g. n = pool: one fit repeated) is no evidence: never 0
+    assert math.isnan(paired_p(np.full(5, -0.01)))
     assert math.isnan(paired_p([0.1, np.inf, 0.2]))
     assert math.isnan(paired_p([0.1, np.nan, 0.2]))
     with pytest.raises(ValueError, match="1-D"):
@@ -87,3 +102,177 @@ def test_holm_rejections_are_the_step_down_procedure():
                 break
             reject[i] = True
         assert (holm(p) < alpha).tolist() == reject.tolist()  # no p * k lands on alpha exactly
+
+
+# --- intervals with the test set's sampling --------------------------------------------------
+
+
+def _rows(model: str, correct: np.ndarray, n_train: int = 100, **extra) -> pd.DataFrame:
+    """Result rows of one model: one per seed, from its [S, n_test] outcomes."""
+    s, n = correct.shape
+    return pd.DataFrame(
+        {
+            "task": "t",
+            "model": model,
+            "paradigm": "discriminative",
+            "n_train": n_train,
+            "seed": np.arange(s),
+            "status": "ok",
+            "accuracy": correct.mean(axis=1),
+            "n_test": n,
+            "test_correct": [pack_correct(c) for c in correct],
+            **extra,
+        }
+    )
+
+
+@pytest.mark.parametrize("hits, n", [(168, 171), (171, 171), (0, 38), (25, 38), (1, 50)])
+def test_accuracy_interval_at_pool_is_the_wilson_interval_of_the_test_set(hits, n):
+    rng = np.random.default_rng(hits)
+    one = np.zeros(n, dtype=bool)
+    one[rng.choice(n, hits, replace=False)] = True
+    rows = _rows("m", np.tile(one, (20, 1)))  # 20 seeds, one training set: identical outcomes
+    got = summarize(rows, ["accuracy"], by=("model",)).iloc[0]
+    lo, hi = proportion_confint(hits, n, alpha=0.05, method="wilson")
+    assert got["accuracy_lo"] == pytest.approx(lo, abs=1e-12)
+    assert got["accuracy_hi"] == pytest.approx(hi, abs=1e-12)
+    assert got["accuracy_hi"] - got["accuracy_lo"] > 0  # never +- 0
+    assert bool(got["accuracy_test"])
+
+
+def _simulate(rng, s: int, n: int, seed_sd: float) -> np.ndarray:
+    """[S, n] outcomes with known mean 0.5: example difficulty q_i ~ U(0.1, 0.9) (the test
+    set's sampling) plus a training-set effect a_s ~ U(-seed_sd, seed_sd) per seed."""
+    q = rng.uniform(0.1, 0.9, n)
+    a = rng.uniform(-seed_sd, seed_sd, s)
+    return rng.random((s, n)) < q[None, :] + a[:, None]
+
+
+@pytest.mark.parametrize("s, n, seed_sd", [(5, 150, 0.08), (20, 60, 0.05), (3, 300, 0.0)])
+def test_accuracy_interval_covers_the_truth_in_simulation(s, n, seed_sd):
+    rng = np.random.default_rng(s * n)
+    hits = 0
+    reps = 400
+    for _ in range(reps):
+        c = _simulate(rng, s, n, seed_sd)
+        r = mean_interval(c.mean(axis=1), "accuracy", correct=c, n_test=n)
+        assert 0.0 <= r["lo"] <= r["mean"] <= r["hi"] <= 1.0
+        hits += r["lo"] <= 0.5 <= r["hi"]
+    # 95% nominal (binomial sd of the rate ~ 0.011 with 400 replicates)
+    assert 0.92 <= hits / reps <= 0.98
+
+
+def test_interval_of_a_mean_loss_covers_the_truth_in_simulation():
+    # per-example losses l_si = g_i + a_s + e_si, g ~ Exp(1) (test sampling), a_s ~ N(0, 0.1):
+    # the true mean loss is 1.
+    rng = np.random.default_rng(5)
+    s, n, hits, reps = 5, 100, 0, 400
+    for _ in range(reps):
+        loss = rng.exponential(1.0, n)[None, :] + rng.normal(0, 0.1, (s, 1))
+        loss = loss + rng.normal(0, 0.3, (s, n))
+        r = mean_interval(loss.mean(axis=1), "nll", sd=loss.std(axis=1, ddof=1), n_test=n)
+        hits += r["lo"] <= 1.0 <= r["hi"]
+    assert 0.92 <= hits / reps <= 0.995
+
+
+def test_seeds_only_rows_of_older_runs_keep_an_interval_over_seeds():
+    acc = np.array([0.90, 0.92, 0.95])
+    r = mean_interval(acc, "nll")
+    half = sps.t.ppf(0.975, 2) * acc.std(ddof=1) / math.sqrt(3)
+    assert r["hi"] - r["mean"] == pytest.approx(half)
+    assert r["test"] == 0.0
+    r = mean_interval(np.full(4, 0.97), "accuracy")  # one fit repeated, no test information
+    assert math.isnan(r["lo"]) and math.isnan(r["hi"])  # no interval rather than +- 0
+    r = mean_interval(np.array([0.99, 0.999, 1.0]), "accuracy")
+    assert 0.0 <= r["lo"] and r["hi"] <= 1.0
+
+
+# --- paired tests on per-example outcomes ----------------------------------------------------
+
+
+def test_one_training_set_uses_mcnemars_exact_test():
+    rng = np.random.default_rng(2)
+    a = rng.random(171) < 0.96
+    b = a.copy()
+    flip = rng.choice(171, 6, replace=False)
+    b[flip] = ~b[flip]
+    p, name = paired_test(
+        _rows("a", np.tile(a, (10, 1))), _rows("b", np.tile(b, (10, 1))), "accuracy"
+    )
+    table = [[np.sum(a & b), np.sum(a & ~b)], [np.sum(~a & b), np.sum(~a & ~b)]]
+    assert name == "mcnemar"
+    assert p == pytest.approx(mcnemar(table, exact=True).pvalue, rel=1e-12)
+
+
+def test_breast_cancer_at_pool_three_points_is_not_significant():
+    # the issue's case: 0.959 vs 0.977 on 171 test points, the same fit on every seed
+    a = np.ones(171, dtype=bool)
+    b = np.ones(171, dtype=bool)
+    a[:7] = False
+    b[:4] = False
+    p, name = paired_test(
+        _rows("a", np.tile(a, (100, 1))), _rows("b", np.tile(b, (100, 1))), "accuracy"
+    )
+    assert name == "mcnemar"
+    assert p == pytest.approx(0.25)  # 3 discordant pairs all one way: 2 / 2^3
+    assert (
+        paired_test(_rows("a", np.tile(a, (5, 1))), _rows("b", np.tile(a, (5, 1))), "accuracy")[0]
+        == 1.0
+    )
+
+
+def test_paired_accuracy_test_holds_its_level_under_the_null():
+    rng = np.random.default_rng(8)
+    s, n, reps = 5, 120, 600
+    pvalues = []
+    for _ in range(reps):
+        q = rng.uniform(0.1, 0.9, n)  # both models find the same examples hard
+        ca = rng.random((s, n)) < q + rng.uniform(-0.05, 0.05, (s, 1))
+        cb = rng.random((s, n)) < q + rng.uniform(-0.05, 0.05, (s, 1))
+        p, name = paired_test(_rows("a", ca), _rows("b", cb), "accuracy")
+        assert name == "two-level"
+        pvalues.append(p)
+    rate = float(np.mean(np.array(pvalues) < 0.05))
+    assert rate <= 0.075  # nominal 0.05; binomial sd ~ 0.009
+    assert rate >= 0.025  # not conservative: the interaction is not counted twice
+
+
+def test_paired_accuracy_test_detects_a_real_difference():
+    rng = np.random.default_rng(9)
+    q = rng.uniform(0.1, 0.8, 300)
+    ca = rng.random((5, 300)) < q
+    cb = rng.random((5, 300)) < q + 0.1
+    assert paired_test(_rows("a", ca), _rows("b", cb), "accuracy")[0] < 0.01
+
+
+def test_paired_loss_test_holds_its_level_under_the_null():
+    rng = np.random.default_rng(10)
+    s, n, reps = 5, 100, 600
+    pvalues = []
+    for _ in range(reps):
+        g = rng.exponential(1.0, n)
+        la = g + rng.normal(0, 0.1, (s, 1)) + rng.normal(0, 0.3, (s, n))
+        lb = g + rng.normal(0, 0.1, (s, 1)) + rng.normal(0, 0.3, (s, n))
+        c = np.ones((s, n), dtype=bool)
+        ra = _rows("a", c, nll=la.mean(1), nll_sd=la.std(1, ddof=1))
+        rb = _rows("b", c, nll=lb.mean(1), nll_sd=lb.std(1, ddof=1))
+        p, name = paired_test(ra, rb, "nll")
+        assert name == "two-level"
+        pvalues.append(p)
+    assert float(np.mean(np.array(pvalues) < 0.05)) <= 0.075
+
+
+def test_compare_to_best_holm_corrects_paired_tests():
+    rng = np.random.default_rng(4)
+    q = rng.uniform(0.3, 0.95, 200)
+    outcomes = {
+        m: rng.random((4, 200)) < q + shift for m, shift in (("a", 0.05), ("b", 0.0), ("c", -0.2))
+    }
+    rows = pd.concat([_rows(m, c) for m, c in outcomes.items()], ignore_index=True)
+    means = rows.groupby("model")["accuracy"].mean()
+    adjusted, names = compare_to_best(rows, "accuracy", means, higher=True)
+    assert set(adjusted) == {"b", "c"}
+    raw = [paired_test(rows[rows.model == "a"], rows[rows.model == m], "accuracy")[0] for m in "bc"]
+    assert [adjusted["b"], adjusted["c"]] == pytest.approx(list(holm(raw)))
+    assert adjusted["c"] < 0.05
+    assert names == {"b": "two-level", "c": "two-level"}
