@@ -116,11 +116,71 @@ def build_report(
         robust_md,
         summary.markdown,
     )
+    md = escape_names(md, _user_strings(df, manifests))
     md_path = out / REPORT_MD
     md_path.write_text(md)
     written[REPORT_MD] = md_path
     written[INDEX_HTML] = write_html(md, out, title="gdbench report")
     return written
+
+
+#: Characters with a meaning in Markdown that a name from data or users may hold: such names
+#: are backslash-escaped wherever they land in the report's Markdown (``escape_names``).
+MARKDOWN_SPECIALS = "\\`*_[]<>|!{}#"
+_CODE_SPAN = re.compile(r"(`+)(?:(?!\1).)+?\1", re.S)
+
+
+def _user_strings(df: pd.DataFrame, manifests: dict[str, dict[str, Any]]) -> set[str]:
+    """Strings from data and users that the report prints: task and model names, run names,
+    and the tasks' sources and descriptions (a CSV task's file path)."""
+    strings = {*df["task"].astype(str), *df["model"].astype(str), *manifests}
+    for manifest in manifests.values():
+        for meta in (manifest.get("tasks") or {}).values():
+            if isinstance(meta, dict):
+                strings.update(str(meta[k]) for k in ("source", "description") if meta.get(k))
+    return strings
+
+
+def md_escape(text: str) -> str:
+    """``text`` with every Markdown special character backslash-escaped: rendered, it reads
+    exactly as ``text`` (no emphasis, link, code span, table cell break or HTML)."""
+    return "".join("\\" + c if c in MARKDOWN_SPECIALS else c for c in text)
+
+
+def escape_names(md: str, names) -> str:
+    """``md`` with every occurrence of a name that holds Markdown specials (other than an
+    underscore between word characters, which Markdown leaves alone) replaced by its escaped
+    form (``md_escape``), outside code spans (where text is literal already). A name may
+    already have its ``|`` escaped (table cells): that form is replaced too."""
+    risky = sorted(
+        {n for n in names if re.search(r"[\\`*\[\]<>|!{}#]|(?<!\w)_|_(?!\w)", n)},
+        key=len,
+        reverse=True,
+    )
+    if not risky:
+        return md
+    forms = {}
+    for name in risky:
+        forms[name] = name
+        forms.setdefault(name.replace("|", "\\|"), name)
+    # Names first, as placeholders (a name may itself hold backticks), then code spans.
+    found: list[str] = []
+    pattern = re.compile("|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)))
+
+    def hold(match: re.Match) -> str:
+        found.append(forms[match.group(0)])
+        return f"\x00{len(found) - 1}\x00"
+
+    held = pattern.sub(hold, md)
+    placeholder = re.compile("\x00(\\d+)\x00")
+    out, last = [], 0
+    for span in _CODE_SPAN.finditer(held):
+        text = held[last : span.start()]
+        out.append(placeholder.sub(lambda m: md_escape(found[int(m.group(1))]), text))
+        out.append(placeholder.sub(lambda m: found[int(m.group(1))], span.group(0)))
+        last = span.end()
+    out.append(placeholder.sub(lambda m: md_escape(found[int(m.group(1))]), held[last:]))
+    return "".join(out)
 
 
 def _suite_pairs(manifests: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 
-from reports.stats import check_unique_cells, paired_p
+from reports.stats import check_unique_cells, paired_test
 
 __all__ = [
     "Crossover",
@@ -597,7 +597,7 @@ class Crossover:
     size the regime is "discriminative_always", and when the curve does not favour it at the
     largest size (no crossing inside the tested range) it is "mixed".
     `per_size` has one row per training size: n_train, n_pairs, n_not_ok (cells of either
-    model not ok), mean_diff, lo, hi (bootstrap interval), p_value (`reports.stats.paired_p`),
+    model not ok), mean_diff, lo, hi (bootstrap interval), p_value (`reports.stats.paired_test`),
     better ("generative", "discriminative", or "tie" = not significant or not testable).
     """
 
@@ -735,8 +735,9 @@ def crossover(
     The two models' ok rows are joined on (n_train, seed) (identical training subsets). Per
     size: mean paired difference d = metric(generative) - metric(discriminative) (metric
     units), its `confidence` percentile-bootstrap interval (resampling the pairs, one draw per
-    size) and the paired t-test p-value of `reports.stats.paired_p` (1 when every difference
-    is 0, 0 when all are equal and non-zero, NaN for fewer than 2 pairs). A size counts as
+    size) and the p-value of `reports.stats.paired_test` on the same test examples and seeds
+    (McNemar's exact test at one training set, else the two-level test; over seeds only for
+    rows without per-example outcomes; NaN when nothing can be tested). A size counts as
     significant when p < `alpha`. The crossing n* and its interval come from the mean
     difference curve and `n_boot` resamples of the paired seed columns (see `Crossover`).
     Returns a `Crossover`; raises `ValueError` if either model has no rows for the task.
@@ -755,6 +756,9 @@ def crossover(
             raise ValueError(f"no rows for model {name!r} on task {task!r}: models are {valid}")
     diff, n_not_ok, sizes = _pairs(df, task, generative, discriminative, metric)
     rng = _rng(seed, task, generative, discriminative)
+    ok = in_task[in_task["status"] == "ok"] if "status" in in_task else in_task
+    rows_g, rows_d = (ok[ok["model"] == m] for m in (generative, discriminative))
+    test_metric = "accuracy" if metric == "error" else metric
     per = []
     for i, n in enumerate(sizes):
         d = diff[i][np.isfinite(diff[i])]
@@ -762,7 +766,14 @@ def crossover(
         lo = hi = math.nan
         if d.size >= 2:
             lo, hi = _interval(_boot_means(d, int(n_boot), rng), confidence)
-        p = paired_p(d)  # NaN for fewer than 2 pairs
+        # The paired test on the same test examples and seeds (reports.stats.paired_test:
+        # McNemar at one training set, else two-level; seeds only for rows without
+        # per-example outcomes).
+        p = math.nan
+        if d.size:
+            p, _ = paired_test(
+                rows_g[rows_g["n_train"] == n], rows_d[rows_d["n_train"] == n], test_metric
+            )
         better = "tie"
         if d.size and p < alpha and mean != 0:
             better = "discriminative" if mean > 0 else "generative"

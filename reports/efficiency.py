@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from reports import curves
+from reports.stats import error_curves
 from reports.tables import DASH, table
 
 #: Training-set error within this distance of the fitted asymptote counts as "reached".
@@ -103,7 +104,7 @@ def efficiency(
         }
         per_size = {t: frames for t, frames in per_size.items() if frames}
     fits = curves.curve_summary(df, eps=EPS, n_test=n_test)
-    boot = curves.bootstrap_curves(df, "error", n_boot=n_boot)
+    boot = error_curves(df)
     lines = ["## Sample efficiency", ""]
     lines += _crossover_lines(crossovers, bool(suite_pairs) and bool(tests))
     lines += _fit_lines(fits)
@@ -144,7 +145,11 @@ def _crossover_lines(crossovers: pd.DataFrame, from_suite: bool) -> list[str]:
         "",
         "Each pair is compared on identical training subsets (same size and seed), so the "
         "differences are paired: per size, the mean of err(generative) - err(discriminative) "
-        "with a bootstrap 95% CI over seeds and a paired t-test (alpha 0.05). "
+        "with a bootstrap 95% CI over seeds and a paired test on the same test examples "
+        "and seeds (alpha 0.05): McNemar's exact test where every seed gives both models the "
+        "same outcomes (one training set, e.g. n = pool), else a two-level test whose variance "
+        "combines seeds and test examples; over seeds only for runs without per-example "
+        "outcomes. "
         "n* is where the mean difference curve last crosses zero upward (interpolated in "
         'log n), with a bootstrap 95% CI over seeds; "regime" says which model wins where.',
         "",
@@ -227,7 +232,8 @@ def _curve_lines(boot: pd.DataFrame) -> list[str]:
     lines = [
         "### Learning curves",
         "",
-        "Test error by training-set size: mean over seeds (bootstrap 95% CI).",
+        "Test error by training-set size: mean over ok seeds with the 95% interval of the "
+        "results tables (seeds and the test set's sampling; see Results by task).",
         "",
     ]
     for task, rows in boot.groupby("task", sort=True):

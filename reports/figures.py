@@ -22,8 +22,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from reports.curves import FLAG_MARKS, bootstrap_curves, format_n_star
-from reports.stats import check_unique_cells, summarize
+from reports.curves import FLAG_MARKS, format_n_star
+from reports.stats import check_unique_cells, error_curves, summarize
 from reports.tables import grid_costs
 from results.store import safe_name
 
@@ -223,18 +223,21 @@ def _size_axis(ax: Axes, sizes) -> None:
 def _learning_curve_figure(rows: pd.DataFrame, task: str, styles: dict) -> Figure:
     stats = summarize(rows, ["accuracy"], by=("model", "paradigm", "n_train"))
     stats = stats[stats["accuracy_count"] > 0].sort_values(["model", "n_train"])
-    half = stats["accuracy_ci95"].fillna(0.0)
     error = 1.0 - stats["accuracy_mean"]
-    stats = stats.assign(error=error, lo=error - half, hi=error + half)
+    # The error's interval is the accuracy's (reports.stats: seeds and the test set's sampling,
+    # inside [0, 1]) turned over; without one (a single seed of an old run) no band.
+    lo = (1.0 - stats["accuracy_hi"]).fillna(error)
+    hi = (1.0 - stats["accuracy_lo"]).fillna(error)
+    stats = stats.assign(error=error, lo=lo, hi=hi)
     fig = Figure(figsize=(6.0, 4.0), dpi=150, layout="constrained")
     ax = fig.add_subplot()
-    # The bands are the t-intervals computed by reports.stats, so tables and figures agree.
+    # The bands are the intervals of reports.stats, so tables and figures agree.
     _draw_curves(ax, stats, styles, bands=True)
     _bayes_line(ax, rows)
     _size_axis(ax, rows["n_train"].unique())
     ax.set_xlabel("training examples (n_train, log scale)")
     ax.set_ylabel("test error (1 − accuracy)")
-    ax.set_title(f"{literal_text(task)}: learning curves (mean, 95% t-interval over seeds)")
+    ax.set_title(f"{literal_text(task)}: learning curves (mean, 95% interval: seeds and test set)")
     ax.grid(True, which="both", alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()
     if handles:
@@ -252,8 +255,8 @@ def _learning_curve_figure(rows: pd.DataFrame, task: str, styles: dict) -> Figur
 def paradigm_curves(df: pd.DataFrame, out_dir: str | Path, fits: pd.DataFrame | None = None):
     """The report's headline figure: test error against training size, one facet per task,
     every model in its `model_styles` look (hue family = paradigm, shade, dash and marker =
-    model), the mean over ok seeds with its percentile-bootstrap 95% band over seeds
-    (`reports.curves.bootstrap_curves`, inside [0, 1]), the Bayes error where the task knows
+    model), the mean over ok seeds with its 95% band (`reports.stats.error_curves`: seeds and
+    the test set's sampling, inside [0, 1]), the Bayes error where the task knows
     it. With `fits` (`reports.curves.curve_summary`), a model whose fitted asymptote is
     flagged ("extrapolated", "poor fit") gets the flag's mark after its name in the legend.
     Writes out_dir/figures/paradigms.{png,svg,pdf}; returns the paths ([] without ok rows).
@@ -262,7 +265,7 @@ def paradigm_curves(df: pd.DataFrame, out_dir: str | Path, fits: pd.DataFrame | 
     if ok.empty:
         return []
     check_unique_cells(df)
-    boot = bootstrap_curves(df, "error", n_boot=1000)
+    boot = error_curves(df)
     boot = boot[boot["n_seeds"] > 0].rename(columns={"mean": "error"})
     styles = model_styles(_paradigm_map(df))
     marks = {}
@@ -312,8 +315,8 @@ def paradigm_curves(df: pd.DataFrame, out_dir: str | Path, fits: pd.DataFrame | 
         f"{hues[f]}: {'scikit-learn references' if f == 'reference' else f}" for f in families
     )
     fig.suptitle(
-        f"Test error against training size by paradigm ({key}); mean and bootstrap 95% band "
-        "over seeds",
+        f"Test error against training size by paradigm ({key}); mean and 95% band "
+        "(seeds and test set)",
         fontsize="small",
     )
     return save_figure(fig, out_dir, "paradigms")

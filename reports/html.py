@@ -73,10 +73,15 @@ def markdown_to_html(md_text: str, base_dir: str | Path, title: str) -> str:
     if not isinstance(md_text, str):
         raise TypeError(f"markdown_to_html: md_text must be str, got {type(md_text).__name__}")
     converter = markdown.Markdown(
-        extensions=["tables", "fenced_code", "attr_list", "sane_lists", "toc", _Embed(base_dir)],
+        extensions=["tables", "fenced_code", "sane_lists", "toc", _Embed(base_dir)],
         extension_configs={"toc": {"toc_depth": "2-3"}},
         output_format="html",
     )
+    # No raw HTML from the Markdown source: a report's text holds names from data and users
+    # (tasks, models, classes, file paths), so '<script>' in one is shown as text, never run.
+    # gdbench's own markup is made here and by the tree processors, not written as HTML.
+    converter.preprocessors.deregister("html_block")
+    converter.inlinePatterns.deregister("html")
     body = converter.convert(md_text)
     toc = getattr(converter, "toc_tokens", [])
     nav = (
@@ -90,7 +95,7 @@ def markdown_to_html(md_text: str, base_dir: str | Path, title: str) -> str:
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{html.escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
-        f"<main>\n{_after_title(body, nav)}\n</main>\n"
+        f"<main>\n{_after_summary(body, nav)}\n</main>\n"
         "<footer>Self-contained page written by gdbench from the report's Markdown; "
         "figures are embedded, links to data files are relative to the report directory."
         "</footer>\n</body>\n</html>\n"
@@ -111,6 +116,18 @@ def write_html(md_text: str, out_dir: str | Path, title: str = "gdbench report")
     tmp.write_text(page, encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+def _after_summary(body: str, nav: str) -> str:
+    """`body` with `nav` inserted after its summary (the first <h2> section, when the report
+    has one and another section follows it): the first screen is the verdict, not a list of
+    contents. Otherwise after the leading <h1> (or at the start if it has none)."""
+    first = body.find("<h2")
+    if first >= 0 and body[first:].startswith(('<h2 id="summary"', "<h2>Summary")):
+        second = body.find("<h2", first + 1)
+        if second >= 0:
+            return body[:second] + nav + body[second:]
+    return _after_title(body, nav)
 
 
 def _after_title(body: str, nav: str) -> str:
@@ -153,6 +170,9 @@ class _EmbedImages(Treeprocessor):
 
     def run(self, root: ET.Element) -> None:
         parents = {child: parent for parent in root.iter() for child in parent}
+        for a in root.iter("a"):
+            if not _safe_href(a.get("href", "")):
+                a.attrib.pop("href")  # e.g. javascript: from a hostile name: text only
         for img in list(root.iter("img")):
             self._embed(img, parents[img])
         for table in list(root.iter("table")):
@@ -174,7 +194,8 @@ class _EmbedImages(Treeprocessor):
             return
         name = unquote(parts.path)
         path = self.base_dir / name
-        mime = IMAGE_TYPES.get(path.suffix.lower())
+        inside = path.resolve().is_relative_to(self.base_dir.resolve())
+        mime = IMAGE_TYPES.get(path.suffix.lower()) if inside else None
         try:
             data = path.read_bytes() if mime else None
         except OSError:
@@ -187,6 +208,16 @@ class _EmbedImages(Treeprocessor):
             return
         img.set("src", f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}")
         img.set("data-source", name)
+
+
+#: Link schemes a report may carry (relative links have none).
+SAFE_SCHEMES = ("", "http", "https", "mailto")
+
+
+def _safe_href(href: str) -> bool:
+    """Whether a link target is a relative path, an anchor or an http(s)/mailto URL (no
+    ``javascript:``, ``data:`` or other scheme that a browser would run or render)."""
+    return urlsplit(href.strip()).scheme.lower() in SAFE_SCHEMES
 
 
 def _link(href: str, text: str) -> ET.Element:

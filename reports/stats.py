@@ -532,3 +532,26 @@ def holm(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
         running = max(running, min(1.0, (m - rank) * p[i]))
         out[i] = running
     return out
+
+
+def error_curves(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean test error (1 - accuracy) per (task, model, paradigm, n_train) with the 95%
+    interval of `summarize` turned over (seeds and the test set's sampling, inside [0, 1]).
+
+    Columns: task, model, paradigm, n_train, n_seeds (ok rows with an accuracy), mean, lo, hi
+    (NaN where there is no interval) and `test` (True where the test set's sampling is in it).
+    """
+    stats = summarize(df, ["accuracy"], by=("task", "model", "paradigm", "n_train"))
+    return pd.DataFrame(
+        {
+            "task": stats["task"],
+            "model": stats["model"],
+            "paradigm": stats["paradigm"],
+            "n_train": stats["n_train"].astype(int),
+            "n_seeds": stats["accuracy_count"].astype(int),
+            "mean": 1.0 - stats["accuracy_mean"],
+            "lo": 1.0 - stats["accuracy_hi"],
+            "hi": 1.0 - stats["accuracy_lo"],
+            "test": stats["accuracy_test"],
+        }
+    ).reset_index(drop=True)

@@ -593,7 +593,8 @@ def verdict_section(
             "Test error against training size, one panel per task: blues are discriminative "
             "models, oranges generative, greens hybrid, greys scikit-learn references; within "
             "a family each model has its own shade, dash pattern and marker. Lines are means "
-            "over seeds with bootstrap 95% bands; the dotted line is the Bayes error of a "
+            "over seeds with 95% bands that combine seeds and the test set's sampling; "
+            "the dotted line is the Bayes error of a "
             "synthetic task. A mark after a name (†, ‡) flags that model's fitted asymptote "
             "as unreliable on some task (see the learning-curve fits).",
             "",

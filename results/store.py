@@ -75,11 +75,15 @@ def is_run_dir(path: str | Path) -> bool:
 def safe_name(name: str) -> str:
     """A file-name-safe form of `name` ([A-Za-z0-9._-] only, no leading dot).
 
-    When characters had to be replaced, a short hash of the original name is appended so that
-    different names (e.g. 'tfds:mnist' and 'tfds_mnist') never map to the same file.
+    When characters had to be replaced (or a name longer than 200 characters cut to 120), a
+    short hash of the original name is appended so that different names (e.g. 'tfds:mnist' and
+    'tfds_mnist') never map to the same file. A safe name is returned unchanged, so
+    ``safe_name(prefix + safe_name(x))`` is a fixed point.
     """
     if not name:
         raise ValueError("empty name cannot be turned into a file name")
+    if len(name) <= 200 and not name.startswith(".") and re.fullmatch(r"[A-Za-z0-9._-]+", name):
+        return name  # already safe: unchanged (so that safe_name is idempotent)
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).lstrip(".")[:120] or "_"
     if safe != name:
         safe += "-" + hashlib.sha1(name.encode()).hexdigest()[:8]
