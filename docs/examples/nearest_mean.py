@@ -2,17 +2,17 @@
 
 Run it against the built-in models (the file is imported, so only run files you trust):
 
-    gdbench run --tasks breast_cancer,iris --models docs/examples/nearest_mean.py:NearestMean,gnb,logreg \
+    gdbench run --tasks breast_cancer,iris \
+        --models docs/examples/nearest_mean.py:NearestMean,gnb,logreg \
         --sizes 10,40,160 --seeds 5 --out runs/mine
 """
 
 import math
 
+import gdbench
 import jax
 import jax.numpy as jnp
 from flax import nnx
-
-import gdbench
 
 
 class NearestMean(gdbench.GenerativeModel):
