@@ -16,6 +16,7 @@ data; ``--check`` writes nothing and exits 1 when a block differs from what the 
   made from (with ``+dirty`` when the tree had uncommitted changes), the device and the date.
 - ``benchmarks``: the table of ``results/benchmarks/latest.json`` (``make bench``), with the
   machine, load and command it was made with.
+- ``schema-columns``: the columns of a result row, from ``results.schema.COLUMNS``.
 """
 
 from __future__ import annotations
@@ -138,9 +139,26 @@ def benchmarks(path: Path = BENCHMARKS) -> str:
     return "\n".join(lines) + "\n"
 
 
+def schema_columns() -> str:
+    """The ``schema-columns`` block: every column of a result row (``results.schema.COLUMNS``)
+    with its type and meaning."""
+    from results.schema import COLUMNS, SCHEMA_VERSION
+
+    lines = [
+        f"Result schema version {SCHEMA_VERSION}; generated from `results.schema.COLUMNS`.",
+        "",
+        "| column | type | meaning |",
+        "|---|---|---|",
+    ]
+    for name, column in COLUMNS.items():
+        lines.append(f"| `{name}` | {column.dtype} | {_cell(column.description)} |")
+    return "\n".join(lines) + "\n"
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
     "reference-runs": reference_runs,
     "benchmarks": benchmarks,
+    "schema-columns": schema_columns,
 }
 
 
