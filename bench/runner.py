@@ -66,6 +66,10 @@ class RunConfig:
     robustness: bool = False
     #: (task, OOD set) pairs (``tasks.ood`` specs) for the robustness step.
     ood: tuple[tuple[str, str], ...] = ()
+    #: Time every grid's programs by steady-state repeats (``bench.engine.time_program``)
+    #: instead of by their result-producing runs; not part of the run's identity (the results
+    #: do not depend on it, only ``fit_s``/``predict_s`` and their repeat columns).
+    steady_state: bool = False
 
     def ood_for(self, task: str) -> str | None:
         """The OOD set of ``task`` in this run, or None."""
@@ -87,13 +91,14 @@ def make_config(
     robustness: bool | None = None,
     data_parallel: int = 1,
     ood: str | None = None,
+    steady_state: bool = False,
 ) -> RunConfig:
     """The suite's grid with the given parts overridden. Names are checked here.
 
     ``robustness``: None takes the suite's setting. ``ood`` (implies ``robustness``): the OOD
     set of every task, a ``tasks.ood`` transform name (``noise``, ``contrast0.3``, ...: the
     task's own test set through it) or a task name; None: each task's default pairing
-    (``tasks.ood.OOD_PAIRS``)."""
+    (``tasks.ood.OOD_PAIRS``). ``steady_state``: see ``RunConfig``."""
     task_names = tuple(dict.fromkeys(tasks or suite.tasks))
     for t in task_names:
         task_registry.check_name(t)
@@ -123,6 +128,7 @@ def make_config(
         data_parallel=data_parallel,
         robustness=robust,
         ood=ood_pairs,
+        steady_state=steady_state,
     )
 
 
@@ -398,6 +404,7 @@ def _compute_missing(run: PreparedRun, task, spec) -> engine.GridTiming | None:
     ]
     if not missing:
         return None
+    started = time.perf_counter()
     timing, samples, traces = None, None, None
     try:
         if spec.paradigm == "reference":  # sk: models: scikit-learn on the CPU, outside JAX
@@ -414,6 +421,7 @@ def _compute_missing(run: PreparedRun, task, spec) -> engine.GridTiming | None:
                 scored_size=max(sizes),
                 robustness=run.config.robustness,
                 ood=run.config.ood_for(task.name),
+                steady=run.config.steady_state,
             )
         rows, timing, samples = result.rows, result.timing, result.samples
         traces = result.traces
@@ -468,6 +476,9 @@ def _compute_missing(run: PreparedRun, task, spec) -> engine.GridTiming | None:
         "cells": len(rows),
         "status": "failed" if timing is None else "ok",
         **(dataclasses.asdict(timing) if timing else {}),
+        # Wall seconds of the whole grid in this process: compile, runs, measurement, rows and
+        # storage (the manifest update that records it aside).
+        "wall_s": time.perf_counter() - started,
         "finished_utc": provenance.utc_now(),
     }
 
