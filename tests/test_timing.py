@@ -323,3 +323,40 @@ def test_rows_carry_consistent_measurements():
     per_cell = rows[0]["fit_flops"]
     assert matmuls <= per_cell <= 2.5 * matmuls
     assert timing.static_flops < per_cell * cells / 10  # what the loop-once count would say
+
+
+def test_run_cells_times_the_result_producing_run_unless_steady_state_is_asked():
+    """A real grid: by default the fit and evaluate programs are repeated only when their
+    result-producing run took under SHORT_S; with steady=True, whenever it took at most
+    SLOW_S. Either way the results are those of the result-producing run: the same rows."""
+    task = tasks.load("iris")
+    spec = models.get("gnb")
+    pairs = [(n, s) for n in (10, 30) for s in range(3)]
+    default = engine.run_cells(task, spec, pairs, quality=False)
+    steady = engine.run_cells(task, spec, pairs, quality=False, steady=True)
+    for result, short_s in ((default, engine.SHORT_S), (steady, engine.SLOW_S)):
+        t = result.timing
+        for first, repeats in (
+            (t.fit_first_s, t.fit_repeats),
+            (t.predict_first_s, t.predict_repeats),
+        ):
+            below = first < short_s if short_s == engine.SHORT_S else first <= short_s
+            assert (repeats >= 1) == below and repeats <= engine.MAX_REPEATS
+        if t.fit_repeats == 0:
+            assert t.fit_s == t.fit_first_s
+    keep = ("n_train", "seed", "accuracy", "nll", "brier")
+    assert [{k: r[k] for k in keep} for r in default.rows] == [
+        {k: r[k] for k in keep} for r in steady.rows
+    ]
+
+
+def test_steady_state_flag_reaches_the_run_config():
+    from bench import cli, runner, suites
+
+    args = cli._parser().parse_args(["run", "--steady-state"])
+    assert args.steady_state is True
+    assert cli._parser().parse_args(["run"]).steady_state is False
+    suite = suites.get("quick")
+    config = runner.make_config(suite, ["iris"], ["gnb"], steady_state=True)
+    assert config.steady_state and config.to_json()["steady_state"] is True
+    assert not runner.make_config(suite, ["iris"], ["gnb"]).steady_state
