@@ -170,16 +170,19 @@ def part_name(task: str, model: str, keys: list[str]) -> str:
 def cell_key(task, spec, n_train: int, seed: int) -> str:
     """Content key of a cell: task and data checksum, model and hyperparameters, size, seed and
     code version. Argument order, suite names and run directories do not enter it."""
-    content = [
-        task.name,
-        task.checksum,
-        spec.name,
-        spec.config_json(),
-        int(n_train),
-        int(seed),
-        code_version(),
-    ]
-    return hashlib.sha256(json.dumps(content).encode()).hexdigest()[:24]
+    return grid_cell_keys(task, spec, [(n_train, seed)])[(int(n_train), int(seed))]
+
+
+def grid_cell_keys(task, spec, pairs) -> dict[tuple[int, int], str]:
+    """``cell_key`` of every (n_train, seed) of ``pairs``; the grid's part of the content
+    (the model's configuration: an ``inspect.signature`` per call) computed once."""
+    config, version = spec.config_json(), code_version()
+    out = {}
+    for n_train, seed in pairs:
+        content = [task.name, task.checksum, spec.name, config, int(n_train), int(seed), version]
+        digest = hashlib.sha256(json.dumps(content).encode()).hexdigest()
+        out[(int(n_train), int(seed))] = digest[:24]
+    return out
 
 
 def identity(config: RunConfig, loaded: dict, specs: dict) -> dict:
@@ -396,7 +399,7 @@ def _compute_missing(run: PreparedRun, task, spec) -> engine.GridTiming | None:
     stored = store.stored_cells(run.out)
     done = set(stored.loc[stored["status"] != "failed", "cell_key"])
     sizes = sizes_for(run.config, task)
-    keyed = {(n, s): cell_key(task, spec, n, s) for n in sizes for s in run.config.seeds}
+    keyed = grid_cell_keys(task, spec, [(n, s) for n in sizes for s in run.config.seeds])
     processes = jax.process_count()
     share = set(sharding.process_share(len(keyed))) if processes > 1 else range(len(keyed))
     missing = [
