@@ -305,6 +305,9 @@ def test_suite_loop_covers_the_suite_and_scores_with_predict_proba(tmp_path):
     subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True, timeout=300)
     data = json.loads(out.read_text())
     assert data["jax_imported"] is False and data["max_iter"] == sklearn_loop.SUITE_MAX_ITER
+    # The estimators' BLAS/OpenMP pools were loaded before the limit, so it holds for them.
+    assert data["thread_pools"] and all(p["num_threads"] == 1 for p in data["thread_pools"])
+    assert {p["user_api"] for p in data["thread_pools"]} >= {"blas"}
     suite = suites.get("ngjordan")
     for name in ("breast_cancer", "digits_bin"):
         task = tasks.load(name)

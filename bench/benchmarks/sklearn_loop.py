@@ -215,11 +215,23 @@ def run(
     load_s = time.perf_counter() - t
     results: dict[str, Any] = {}
     used: dict[str, list[int]] = {}
+    # Every estimator's module (and through them SciPy's and NumPy's BLAS and OpenMP) loaded
+    # before the thread limit: threadpoolctl limits only the libraries already loaded.
+    import sklearn.discriminant_analysis
+    import sklearn.linear_model
+    import sklearn.naive_bayes  # noqa: F401
+
     limiter = None
     if threads > 0:
         from threadpoolctl import threadpool_limits
 
         limiter = threadpool_limits(limits=threads)
+    from threadpoolctl import threadpool_info
+
+    pools = [
+        {k: p.get(k) for k in ("user_api", "internal_api", "num_threads")}
+        for p in threadpool_info()
+    ]
     try:
         for name, task in loaded.items():
             grid = sizes
@@ -243,6 +255,7 @@ def run(
         "sizes": used,
         "seeds": seeds,
         "threads": threads,
+        "thread_pools": pools,
         "max_iter": max_iter,
         "load_seconds": load_s,
         "load_average": load_average(),
