@@ -74,7 +74,14 @@ def _parser() -> argparse.ArgumentParser:
         help="continue the run in --out (also the default when its configuration matches)",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
-    run.add_argument(
+    quality = run.add_mutually_exclusive_group()
+    quality.add_argument(
+        "--quality",
+        action="store_true",
+        help="score the samples of models that sample (default: the suite's setting; on in "
+        "every suite but ngjordan)",
+    )
+    quality.add_argument(
         "--no-quality",
         action="store_true",
         help="skip the sample-quality metrics (FD, classifier score, precision/recall, CAS) of "
@@ -243,7 +250,7 @@ def _run_grids(args) -> int:
         args.models,
         args.sizes,
         args.seeds,
-        quality=not args.no_quality,
+        quality=True if args.quality else (False if args.no_quality else None),
         devices=args.devices,
         data_parallel=args.data_parallel,
         robustness=True if args.robustness else (False if args.no_robustness else None),

@@ -86,7 +86,7 @@ def make_config(
     models: list[str] | None = None,
     sizes: list[int] | None = None,
     seeds: int | None = None,
-    quality: bool = True,
+    quality: bool | None = None,
     devices: int | None = None,
     robustness: bool | None = None,
     data_parallel: int = 1,
@@ -95,10 +95,10 @@ def make_config(
 ) -> RunConfig:
     """The suite's grid with the given parts overridden. Names are checked here.
 
-    ``robustness``: None takes the suite's setting. ``ood`` (implies ``robustness``): the OOD
-    set of every task, a ``tasks.ood`` transform name (``noise``, ``contrast0.3``, ...: the
-    task's own test set through it) or a task name; None: each task's default pairing
-    (``tasks.ood.OOD_PAIRS``). ``steady_state``: see ``RunConfig``."""
+    ``robustness`` and ``quality``: None takes the suite's setting. ``ood`` (implies
+    ``robustness``): the OOD set of every task, a ``tasks.ood`` transform name (``noise``,
+    ``contrast0.3``, ...: the task's own test set through it) or a task name; None: each
+    task's default pairing (``tasks.ood.OOD_PAIRS``). ``steady_state``: see ``RunConfig``."""
     task_names = tuple(dict.fromkeys(tasks or suite.tasks))
     for t in task_names:
         task_registry.check_name(t)
@@ -123,7 +123,7 @@ def make_config(
         size_count=suite.size_count,
         smallest=suite.smallest,
         pairs=_pairs_present(suite, model_specs),
-        quality=quality,
+        quality=suite.quality if quality is None else quality,
         devices=devices,
         data_parallel=data_parallel,
         robustness=robust,

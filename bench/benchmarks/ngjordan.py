@@ -33,15 +33,15 @@ Measured:
   and gdbench's 25 Newton steps can classify differently without either being wrong.
 
 The whole study (``run_suite``, benchmark ``suite`` of ``python -m bench.benchmarks``):
-``gdbench run --suite ngjordan`` (every task, model, size and seed of the suite; sample quality
-on, as a user runs it) from an empty compilation cache directory and again with the cache it
-filled, against the suite's default-tolerance scikit-learn loop (``sklearn_loop --suite
-ngjordan``: the same tasks, pools, test sets, sizes and nested subsets, ``SharedVarianceNB``
-for ``gnb_shared``), all whole processes one after the other in one run; per grid, each side's
-own seconds for it; and the converged loop (``tol=1e-10``) on ``TIGHT_SAMPLE`` cells of every
-logistic-regression grid, scaled to the grid. Targets (issue 25): >= 3x from an empty cache,
->= 10x warm, no grid slower than its loop, digits_bin's logistic regressions >= 3x. Takes
-about 25 minutes on a 2-core CPU (``--quick``: 10 seeds, about 5).
+``gdbench run --suite ngjordan`` (every task, model, size and seed of the suite, with the
+suite's settings, as a user runs it) from an empty compilation cache directory and again with
+the cache it filled, against the suite's default-tolerance scikit-learn loop (``sklearn_loop
+--suite ngjordan``: the same tasks, pools, test sets, sizes and nested subsets,
+``SharedVarianceNB`` for ``gnb_shared``), all whole processes one after the other in one run;
+per grid, each side's own seconds for it; and the converged loop (``tol=1e-10``) on
+``TIGHT_SAMPLE`` cells of every logistic-regression grid, scaled to the grid. Targets (issue
+25): >= 3x from an empty cache, >= 10x warm, no grid slower than its loop, digits_bin's logistic
+regressions >= 3x. Takes about 25 minutes on a 2-core CPU (``--quick``: 10 seeds, about 5).
 """
 
 from __future__ import annotations
@@ -467,8 +467,8 @@ def suite_sklearn_process(
 def suite_gdbench_process(
     out: Path, cache: Path, seeds: int, task_names=None, models=None, sizes=None
 ) -> float:
-    """``gdbench run --suite ngjordan`` as a fresh process, as a user runs it (sample quality
-    included), with the compilation cache ``cache``; returns its wall seconds."""
+    """``gdbench run --suite ngjordan`` as a fresh process, as a user runs it (the suite's
+    settings), with the compilation cache ``cache``; returns its wall seconds."""
     cmd = [*cli.command("run"), "--suite", SUITE, *_suite_args(task_names, models, sizes, seeds)]
     cmd += ["--out", str(out), "--no-progress", "--compile-cache", str(cache)]
     return _subprocess(cmd, timeout=3600)
