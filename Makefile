@@ -49,8 +49,10 @@ reference-device:
 	  --suites $(DEVICE_SUITES) $(DEVICE_FLAGS)
 
 # Benchmarks against scikit-learn and PyTorch (bench/benchmarks/): writes BENCH_OUT (Markdown
-# table) and the same name with .json (raw numbers, machine). About 10 minutes on a 2-core CPU;
-# BENCH_FLAGS=--quick for a short smoke run. PyTorch (the MLP baseline) is installed into the
+# table) and the same name with .json (raw numbers, machine). About 35 minutes on a 2-core CPU,
+# 25 of them the whole ngjordan suite against its scikit-learn loop (benchmark `suite`);
+# BENCH_FLAGS=--quick for a short smoke run, BENCH_FLAGS="--only ngjordan,mlp,scaling" without
+# the suite. PyTorch (the MLP baseline) is installed into the
 # venv here if missing; it is never a dependency of gdbench.
 BENCH_OUT ?= results/benchmarks/latest.md
 BENCH_FLAGS ?=

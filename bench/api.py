@@ -44,11 +44,12 @@ def run(
     *,
     suite: str = "quick",
     out: str | Path | None = None,
-    quality: bool = True,
+    quality: bool | None = None,
     robustness: bool | None = None,
     ood: str | None = None,
     devices: int | None = None,
     data_parallel: int = 1,
+    steady_state: bool = False,
     compile_cache: str | Path | None = DEFAULT,
     on_grid: Callable[[str, str, Any], None] | None = None,
 ):
@@ -64,7 +65,8 @@ def run(
       suite: the suite whose settings fill what is not given (``gdbench list suites``).
       out: the run directory (default ``runs/<suite>``); an existing run of the same settings
         is resumed (only missing cells are computed).
-      quality, robustness, ood, devices, data_parallel: as the CLI's flags.
+      quality, robustness, ood, devices, data_parallel, steady_state: as the CLI's flags
+        (None: the suite's setting).
       compile_cache: directory of the compilation cache, ``"default"`` for the CLI's default,
         None for none.
       on_grid: called as ``on_grid(task, model, timing)`` after each grid (timing None when
@@ -90,6 +92,7 @@ def run(
         data_parallel=data_parallel,
         robustness=robustness,
         ood=ood,
+        steady_state=steady_state,
     )
     sharding.make_mesh(devices, data_parallel)
     out = Path(out) if out is not None else Path("runs") / chosen.name

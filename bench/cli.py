@@ -74,11 +74,26 @@ def _parser() -> argparse.ArgumentParser:
         help="continue the run in --out (also the default when its configuration matches)",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
-    run.add_argument(
+    quality = run.add_mutually_exclusive_group()
+    quality.add_argument(
+        "--quality",
+        action="store_true",
+        help="score the samples of models that sample (default: the suite's setting; on in "
+        "every suite but ngjordan)",
+    )
+    quality.add_argument(
         "--no-quality",
         action="store_true",
         help="skip the sample-quality metrics (FD, classifier score, precision/recall, CAS) of "
         "models that sample: two fewer programs to compile per such grid",
+    )
+    run.add_argument(
+        "--steady-state",
+        action="store_true",
+        help="time each grid's programs by repeated runs after the one whose outputs are the "
+        "results (median of up to 5 within 0.5 s; programs over 2 s are not repeated); default: "
+        "fit_s and predict_s are the result-producing run's wall seconds after ahead-of-time "
+        "compilation (programs under 10 ms: the median of a few repeats)",
     )
     robust = run.add_mutually_exclusive_group()
     robust.add_argument(
@@ -235,11 +250,12 @@ def _run_grids(args) -> int:
         args.models,
         args.sizes,
         args.seeds,
-        quality=not args.no_quality,
+        quality=True if args.quality else (False if args.no_quality else None),
         devices=args.devices,
         data_parallel=args.data_parallel,
         robustness=True if args.robustness else (False if args.no_robustness else None),
         ood=args.ood,
+        steady_state=args.steady_state,
     )
     try:
         sharding.make_mesh(args.devices, args.data_parallel)

@@ -8,9 +8,16 @@ cell function: ``bench.sharding.map_cells``), and returns one result row per cel
 Measurement (``GridTiming``):
 
 - compile: wall seconds of lowering and compiling both programs, ahead of time;
-- run time: the first execution of each program is the warm-up, and its outputs are the results
-  kept; then ``steady_state`` times repeats with ``jax.block_until_ready`` (adaptive, see
-  there) and reports their median, min and max;
+- run time (``time_program``): each program is compiled ahead of time, then executed once;
+  that execution's outputs are the results kept, and by default its wall seconds (dispatch to
+  ``jax.block_until_ready`` on every output) are the measurement. Only a program whose
+  result-producing execution took under ``SHORT_S`` seconds, too short to time once against
+  the clock and dispatch noise, is executed again, a few times (``steady_state`` with
+  ``SHORT_S`` as budget), and its median is reported. With ``steady=True`` (``gdbench run
+  --steady-state``) every program not slower than ``SLOW_S`` gets the steady-state repeats
+  instead (``REPEAT_BUDGET_S``, ``MAX_REPEATS``): the median of repeats, leaving out the first
+  execution's one-time costs (buffer allocation, thread start-up), at the price of running
+  each program again;
 - cost: ``program_cost`` reads XLA's cost analysis (FLOPs, bytes accessed) of each compiled
   program with every while-loop body counted as often as the loop runs (XLA's own
   ``cost_analysis()`` counts a loop body once, which undercounts a ``lax.scan`` of 400 steps
@@ -99,48 +106,68 @@ def chunk_cells(task: Task, requested: int = DEFAULT_CELL_BATCH) -> int:
     return int(max(1, min(requested, limit // per_cell)))
 
 
-#: Steady-state timing policy of ``run_cells`` (see ``steady_state``; read at call time): timed
-#: repeats after the warm-up run continue while their total is under REPEAT_BUDGET_S seconds,
-#: at least once and at most MAX_REPEATS times; a program whose warm-up run took longer than
-#: SLOW_S seconds is not repeated (its warm-up run is the measurement, repeats = 0). The extra
-#: time per program is then at most about REPEAT_BUDGET_S + SLOW_S, and on the quick suite
-#: (where most programs run for milliseconds) about a tenth of the run. The warm-up run can be
-#: several times slower than later ones (buffer allocation, XLA:CPU runtime set-up), so a
-#: repeats = 0 time overstates the steady state; programs that slow are long enough for that
-#: to matter less.
+#: Steady-state timing policy of ``run_cells(steady=True)`` (see ``steady_state``; read at call
+#: time): timed repeats after the result-producing run continue while their total is under
+#: REPEAT_BUDGET_S seconds, at least once and at most MAX_REPEATS times; a program whose first
+#: run took longer than SLOW_S seconds is not repeated (its first run is the measurement,
+#: repeats = 0). The extra time per program is then at most about REPEAT_BUDGET_S + SLOW_S:
+#: on the breast_cancer Ng & Jordan grid (gnb + logreg, 2,000 cells) 1.6 of a warm process's
+#: 7.9 seconds (2-core CPU), hence not the default.
 REPEAT_BUDGET_S = 0.5
 MAX_REPEATS = 5
 SLOW_S = 2.0
+#: Default timing policy of ``run_cells`` (``time_program``): a program whose result-producing
+#: run took less than SHORT_S seconds is repeated while the repeats' total is under SHORT_S
+#: (at most MAX_REPEATS times), so that a program of a few milliseconds is not measured by one
+#: noisy execution; every other program is measured by its result-producing run alone. What
+#: timing adds is then at most about 2 x SHORT_S per program.
+SHORT_S = 0.01
+
+
+def time_program(run: Callable[[], Any], first_s: float, steady: bool = False) -> Repeats:
+    """The measurement of one compiled program whose result-producing execution took
+    ``first_s`` wall seconds (``run`` executes it again; its outputs are dropped).
+
+    Default: ``Repeats(first_s)`` (no repeats: the result-producing run is the measurement),
+    unless ``first_s < SHORT_S``; then repeats within a ``SHORT_S`` budget (``steady_state``).
+    ``steady``: the steady-state policy (``REPEAT_BUDGET_S``, ``MAX_REPEATS``, ``SLOW_S``)."""
+    if steady:
+        return steady_state(run, first_s, REPEAT_BUDGET_S, MAX_REPEATS, SLOW_S)
+    if first_s >= SHORT_S:
+        return Repeats(float(first_s))
+    return steady_state(run, first_s, SHORT_S, MAX_REPEATS, SHORT_S)
 
 
 @dataclasses.dataclass(frozen=True)
 class Repeats:
-    """Wall seconds of one compiled program: the warm-up execution and the timed repeats.
+    """Wall seconds of one compiled program: its first, result-producing execution (run after
+    ahead-of-time compilation; ``first_s``) and the timed repeats, if any.
 
     ``median_s``, ``min_s`` and ``max_s`` are over the repeats; with no repeats they are the
-    warm-up time (which includes first-run costs: buffer allocation, thread start-up)."""
+    first execution's time (which includes first-run costs: buffer allocation, thread
+    start-up)."""
 
     first_s: float
     times_s: tuple[float, ...] = ()
 
     @property
     def count(self) -> int:
-        """Number of timed repeats (0: the warm-up run is the only measurement)."""
+        """Number of timed repeats (0: the first, result-producing run is the only measurement)."""
         return len(self.times_s)
 
     @property
     def median_s(self) -> float:
-        """Median seconds of one execution over the repeats (the warm-up if none)."""
+        """Median seconds of one execution over the repeats (the first run if none)."""
         return statistics.median(self.times_s) if self.times_s else self.first_s
 
     @property
     def min_s(self) -> float:
-        """Fastest repeat, seconds (the warm-up if none)."""
+        """Fastest repeat, seconds (the first run if none)."""
         return min(self.times_s) if self.times_s else self.first_s
 
     @property
     def max_s(self) -> float:
-        """Slowest repeat, seconds (the warm-up if none)."""
+        """Slowest repeat, seconds (the first run if none)."""
         return max(self.times_s) if self.times_s else self.first_s
 
 
@@ -151,12 +178,13 @@ def steady_state(
     max_repeats: int = MAX_REPEATS,
     slow_s: float = SLOW_S,
 ) -> Repeats:
-    """Time repeats of ``run`` (one execution of a compiled program) after its warm-up run.
+    """Time repeats of ``run`` (one execution of a compiled program) after its first run.
 
-    ``first_s`` is the warm-up run's wall seconds. If it exceeds ``slow_s`` there are no
-    repeats; otherwise ``run`` is timed (``jax.block_until_ready`` on its outputs, which are
-    then dropped) at least once, and again while the repeats' total stays under ``budget_s``,
-    at most ``max_repeats`` times. Returns the warm-up and repeat times in seconds.
+    ``first_s`` is the first (result-producing) run's wall seconds. If it exceeds ``slow_s``
+    there are no repeats; otherwise ``run`` is timed (``jax.block_until_ready`` on its
+    outputs, which are then dropped) at least once, and again while the repeats' total stays
+    under ``budget_s``, at most ``max_repeats`` times. Returns the first-run and repeat times
+    in seconds.
     """
     if max_repeats < 1:
         raise ValueError(f"max_repeats must be at least 1, got {max_repeats}")
@@ -200,14 +228,18 @@ class GridTiming:
     ``compile_s``: lowering + compiling the grid's programs ahead of time, or loading them
     from the programs cache: fit and evaluate, plus sampling and sample scoring
     (``quality_compile_s``) and robustness when they run. ``fit_s`` and
-    ``predict_s``: steady-state median seconds of one execution of the fit and evaluate
-    programs (``steady_state``), with ``*_first_s`` (the warm-up run, whose outputs are the
-    results), ``*_min_s``, ``*_max_s``, ``*_repeats`` and the repeat times ``*_times_s``.
+    ``predict_s``: seconds of one execution of the fit and evaluate programs
+    (``time_program``): by default the wall seconds of the result-producing execution after
+    ahead-of-time compilation (``*_repeats`` 0), or the median of a few repeats for a program
+    shorter than ``SHORT_S``; with ``run_cells(steady=True)`` the steady-state median of
+    ``steady_state``'s repeats. With ``*_first_s`` (the result-producing run), ``*_min_s``,
+    ``*_max_s``, ``*_repeats`` and the repeat times ``*_times_s``.
     ``flops``: fit + evaluate FLOPs and ``fit_flops`` the fit program's (``program_cost``,
     loops counted by trip count); ``static_flops``: XLA's loop-once count of both;
     ``bytes_accessed``: fit + evaluate bytes accessed; ``peak_bytes``: the larger of the two
     programs' peak memory. ``device_peak``: ``bench.env.DevicePeak.to_json()`` of the device.
-    ``measure_s``: seconds spent on repeats and cost analysis (not part of any time above).
+    ``measure_s``: seconds spent on repeats, cost analysis and the device peak (not part of any
+    time above).
     ``cached_programs`` counts the grid's programs (of 2) that the persistent compilation cache
     supplied, in which case ``compile_s`` is mostly the time to load them. A model that samples
     has sample-quality programs as well (``run_quality``).
@@ -723,10 +755,13 @@ def run_grid(
     sizes: tuple[int, ...],
     seeds: tuple[int, ...],
     cell_batch: int = DEFAULT_CELL_BATCH,
+    steady: bool = False,
 ) -> tuple[list[dict[str, Any]], GridTiming]:
-    """Fit and evaluate every (size, seed) cell of one (task, model); one row per cell."""
+    """Fit and evaluate every (size, seed) cell of one (task, model); one row per cell.
+    ``steady``: steady-state timing repeats (``run_cells``)."""
     plan.check_sizes(sizes, seeds, task.pool_size, task.num_classes, task.name)
-    result = run_cells(task, spec, [(n, s) for n in sizes for s in seeds], cell_batch)
+    pairs = [(n, s) for n in sizes for s in seeds]
+    result = run_cells(task, spec, pairs, cell_batch, steady=steady)
     return result.rows, result.timing
 
 
@@ -742,6 +777,7 @@ def run_cells(
     ood: str | None = None,
     data: int = 1,
     scored_size: int | None = None,
+    steady: bool = False,
 ) -> GridResult:
     """Fit and evaluate the given (size, seed) cells of one (task, model) in one program.
 
@@ -756,7 +792,10 @@ def run_cells(
     each cell's examples are split (``bench.sharding``; with ``mesh`` None). ``scored_size``:
     the training size whose cells get the sample-quality and robustness columns and the
     traces (default: the largest among ``pairs``; the runner passes the grid's largest, so
-    that a resumed grid does not score a smaller size); none when no cell has it."""
+    that a resumed grid does not score a smaller size); none when no cell has it.
+    ``steady``: time the fit and evaluate programs by steady-state repeats (``time_program``);
+    default: by their result-producing executions (repeats only of programs shorter than
+    ``SHORT_S``)."""
     plan.check_pairs(pairs, task)
     cells = plan.make_cells_for(
         task.y_pool, task.num_classes, pairs, validation=spec.cls.needs_validation
@@ -793,10 +832,9 @@ def run_cells(
     t0 = time.perf_counter()
     fit_compiled, fit_cached = compile_cache.compile_program(fit_grid, fit_args, "fit", static)
     t1 = time.perf_counter()
-    fitted = jax.block_until_ready(fit_compiled(*fit_args))  # warm-up: these are the results
+    fitted = jax.block_until_ready(fit_compiled(*fit_args))  # timed: these are the results
     t2 = time.perf_counter()
-    policy = {"budget_s": REPEAT_BUDGET_S, "max_repeats": MAX_REPEATS, "slow_s": SLOW_S}
-    fit_rep = steady_state(lambda: fit_compiled(*fit_args), t2 - t1, **policy)
+    fit_rep = time_program(lambda: fit_compiled(*fit_args), t2 - t1, steady)
     t3 = time.perf_counter()
     eval_compiled, eval_cached = compile_cache.compile_program(
         eval_grid, (fitted, *test), "evaluate", static
@@ -805,7 +843,7 @@ def run_cells(
     t4 = time.perf_counter()
     metrics = jax.block_until_ready(eval_compiled(fitted, *test))
     t5 = time.perf_counter()
-    eval_rep = steady_state(lambda: eval_compiled(fitted, *test), t5 - t4, **policy)
+    eval_rep = time_program(lambda: eval_compiled(fitted, *test), t5 - t4, steady)
     t6 = time.perf_counter()
     # XLA analyses the per-device program: scale to all devices' real cells.
     per_device = sharding.device_count(mesh) * cells.count / len(index)

@@ -66,6 +66,10 @@ class RunConfig:
     robustness: bool = False
     #: (task, OOD set) pairs (``tasks.ood`` specs) for the robustness step.
     ood: tuple[tuple[str, str], ...] = ()
+    #: Time every grid's programs by steady-state repeats (``bench.engine.time_program``)
+    #: instead of by their result-producing runs; not part of the run's identity (the results
+    #: do not depend on it, only ``fit_s``/``predict_s`` and their repeat columns).
+    steady_state: bool = False
 
     def ood_for(self, task: str) -> str | None:
         """The OOD set of ``task`` in this run, or None."""
@@ -82,18 +86,19 @@ def make_config(
     models: list[str] | None = None,
     sizes: list[int] | None = None,
     seeds: int | None = None,
-    quality: bool = True,
+    quality: bool | None = None,
     devices: int | None = None,
     robustness: bool | None = None,
     data_parallel: int = 1,
     ood: str | None = None,
+    steady_state: bool = False,
 ) -> RunConfig:
     """The suite's grid with the given parts overridden. Names are checked here.
 
-    ``robustness``: None takes the suite's setting. ``ood`` (implies ``robustness``): the OOD
-    set of every task, a ``tasks.ood`` transform name (``noise``, ``contrast0.3``, ...: the
-    task's own test set through it) or a task name; None: each task's default pairing
-    (``tasks.ood.OOD_PAIRS``)."""
+    ``robustness`` and ``quality``: None takes the suite's setting. ``ood`` (implies
+    ``robustness``): the OOD set of every task, a ``tasks.ood`` transform name (``noise``,
+    ``contrast0.3``, ...: the task's own test set through it) or a task name; None: each
+    task's default pairing (``tasks.ood.OOD_PAIRS``). ``steady_state``: see ``RunConfig``."""
     task_names = tuple(dict.fromkeys(plugins.resolve_task(t) for t in tasks or suite.tasks))
     for t in task_names:
         task_registry.check_name(t)
@@ -122,11 +127,12 @@ def make_config(
         size_count=suite.size_count,
         smallest=suite.smallest,
         pairs=_pairs_present(suite, model_specs),
-        quality=quality,
+        quality=suite.quality if quality is None else quality,
         devices=devices,
         data_parallel=data_parallel,
         robustness=robust,
         ood=ood_pairs,
+        steady_state=steady_state,
     )
 
 
@@ -168,16 +174,19 @@ def part_name(task: str, model: str, keys: list[str]) -> str:
 def cell_key(task, spec, n_train: int, seed: int) -> str:
     """Content key of a cell: task and data checksum, model and hyperparameters, size, seed and
     code version. Argument order, suite names and run directories do not enter it."""
-    content = [
-        task.name,
-        task.checksum,
-        spec.name,
-        spec.config_json(),
-        int(n_train),
-        int(seed),
-        code_version(),
-    ]
-    return hashlib.sha256(json.dumps(content).encode()).hexdigest()[:24]
+    return grid_cell_keys(task, spec, [(n_train, seed)])[(int(n_train), int(seed))]
+
+
+def grid_cell_keys(task, spec, pairs) -> dict[tuple[int, int], str]:
+    """``cell_key`` of every (n_train, seed) of ``pairs``; the grid's part of the content
+    (the model's configuration: an ``inspect.signature`` per call) computed once."""
+    config, version = spec.config_json(), code_version()
+    out = {}
+    for n_train, seed in pairs:
+        content = [task.name, task.checksum, spec.name, config, int(n_train), int(seed), version]
+        digest = hashlib.sha256(json.dumps(content).encode()).hexdigest()
+        out[(int(n_train), int(seed))] = digest[:24]
+    return out
 
 
 def identity(config: RunConfig, loaded: dict, specs: dict) -> dict:
@@ -404,7 +413,7 @@ def _compute_missing(run: PreparedRun, task, spec) -> engine.GridTiming | None:
     stored = store.stored_cells(run.out)
     done = set(stored.loc[stored["status"] != "failed", "cell_key"])
     sizes = sizes_for(run.config, task)
-    keyed = {(n, s): cell_key(task, spec, n, s) for n in sizes for s in run.config.seeds}
+    keyed = grid_cell_keys(task, spec, [(n, s) for n in sizes for s in run.config.seeds])
     processes = jax.process_count()
     share = set(sharding.process_share(len(keyed))) if processes > 1 else range(len(keyed))
     missing = [
@@ -412,6 +421,7 @@ def _compute_missing(run: PreparedRun, task, spec) -> engine.GridTiming | None:
     ]
     if not missing:
         return None
+    started = time.perf_counter()
     timing, samples, traces = None, None, None
     try:
         if spec.paradigm == "reference":  # sk: models: scikit-learn on the CPU, outside JAX
@@ -428,6 +438,7 @@ def _compute_missing(run: PreparedRun, task, spec) -> engine.GridTiming | None:
                 scored_size=max(sizes),
                 robustness=run.config.robustness,
                 ood=run.config.ood_for(task.name),
+                steady=run.config.steady_state,
             )
         rows, timing, samples = result.rows, result.timing, result.samples
         traces = result.traces
@@ -482,6 +493,9 @@ def _compute_missing(run: PreparedRun, task, spec) -> engine.GridTiming | None:
         "cells": len(rows),
         "status": "failed" if timing is None else "ok",
         **(dataclasses.asdict(timing) if timing else {}),
+        # Wall seconds of the whole grid in this process: compile, runs, measurement, rows and
+        # storage (the manifest update that records it aside).
+        "wall_s": time.perf_counter() - started,
         "finished_utc": provenance.utc_now(),
     }
 

@@ -43,6 +43,9 @@ class Suite:
     #: Also run the robustness step (``bench.robustness``): OOD detection against each task's
     #: paired OOD set (``tasks.ood.OOD_PAIRS``) and accuracy with missing features.
     robustness: bool = False
+    #: Score the samples of models that sample (``bench.engine.run_quality``); ``gdbench run
+    #: --quality`` / ``--no-quality`` override it.
+    quality: bool = True
 
 
 QUICK = Suite(
@@ -94,6 +97,10 @@ NGJORDAN = Suite(
         ("gnb_shared", "logreg", "variant: regularized logistic regression (C=1)"),
         ("lda", "logreg?C=10000", "variant: LDA (full shared covariance)"),
     ),
+    # A study of classification accuracy against training size: the sample-quality step
+    # (sampling, feature-space metrics, CAS) took most of a warm run's seconds (breast_cancer,
+    # 5 seeds: 15 of 21 s) and no figure of the study uses it.
+    quality=False,
 )
 
 FULL = Suite(

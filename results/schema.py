@@ -212,13 +212,15 @@ COLUMNS: dict[str, Column] = {
     ),
     "fit_s": Column(
         "float64",
-        "seconds per cell: steady-state median wall time of the grid's fit program over its "
-        "timed repeats (fit_repeats; the first, warm-up run when 0) / grid_cells",
+        "seconds per cell: wall time of the grid's fit program, the median of its timed "
+        "repeats (fit_repeats), or when 0 its first, result-producing run after ahead-of-time "
+        "compilation (the default for programs of 10 ms or more; bench.engine.time_program) "
+        "/ grid_cells",
     ),
     "fit_s_min": Column(
         "float64",
-        "seconds per cell: fastest timed repeat of the grid's fit / grid_cells (the warm-up "
-        "run when fit_repeats is 0); NaN if not measured",
+        "seconds per cell: fastest timed repeat of the grid's fit / grid_cells (the first, "
+        "result-producing run when fit_repeats is 0); NaN if not measured",
         required=False,
         default=np.nan,
     ),
@@ -231,15 +233,16 @@ COLUMNS: dict[str, Column] = {
     ),
     "fit_repeats": Column(
         "float64",
-        "timed repeats of the grid's fit program after its warm-up run (whose outputs are the "
-        "results); 0 = the warm-up run is the only measurement; NaN if not recorded",
+        "timed repeats of the grid's fit program after its first run (whose outputs are the "
+        "results); 0 = the first run is the only measurement; NaN if not recorded",
         required=False,
         default=np.nan,
     ),
     "predict_s": Column(
         "float64",
-        "seconds per cell: steady-state median wall time of the grid's evaluation program "
-        "over its timed repeats (predict_repeats; the warm-up run when 0) / grid_cells",
+        "seconds per cell: wall time of the grid's evaluation program, the median of its "
+        "timed repeats (predict_repeats), or when 0 its first, result-producing run / "
+        "grid_cells",
     ),
     "predict_s_min": Column(
         "float64",
@@ -257,7 +260,7 @@ COLUMNS: dict[str, Column] = {
     ),
     "predict_repeats": Column(
         "float64",
-        "timed repeats of the grid's evaluation program after its warm-up run; 0 = the warm-up "
+        "timed repeats of the grid's evaluation program after its first run; 0 = the first "
         "run is the only measurement; NaN if not recorded",
         required=False,
         default=np.nan,

@@ -33,7 +33,7 @@ from flax import nnx
 
 import models
 import tasks
-from bench import engine, plan
+from bench import engine, plan, suites
 from bench.benchmarks import common, mlp_torch, ngjordan, scaling, sklearn_loop
 from bench.benchmarks.__main__ import main as bench_main
 from bench.benchmarks.grid import CompiledGrid
@@ -271,6 +271,97 @@ def test_cli_rejects_unknown_benchmark(capsys):
         bench_main(["--only", "nope"])
     assert exit_info.value.code == 2
     assert "unknown benchmark 'nope'" in capsys.readouterr().err
+
+
+def test_shared_variance_nb_pools_the_per_class_variances():
+    """SharedVarianceNB (the loop's gnb_shared) against a hand computation of the pooled
+    within-class variance, and against gdbench's gnb_shared on the same cells (the same test
+    accuracy on every cell)."""
+    task = tasks.load("breast_cancer")
+    cells = _cells(task, [(n, s) for n in (12, 40, 150) for s in range(3)])
+    x, y = task.x_pool.astype(np.float64), task.y_pool
+    train = cells.w_train[4] > 0
+    mean, scale = plan.standardizer(x[train])
+    z = (x[train] - mean) / scale
+    est = sklearn_loop.estimator("gnb_shared").fit(z, y[train])
+    within = sum(((z[y[train] == c] - z[y[train] == c].mean(0)) ** 2).sum(0) for c in (0, 1))
+    expected = within / train.sum() + 1e-3 * z.var(0).max()
+    np.testing.assert_allclose(est.var_, np.stack([expected, expected]), rtol=1e-10)
+    theirs = sklearn_loop.fit_cells(task, cells, "gnb_shared")
+    pairs = [(int(n), int(seed)) for n, seed in zip(cells.sizes, cells.seeds, strict=True)]
+    result = engine.run_cells(task, models.get("gnb_shared"), pairs, quality=False)
+    ours = [r["accuracy"] for r in result.rows]
+    summary = ngjordan.agreement(ours, theirs["accuracy"], len(task.y_test))
+    assert summary["identical_fraction"] == 1.0
+
+
+def test_suite_loop_covers_the_suite_and_scores_with_predict_proba(tmp_path):
+    """The suite's loop as a process: every task and model of ``ngjordan`` (narrowed to two
+    seeds and two sizes), sizes as gdbench chooses them without --sizes, cells sampled evenly;
+    its accuracies and NLLs against scikit-learn fitted here on the same cells."""
+    out = tmp_path / "suite.json"
+    cmd = [sys.executable, "-m", "bench.benchmarks.sklearn_loop", "--suite", "ngjordan",
+           "--tasks", "breast_cancer,digits_bin", "--seeds", "2", "--out", str(out)]  # fmt: skip
+    subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True, timeout=300)
+    data = json.loads(out.read_text())
+    assert data["jax_imported"] is False and data["max_iter"] == sklearn_loop.SUITE_MAX_ITER
+    # The estimators' BLAS/OpenMP pools were loaded before the limit, so it holds for them.
+    assert data["thread_pools"] and all(p["num_threads"] == 1 for p in data["thread_pools"])
+    assert {p["user_api"] for p in data["thread_pools"]} >= {"blas"}
+    suite = suites.get("ngjordan")
+    for name in ("breast_cancer", "digits_bin"):
+        task = tasks.load(name)
+        sizes = plan.auto_sizes(task.pool_size, task.num_classes, suite.size_count, 6)
+        assert data["sizes"][name] == list(sizes) and len(sizes) == suite.size_count
+        assert set(data["results"][name]) == set(suite.models)
+        for res in data["results"][name].values():
+            assert res["cells"] == res["grid_cells"] == 2 * len(sizes) == len(res["accuracy"])
+            assert res["seconds"] > 0
+    # Cell 5 of breast_cancer, refitted here: (sizes[2], seed 1) in the size-major order.
+    task = tasks.load("breast_cancer")
+    sizes = data["sizes"]["breast_cancer"]
+    cells = plan.make_cells(task.y_pool, 2, tuple(sizes), (0, 1), validation=False)
+    assert ngjordan._cell_of(5, sizes, 2) == (sizes[2], 1) == (cells.sizes[5], cells.seeds[5])
+    train = cells.w_train[5] > 0
+    mean, scale = plan.standardizer(task.x_pool[train].astype(np.float64))
+    from sklearn.linear_model import LogisticRegression
+
+    lr = LogisticRegression(C=1.0, max_iter=1000).fit(
+        (task.x_pool[train] - mean) / scale, task.y_pool[train]
+    )
+    proba = lr.predict_proba((task.x_test - mean) / scale)
+    res = data["results"]["breast_cancer"]["logreg"]
+    assert res["accuracy"][5] == pytest.approx((proba.argmax(1) == task.y_test).mean())
+    nll = -np.log(proba[np.arange(len(task.y_test)), task.y_test]).mean()
+    assert res["nll"][5] == pytest.approx(nll, rel=1e-9)
+    # --sample: evenly spread cells, first and last included.
+    assert sklearn_loop.sample_index(24, 4).tolist() == [0, 8, 15, 23]
+    assert sklearn_loop.sample_index(3, 10).tolist() == [0, 1, 2]
+
+
+def test_suite_benchmark_end_to_end_at_a_tiny_size():
+    """``run_suite`` on one task, three models, two sizes, two seeds: the loop and gdbench as
+    whole processes (empty then warm compilation cache), per-grid ratios from the run
+    manifest, the converged loop on sampled cells of the logistic regressions."""
+    out = ngjordan.run_suite(
+        seeds=2, task_names=["iris"], models=["gnb", "logreg", "lda"], sizes=[10, 20], sample=2
+    )
+    raw, lines = out["raw"], out["lines"]
+    assert raw["sizes"] == {"iris": [10, 20]}
+    assert set(raw["per_grid"]) == {"iris / gnb", "iris / logreg", "iris / lda"}
+    for p in raw["per_grid"].values():
+        assert p["cells"] == 4 and p["gdbench_cold_s"] > 0 and p["gdbench_warm_s"] > 0
+        assert p["ratio_cold"] == pytest.approx(p["sklearn_loop_s"] / p["gdbench_cold_s"])
+        assert p["gdbench_compile_s"] < p["gdbench_cold_s"]
+    tight = raw["per_grid"]["iris / logreg"]["tight"]
+    assert tight["sampled"] == 2 and tight["agreement"]["cells"] == 2
+    assert "tight" not in raw["per_grid"]["iris / gnb"]
+    whole = {line.metric.split(" (")[0]: line for line in lines}
+    cold = whole["whole process, empty compile cache"]
+    assert cold.ratio == pytest.approx(raw["sklearn_process_s"] / raw["gdbench_process_cold_s"])
+    assert cold.target == ngjordan.SUITE_COLD_TARGET
+    assert whole["whole process, warm compile cache"].target == ngjordan.SUITE_WARM_TARGET
+    assert "| iris / logreg | 4 |" in out["detail"]
 
 
 # --- the PyTorch MLP baseline at a tiny size, with or without PyTorch ------------------------

@@ -233,3 +233,22 @@ def test_run_on_bundled_tasks_imports_no_plotting_tfds_or_reports(tmp_path):
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
     ).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_quality_follows_the_suite_unless_a_flag_says_otherwise():
+    """The ngjordan suite scores no samples by default (its study does not use them); the
+    others do; --quality and --no-quality override either, and not both at once."""
+    from bench import runner, suites
+
+    def config(*flags):
+        args = cli._parser().parse_args(["run", *flags])
+        quality = True if args.quality else (False if args.no_quality else None)
+        suite = suites.get(args.suite)
+        return runner.make_config(suite, ["iris"], ["gnb"], quality=quality)
+
+    assert config("--suite", "ngjordan").quality is False
+    assert config("--suite", "quick").quality is True
+    assert config("--suite", "ngjordan", "--quality").quality is True
+    assert config("--suite", "quick", "--no-quality").quality is False
+    with pytest.raises(SystemExit):
+        cli._parser().parse_args(["run", "--quality", "--no-quality"])

@@ -21,7 +21,7 @@ import pytest
 
 import models
 import tasks
-from bench import engine, env
+from bench import compile_cache, engine, env
 from bench.engine import program_cost, run_grid, steady_state
 from results import schema
 
@@ -167,6 +167,33 @@ def test_real_repeats_give_a_median_inside_their_range():
     assert rep.median_s == pytest.approx(float(np.median(rep.times_s)))
 
 
+def test_default_timing_is_the_result_producing_run(monkeypatch):
+    """By default a program that took at least SHORT_S is not run again: its result-producing
+    run is the measurement; with steady=True it gets the steady-state repeats."""
+    clock = FakeClock(0.3)
+    monkeypatch.setattr(engine, "time", types.SimpleNamespace(perf_counter=clock.perf_counter))
+    rep = engine.time_program(clock.work, first_s=0.35)
+    assert clock.runs == 0 and rep.count == 0
+    assert rep.median_s == rep.min_s == rep.max_s == rep.first_s == 0.35
+    rep = engine.time_program(clock.work, first_s=0.35, steady=True)
+    assert rep.count == clock.runs == 2  # 0.3, then 0.6 >= REPEAT_BUDGET_S stops
+    assert rep.median_s == pytest.approx(0.3) and rep.first_s == 0.35
+
+
+def test_short_programs_are_repeated_within_a_short_budget(monkeypatch):
+    """A program under SHORT_S is repeated while the repeats' total is under SHORT_S (at most
+    MAX_REPEATS times): what timing adds stays about 2 x SHORT_S per program."""
+    step = engine.SHORT_S / 3.5
+    clock = FakeClock(step)
+    monkeypatch.setattr(engine, "time", types.SimpleNamespace(perf_counter=clock.perf_counter))
+    rep = engine.time_program(clock.work, first_s=2 * step)
+    assert rep.count == clock.runs == 4  # 1, 2, 3 steps < SHORT_S go on; 4 stops
+    assert rep.median_s == pytest.approx(step) and rep.first_s == 2 * step
+    tiny = FakeClock(1e-6)
+    monkeypatch.setattr(engine, "time", types.SimpleNamespace(perf_counter=tiny.perf_counter))
+    assert engine.time_program(tiny.work, first_s=1e-6).count == engine.MAX_REPEATS
+
+
 def test_bad_repeat_settings_raise():
     with pytest.raises(ValueError, match="max_repeats must be at least 1, got 0"):
         steady_state(lambda: None, 0.0, max_repeats=0)
@@ -230,6 +257,7 @@ def test_unlisted_devices_have_no_published_peak(kind: str):
 def test_cpu_peak_is_measured_once_per_process(monkeypatch):
     calls = []
     monkeypatch.setattr(env, "matmul_peak_flops", lambda: calls.append(1) or 4.0e10)
+    monkeypatch.setattr(compile_cache, "directory", lambda: None)
     env._measured_peak.cache_clear()
     try:
         first, second = env.device_peak(), env.device_peak()
@@ -237,7 +265,33 @@ def test_cpu_peak_is_measured_once_per_process(monkeypatch):
         env._measured_peak.cache_clear()
     assert calls == [1]
     assert first == second and first.flops == 4.0e10 and first.kind == "measured"
-    assert "2048x2048 matmul" in first.basis
+    assert f"{env.MATMUL_N}x{env.MATMUL_N} matmul" in first.basis
+
+
+def test_cpu_peak_is_measured_once_per_cache_directory(monkeypatch, tmp_path):
+    """A process with a compilation cache stores the measured peak there; the next process
+    (here: the per-process memo cleared) reads it instead of measuring; another directory, or
+    an unreadable file, measures again."""
+    calls = []
+    monkeypatch.setattr(env, "matmul_peak_flops", lambda: calls.append(1) or 4.0e10 * len(calls))
+    directory = tmp_path / "a"
+    monkeypatch.setattr(compile_cache, "directory", lambda: directory)
+    directory.mkdir()
+    try:
+        env._measured_peak.cache_clear()
+        first = env.device_peak()
+        env._measured_peak.cache_clear()
+        again = env.device_peak()
+        assert calls == [1] and again == first and first.flops == 4.0e10
+        (directory / env.PEAK_FILE).write_text("{not json")
+        env._measured_peak.cache_clear()
+        assert env.device_peak().flops == 8.0e10 and calls == [1, 1]
+        directory = tmp_path / "b"
+        directory.mkdir()
+        env._measured_peak.cache_clear()
+        assert env.device_peak().flops == 1.2e11 and len(calls) == 3
+    finally:
+        env._measured_peak.cache_clear()
 
 
 def test_env_names_the_published_peak_on_a_known_gpu(monkeypatch):
@@ -247,7 +301,10 @@ def test_env_names_the_published_peak_on_a_known_gpu(monkeypatch):
     monkeypatch.setattr(env, "matmul_peak_flops", lambda: 3.0e13)
     text = env.describe()
     assert "device 0: gpu NVIDIA H100 PCIe" in text
-    assert "measured float32 matmul peak (2048^3, best of 5): 30000.0 GFLOP/s" in text
+    assert (
+        f"measured float32 matmul peak ({env.MATMUL_N}^3, best of {env.MATMUL_REPEATS}): "
+        "30000.0 GFLOP/s" in text
+    )
     assert "peak used for % of peak in results: 51000 GFLOP/s, NVIDIA H100 PCIe" in text
     assert env.device_peak(gpu).flops == 51e12
 
@@ -290,3 +347,40 @@ def test_rows_carry_consistent_measurements():
     per_cell = rows[0]["fit_flops"]
     assert matmuls <= per_cell <= 2.5 * matmuls
     assert timing.static_flops < per_cell * cells / 10  # what the loop-once count would say
+
+
+def test_run_cells_times_the_result_producing_run_unless_steady_state_is_asked():
+    """A real grid: by default the fit and evaluate programs are repeated only when their
+    result-producing run took under SHORT_S; with steady=True, whenever it took at most
+    SLOW_S. Either way the results are those of the result-producing run: the same rows."""
+    task = tasks.load("iris")
+    spec = models.get("gnb")
+    pairs = [(n, s) for n in (10, 30) for s in range(3)]
+    default = engine.run_cells(task, spec, pairs, quality=False)
+    steady = engine.run_cells(task, spec, pairs, quality=False, steady=True)
+    for result, short_s in ((default, engine.SHORT_S), (steady, engine.SLOW_S)):
+        t = result.timing
+        for first, repeats in (
+            (t.fit_first_s, t.fit_repeats),
+            (t.predict_first_s, t.predict_repeats),
+        ):
+            below = first < short_s if short_s == engine.SHORT_S else first <= short_s
+            assert (repeats >= 1) == below and repeats <= engine.MAX_REPEATS
+        if t.fit_repeats == 0:
+            assert t.fit_s == t.fit_first_s
+    keep = ("n_train", "seed", "accuracy", "nll", "brier")
+    assert [{k: r[k] for k in keep} for r in default.rows] == [
+        {k: r[k] for k in keep} for r in steady.rows
+    ]
+
+
+def test_steady_state_flag_reaches_the_run_config():
+    from bench import cli, runner, suites
+
+    args = cli._parser().parse_args(["run", "--steady-state"])
+    assert args.steady_state is True
+    assert cli._parser().parse_args(["run"]).steady_state is False
+    suite = suites.get("quick")
+    config = runner.make_config(suite, ["iris"], ["gnb"], steady_state=True)
+    assert config.steady_state and config.to_json()["steady_state"] is True
+    assert not runner.make_config(suite, ["iris"], ["gnb"]).steady_state

@@ -1,6 +1,6 @@
 """``python -m bench.benchmarks``: run the benchmarks, write a Markdown table and a JSON file.
 
-    python -m bench.benchmarks [--quick] [--only ngjordan,mlp,scaling]
+    python -m bench.benchmarks [--quick] [--only ngjordan,suite,mlp,scaling]
                                [--out results/benchmarks/latest.md] [--repeats 3]
 
 The Markdown file holds the machine, the results table (measured ratio, target, PASS/MISS) and
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bench.benchmarks.common import Line, machine, markdown_table
 
-BENCHMARKS = ("ngjordan", "mlp", "scaling")
+BENCHMARKS = ("ngjordan", "suite", "mlp", "scaling")
 DEFAULT_OUT = Path("results/benchmarks/latest.md")
 
 
@@ -32,6 +32,10 @@ def _run_one(name: str, quick: bool, repeats: int) -> dict:
         from bench.benchmarks import ngjordan
 
         return ngjordan.run(quick=quick, repeats=repeats, process_repeats=1 if quick else 2)
+    if name == "suite":
+        from bench.benchmarks import ngjordan
+
+        return ngjordan.run_suite(quick=quick)
     if name == "mlp":
         from bench.benchmarks import mlp_torch
 
@@ -45,6 +49,7 @@ def _run_one(name: str, quick: bool, repeats: int) -> dict:
 
 TITLES = {
     "ngjordan": "1. Ng & Jordan grid vs a scikit-learn loop",
+    "suite": "1b. The whole ngjordan suite vs its scikit-learn loop (whole processes)",
     "mlp": "2. MLP vs PyTorch (CPU)",
     "scaling": "3. Scaling of one grid with its number of cells",
 }
