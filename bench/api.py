@@ -75,9 +75,49 @@ def run(
     Returns:
       Every stored row of the run directory (``gdbench.load(out)``).
     """
+    from results import store
+
+    out = execute(
+        tasks,
+        models,
+        sizes,
+        seeds,
+        suite=suite,
+        out=out,
+        quality=quality,
+        robustness=robustness,
+        ood=ood,
+        devices=devices,
+        data_parallel=data_parallel,
+        steady_state=steady_state,
+        compile_cache=compile_cache,
+        on_start=(lambda count: on_grid) if on_grid is not None else None,
+    )
+    return store.load(out)
+
+
+def execute(
+    tasks: Sequence[Any] | None = None,
+    models: Sequence[Any] | None = None,
+    sizes: Sequence[int] | None = None,
+    seeds: int | None = None,
+    *,
+    suite: str = "quick",
+    out: str | Path | None = None,
+    quality: bool | None = None,
+    robustness: bool | None = None,
+    ood: str | None = None,
+    devices: int | None = None,
+    data_parallel: int = 1,
+    steady_state: bool = False,
+    compile_cache: str | Path | None = DEFAULT,
+    on_start: Callable[[int], Callable[[str, str, Any], None] | None] | None = None,
+) -> Path:
+    """``run`` without loading the rows: computes (or resumes) the grid and returns the run
+    directory. ``on_start(grid_count)`` is called once the run is prepared and may return the
+    ``on_grid`` callback (the CLI's progress bar)."""
     from bench import compile_cache as cache
     from bench import plugins, runner, sharding, suites
-    from results import store
 
     cache.enable(cache.default_dir() if compile_cache == DEFAULT else compile_cache)
     chosen = suites.get(suite)
@@ -97,8 +137,9 @@ def run(
     sharding.make_mesh(devices, data_parallel)
     out = Path(out) if out is not None else Path("runs") / chosen.name
     prepared = runner.prepare(config, out)
+    on_grid = on_start(prepared.grid_count) if on_start is not None else None
     runner.execute(prepared, on_grid)
-    return store.load(out)
+    return out
 
 
 def load(run_dirs: str | Path | Sequence[str | Path]):

@@ -235,59 +235,85 @@ def _cmd_run(args) -> int:
 
 
 def _run_grids(args) -> int:
-    from bench import compile_cache, sharding, suites
+    """``gdbench run``: a thin layer over ``bench.api.execute`` (progress bar, messages)."""
+    import time
 
-    cache_dir = compile_cache.enable(
-        None if args.no_compile_cache else args.compile_cache or compile_cache.default_dir()
-    )
+    from bench import api, compile_cache, sharding, suites
 
-    suite = suites.get(args.suite)
-    from bench import runner
-
-    config = runner.make_config(
-        suite,
-        args.tasks,
-        args.models,
-        args.sizes,
-        args.seeds,
-        quality=True if args.quality else (False if args.no_quality else None),
-        devices=args.devices,
-        data_parallel=args.data_parallel,
-        robustness=True if args.robustness else (False if args.no_robustness else None),
-        ood=args.ood,
-        steady_state=args.steady_state,
-    )
     try:
         sharding.make_mesh(args.devices, args.data_parallel)
     except ValueError as e:  # more devices than this process has; K does not divide them
         raise UsageError(str(e)) from None
-
-    out = args.out or Path("runs") / suite.name
+    out = args.out or Path("runs") / suites.get(args.suite).name
     if args.resume and not (out / "manifest.json").is_file():
         raise UsageError(f"--resume: '{out}' holds no gdbench run to resume")
-    prepared = runner.prepare(config, out)
     from tqdm import tqdm
 
-    bar = tqdm(total=prepared.grid_count, unit="grid", disable=args.no_progress, file=sys.stderr)
+    bars = []
 
-    def on_grid(task, model, timing):
-        if timing is None:
-            bar.set_postfix_str(f"{task} x {model}: stored")
-        else:
-            bar.set_postfix_str(
-                f"{task} x {model}: compile {timing.compile_s:.1f}s fit {timing.fit_s:.2f}s"
-            )
-        bar.update(1)
+    def start(count: int):
+        bar = tqdm(total=count, unit="grid", disable=args.no_progress, file=sys.stderr)
+        bars.append(bar)
 
+        def on_grid(task, model, timing):
+            if timing is None:
+                bar.set_postfix_str(f"{task} x {model}: stored")
+            else:
+                bar.set_postfix_str(
+                    f"{task} x {model}: compile {timing.compile_s:.1f}s fit {timing.fit_s:.2f}s"
+                )
+            bar.update(1)
+
+        return on_grid
+
+    began = time.perf_counter()
     try:
-        runner.execute(prepared, on_grid)
+        api.execute(
+            args.tasks,
+            args.models,
+            args.sizes,
+            args.seeds,
+            suite=args.suite,
+            out=out,
+            quality=True if args.quality else (False if args.no_quality else None),
+            robustness=True if args.robustness else (False if args.no_robustness else None),
+            ood=args.ood,
+            devices=args.devices,
+            data_parallel=args.data_parallel,
+            steady_state=args.steady_state,
+            compile_cache=None
+            if args.no_compile_cache
+            else args.compile_cache or compile_cache.default_dir(),
+            on_start=start,
+        )
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
+    cache_dir = compile_cache.directory()
     if cache_dir is not None:
         hits, asked = compile_cache.counts()
         print(f"compile cache {cache_dir}: {hits} of {asked} programs loaded from it")
-    print(f"run written to {out}  (report: gdbench report {out})")
+    ok, total = _cell_counts(out)
+    bad = f", {total - ok} not ok (see the report)" if ok < total else ""
+    print(
+        f"run written to {out}: {total:,} cells, {ok:,} ok{bad}, "
+        f"{time.perf_counter() - began:.1f} s; report: gdbench report {out}"
+    )
     return 0
+
+
+def _cell_counts(run_dir: Path) -> tuple[int, int]:
+    """(ok cells, all cells) stored in ``run_dir`` (reads only the status column)."""
+    import pyarrow.parquet as pq
+
+    from results import store
+
+    statuses = [
+        s
+        for path in store.part_paths(run_dir)
+        for s in pq.read_table(path, columns=["status"]).column("status").to_pylist()
+    ]
+    return sum(s == "ok" for s in statuses), len(statuses)
 
 
 def _cmd_report(args) -> int:
