@@ -118,8 +118,8 @@ def summary_markdown(device: str, rows: list[dict[str, Any]]) -> str:
         "compilation cache, as a whole process (start-up, compilation, the engine's timing "
         "and the scikit-learn references included). `compile` is the sum of the grids' "
         "`compile_s` (tracing, lowering and compiling every grid program); `fit` the grids' "
-        "fit runs (the result-producing run, repeated only when under 10 ms). A resumed run's wall time covers only what it "
-        "computed then (no share is given for it).",
+        "fit runs (the result-producing run, repeated only when under 10 ms). A resumed run's "
+        "wall time covers only what it computed then (no share is given for it).",
         "",
         "| suite | wall | grids | cells (ok) | compile | compile share | fit | finished | note |",
         "|---|---|---|---|---|---|---|---|---|",
