@@ -51,7 +51,7 @@ from flax import nnx
 from bench import compile_cache, env, lowering, plan, sharding
 from bench import quality as sample_quality
 from bench import robustness as robustness_step
-from bench.fit import NEWTON_SCOPE, NEWTON_STEPS, run_plan
+from bench.fit import NEWTON_CONVERGED, NEWTON_SCOPE, NEWTON_STEPS, run_plan
 from bench.metrics import classification_metrics, example_spread
 from models.base import ClosedForm, GenerativeModel, Newton
 from models.registry import ModelSpec
@@ -383,7 +383,8 @@ def build_programs(
         z = (x_pool - shift) / scale
         k_init, k_fit = jax.random.split(key)
         model = spec.build(dim, num_classes, nnx.Rngs(k_init), task.feature_kind, task.image_shape)
-        traces = run_plan(model, z, y_pool, w_train, w_val, k_fit) or {}
+        affine = (x_pool, shift, scale)  # z as the shared pool: see bench.fit.newton
+        traces = run_plan(model, z, y_pool, w_train, w_val, k_fit, affine) or {}
         return nnx.state(model), shift, scale, key, traces
 
     def eval_cell(state, shift, scale, key, x_test, y_test):
@@ -916,8 +917,10 @@ def run_cells(
     if quality_cols is not None:
         metrics.update(quality_cols)
     rows = _rows(task, spec, template, cells, metrics, timing)
+    converged = newton_converged(fitted, cells.count)
     for i, row in enumerate(rows):
         row.update({k: v[i] for k, v in robust.items()})
+        mark_convergence(row, None if converged is None else converged[i])
     for error in (q_error, r_error):  # on the cells it would have scored
         if not error:
             continue
@@ -969,6 +972,27 @@ def newton_step_counts(fitted, count: int) -> dict[int, float]:
     }
 
 
+def newton_converged(fitted, count: int) -> np.ndarray | None:
+    """Per cell (the first ``count``), whether every Newton stage of the fit converged
+    (``bench.fit.NEWTON_CONVERGED`` traces); None when the model has no Newton stage."""
+    flags = [
+        np.asarray(value)[:count].astype(bool)
+        for name, value in fitted[4].items()
+        if name.startswith(NEWTON_CONVERGED)
+    ]
+    return np.logical_and.reduce(flags) if flags else None
+
+
+def mark_convergence(row: dict[str, Any], converged: bool | None) -> None:
+    """Set the row's ``converged`` column; the message of a cell whose convex solve did not
+    converge says so (its status is kept: its metrics are those of the parameters reached)."""
+    row["converged"] = None if converged is None else bool(converged)
+    if converged is None or converged:
+        return
+    note = "solver did not converge (bench.fit convergence test)"
+    row["message"] = "; ".join(filter(None, [row["message"], note]))
+
+
 def grid_traces(cells: plan.Cells, fitted, size: int | None = None) -> dict[str, Any] | None:
     """The fit program's training traces (e.g. a GAN's losses) for training size ``size``
     (default: the grid's largest).
@@ -978,7 +1002,9 @@ def grid_traces(cells: plan.Cells, fitted, size: int | None = None) -> dict[str,
     ``[S, T]`` over the ``seeds`` (ascending), and ``trace_samples`` ``[T, C, k, D]`` of the
     first seed in the task's original units when the model records samples.
     """
-    traces = {k: v for k, v in fitted[4].items() if not k.startswith(NEWTON_STEPS)}
+    traces = {
+        k: v for k, v in fitted[4].items() if not k.startswith((NEWTON_STEPS, NEWTON_CONVERGED))
+    }
     if not traces:
         return None
     n = int(cells.sizes.max() if size is None else size)

@@ -122,6 +122,15 @@ COLUMNS: dict[str, Column] = {
         required=False,
         default=pd.NA,
     ),
+    "converged": Column(
+        "boolean",
+        "True when every iterative convex solve of the cell (logreg, linsvm, Platt scaling) "
+        "met its convergence test (bench.fit: the (quasi-)Newton decrement at the final "
+        "parameters at most rtol x |objective|), False when one did not (the message then says "
+        "so too); null for models fitted otherwise",
+        required=False,
+        default=pd.NA,
+    ),
     "elbo": Column(
         "float64",
         "for VAEs: mean ELBO lower bound on log p(x) per test example, nats, original units "

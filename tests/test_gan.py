@@ -29,7 +29,7 @@ from sklearn.linear_model import LogisticRegression
 
 import models
 import tasks
-from bench.fit import NEWTON_STEPS, run_plan
+from bench.fit import NEWTON_CONVERGED, NEWTON_STEPS, run_plan
 from models.base import Adversarial
 from models.hybrid.gan import GAN
 from models.registry import ModelSpecError
@@ -119,8 +119,9 @@ def test_run_plan_without_an_adversarial_stage_records_no_training_curves():
     spec = models.get("logreg")
     build = lambda rngs: spec.build(task.dim, task.num_classes, rngs)  # noqa: E731
     _, traces = _fit(build, x, task.y_pool, np.ones(len(x)), jax.random.key(0))
-    # Only the Newton stage's step count (kept out of the training traces by the engine).
-    assert set(traces) == {f"{NEWTON_STEPS}0"}
+    # Only the Newton stage's step count and convergence (kept out of the training traces by
+    # the engine).
+    assert set(traces) == {f"{NEWTON_STEPS}0", f"{NEWTON_CONVERGED}0"}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -79,8 +79,11 @@ def test_run_plan_reports_each_newton_stage_and_the_engine_keeps_it_out_of_trace
         jnp.asarray(cells.w_val[0]),
         jax.random.key(0),
     )
-    steps = {k: int(v) for k, v in traces.items()}
+    steps = {k: int(v) for k, v in traces.items() if k.startswith(fit.NEWTON_STEPS)}
     assert set(steps) == {f"{fit.NEWTON_STEPS}0", f"{fit.NEWTON_STEPS}1"}  # SVM, then Platt
+    converged = {k for k in traces if k.startswith(fit.NEWTON_CONVERGED)}
+    assert converged == {f"{fit.NEWTON_CONVERGED}0", f"{fit.NEWTON_CONVERGED}1"}
+    assert set(traces) == set(steps) | converged
     assert 1 <= steps[f"{fit.NEWTON_STEPS}0"] < 25
     fitted = (None, None, None, None, {k: jnp.asarray([v]) for k, v in traces.items()})
     assert engine.newton_step_counts(fitted, 1) == {
@@ -88,6 +91,7 @@ def test_run_plan_reports_each_newton_stage_and_the_engine_keeps_it_out_of_trace
         1: steps[f"{fit.NEWTON_STEPS}1"],
     }
     assert engine.grid_traces(cells, fitted) is None
+    assert engine.newton_converged(fitted, 1).shape == (1,)
 
 
 def _fit_program(task, spec, pairs):

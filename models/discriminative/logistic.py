@@ -7,6 +7,12 @@ does not exist on separable data: the weights then grow for every Newton step ta
 tasks use one weight vector (logit of class 1 against class 0), as scikit-learn does; more
 classes use one weight vector per class (the symmetric softmax parameterization).
 
+The solver is the engine's (``bench.fit.newton``): ``newton_steps`` (25) damped Newton steps,
+or with ``newton_method=lbfgs`` (several classes only) L-BFGS, at most ``lbfgs_steps``
+iterations, stopping per cell at convergence (not the default yet: ``bench.fit.resolve_method``
+says why). Either way a cell whose solve did not meet the convergence test is marked in its
+row (``converged`` False, and the message says so).
+
 ``solver=adam`` is for inputs too wide for Newton's ``[(D+1)K, (D+1)K]`` Hessian (images: 7,850
 parameters for MNIST): minibatch AdamW in ``lax.scan`` on the mean cross-entropy, with the L2
 penalty applied as AdamW's decoupled weight decay ``weight_decay`` (``C`` is then unused), for
@@ -62,6 +68,8 @@ class LogisticRegression(Model):
         C: float = 1.0,
         newton_steps: int = 25,
         newton_tol: float = 0.0,
+        lbfgs_steps: int = 2000,
+        newton_method: str = "auto",
         solver: str = "newton",
         steps: int = 1000,
         batch_size: int = 128,
@@ -75,6 +83,12 @@ class LogisticRegression(Model):
         self.C = float(C)
         self.newton_steps = newton_steps
         self.newton_tol = float(newton_tol)
+        self.lbfgs_steps = int(lbfgs_steps)
+        if newton_method not in ("auto", "newton", "lbfgs"):
+            raise ValueError(
+                f"logreg newton_method must be 'auto', 'newton' or 'lbfgs', got '{newton_method}'"
+            )
+        self.newton_method = newton_method
         check_newton_options("logreg", self.C, self.newton_tol)
         self.solver = solver
         self.adam = Gradient(
@@ -92,7 +106,15 @@ class LogisticRegression(Model):
     def fit_plan(self):
         if self.solver == "adam":
             return (self.adam,)
-        return (Newton(steps=self.newton_steps, tol=self.newton_tol, linear_scores=("w", "b")),)
+        return (
+            Newton(
+                steps=self.newton_steps,
+                tol=self.newton_tol,
+                linear_scores=("w", "b"),
+                lbfgs_steps=self.lbfgs_steps,
+                method=self.newton_method,
+            ),
+        )
 
     def predict_logits(self, x: Array) -> Array:
         return binary_aware_logits(x @ self.w[...] + self.b[...], self.num_classes)
@@ -108,10 +130,17 @@ class LogisticRegression(Model):
         if self.num_classes == 2:
             s = scores[:, 0]
             return _softplus(s) - y.astype(s.dtype) * s
-        top = jax.lax.stop_gradient(scores.max(axis=-1, keepdims=True))
-        lse = top[:, 0] + jnp.log(jnp.exp(scores - top).sum(axis=-1))
+        # logsumexp(s) = s_m + log1p(sum_{k != m} exp(s_k - s_m)), m the top class: log1p
+        # keeps the small losses of confidently right examples (1e-5 and below, where
+        # log(1 + e) loses e in float32), on which the L-BFGS line search decides; the top
+        # score enters as a value (a gather), so autodiff gives p_k - [k = y] with the same
+        # accuracy (for k = m = y: -sum / (1 + sum), not p_m - 1).
+        top_class = jnp.argmax(scores, axis=-1)
+        top = jnp.take_along_axis(scores, top_class[:, None], axis=-1)
+        is_top = jax.nn.one_hot(top_class, self.num_classes, dtype=bool)
+        others = jnp.where(is_top, 0.0, jnp.exp(scores - top)).sum(axis=-1)
         picked = (jax.nn.one_hot(y, self.num_classes, dtype=scores.dtype) * scores).sum(-1)
-        return lse - picked
+        return jnp.log1p(others) + (top[:, 0] - picked)
 
     def loss(self, x: Array, y: Array) -> Array:
         """Per-example negative conditional log-likelihood, nats."""
