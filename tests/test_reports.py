@@ -595,7 +595,9 @@ def test_built_report_renders_with_its_figures_in_chromium(rows, tmp_path):
     found = re.search(r"PROBE imgs=(\d+) loaded=(\d+) tables=(\d+) END", done.stdout)
     assert found, f"probe not in the DOM (rc {done.returncode}): {done.stderr[-2000:]}"
     n_imgs, n_loaded, n_tables = map(int, found.groups())
-    assert n_imgs == md.count("![") == 6  # 2 learning curves, 2 crossovers, 2 scatter plots
+    # the headline paradigm figure, 2 learning curves, 2 crossovers, 2 scatter plots
+    assert n_imgs == md.count("![") == 7
+    assert "figures/paradigms.png" in md
     assert n_loaded == n_imgs, "a figure did not decode in the browser"
     assert n_tables == sum(line.startswith("|---") for line in md.splitlines()) >= 10
 
