@@ -45,7 +45,7 @@ reference: install
 DEVICE_SUITES ?= quick,likelihood
 DEVICE_FLAGS ?=
 reference-device:
-	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(PYTHON) -m bench.device_reference \
+	$(PYTHON) bench/source_tree.py -m gdbench.device_reference \
 	  --suites $(DEVICE_SUITES) $(DEVICE_FLAGS)
 
 # Benchmarks against scikit-learn and PyTorch (bench/benchmarks/): writes BENCH_OUT (Markdown
@@ -60,7 +60,7 @@ TORCH_VERSION := 2.13.0
 bench: install
 	@$(BIN)/python -c "import sys, torch; sys.exit(torch.__version__.split('+')[0] != '$(TORCH_VERSION)')" \
 	  2>/dev/null || $(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION)
-	$(BIN)/python -m bench.benchmarks --out $(BENCH_OUT) $(BENCH_FLAGS)
+	$(BIN)/python -m gdbench.benchmarks --out $(BENCH_OUT) $(BENCH_FLAGS)
 
 test: install browser
 	$(BIN)/ruff check .
@@ -94,7 +94,7 @@ browser:
 # docs/*.md are written again from results/reference/ and results/benchmarks/latest.json
 # (reports/docgen.py), then the site is built with --strict (a broken link fails).
 docs: install
-	$(BIN)/python -m reports.docgen README.md docs/*.md
+	$(BIN)/python -m gdbench.reports.docgen README.md docs/*.md
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 lint: install

@@ -23,20 +23,20 @@ except importlib.metadata.PackageNotFoundError:  # run from a source tree, not i
 
 #: public name -> module that defines it
 _EXPORTS = {
-    "run": "bench.api",
-    "load": "bench.api",
-    "report": "bench.api",
-    "compare": "bench.api",
-    "Task": "tasks.base",
-    "TaskError": "tasks.base",
-    "Model": "models.base",
-    "GenerativeModel": "models.base",
-    "ClosedForm": "models.base",
-    "Newton": "models.base",
-    "Gradient": "models.base",
-    "Iterate": "models.base",
-    "Adversarial": "models.base",
-    "ModelSpecError": "models.registry",
+    "run": "gdbench.api",
+    "load": "gdbench.api",
+    "report": "gdbench.api",
+    "compare": "gdbench.api",
+    "Task": "gdbench.tasks.base",
+    "TaskError": "gdbench.tasks.base",
+    "Model": "gdbench.models.base",
+    "GenerativeModel": "gdbench.models.base",
+    "ClosedForm": "gdbench.models.base",
+    "Newton": "gdbench.models.base",
+    "Gradient": "gdbench.models.base",
+    "Iterate": "gdbench.models.base",
+    "Adversarial": "gdbench.models.base",
+    "ModelSpecError": "gdbench.models.registry",
 }
 
 __all__ = sorted(_EXPORTS)

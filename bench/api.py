@@ -75,7 +75,7 @@ def run(
     Returns:
       Every stored row of the run directory (``gdbench.load(out)``).
     """
-    from results import store
+    from gdbench.results import store
 
     out = execute(
         tasks,
@@ -116,8 +116,8 @@ def execute(
     """``run`` without loading the rows: computes (or resumes) the grid and returns the run
     directory. ``on_start(grid_count)`` is called once the run is prepared and may return the
     ``on_grid`` callback (the CLI's progress bar)."""
-    from bench import compile_cache as cache
-    from bench import plugins, runner, sharding, suites
+    from gdbench import compile_cache as cache
+    from gdbench import plugins, runner, sharding, suites
 
     cache.enable(cache.default_dir() if compile_cache == DEFAULT else compile_cache)
     chosen = suites.get(suite)
@@ -145,7 +145,7 @@ def execute(
 def load(run_dirs: str | Path | Sequence[str | Path]):
     """The rows of one or several run directories as one DataFrame (a ``run`` column names the
     run when there are several); only data formats are read (Parquet, JSON)."""
-    from results import store
+    from gdbench.results import store
 
     return store.load(run_dirs)
 
@@ -153,17 +153,17 @@ def load(run_dirs: str | Path | Sequence[str | Path]):
 def report(run_dirs: str | Path | Sequence[str | Path], out: str | Path | None = None):
     """Write the report of one or several runs (default ``<first run>/report``); returns
     ``{relative file name: path}`` of what was written (``index.html``, ``report.md``, ...)."""
-    from reports import build_report
+    from gdbench.reports import build_report
 
     first = run_dirs if isinstance(run_dirs, str | Path) else run_dirs[0]
     return build_report(run_dirs, Path(out) if out is not None else Path(first) / "report")
 
 
 def compare(run_a: str | Path, run_b: str | Path, metrics: Sequence[str] | None = None):
-    """Two runs side by side on the cells they share (``reports.compare.RunComparison``;
+    """Two runs side by side on the cells they share (``gdbench.reports.compare.RunComparison``;
     ``compare_markdown`` renders it as the CLI prints it)."""
-    from reports import compare as cmp
-    from results import store
+    from gdbench.reports import compare as cmp
+    from gdbench.results import store
 
     names = tuple(Path(p).absolute().name for p in (run_a, run_b))
     if names[0] == names[1]:

@@ -17,9 +17,14 @@ EXIT_USAGE = 2
 
 
 def command(*args: str) -> list[str]:
-    """The command line of ``gdbench ARGS`` run by this interpreter (its environment's gdbench,
-    installed or on ``PYTHONPATH``), for running gdbench as a process of its own."""
-    return [sys.executable, "-m", "bench.cli", *args]
+    """The command line of ``gdbench ARGS`` run by this interpreter, for running gdbench as a
+    process of its own: its environment's installed gdbench, or this source tree through
+    ``bench/source_tree.py`` when that is how this process found gdbench."""
+    from gdbench import source_tree
+
+    if source_tree.SourceFinder in sys.meta_path:
+        return [sys.executable, str(Path(source_tree.__file__)), "-m", "gdbench.cli", *args]
+    return [sys.executable, "-m", "gdbench.cli", *args]
 
 
 class UsageError(ValueError):
@@ -187,9 +192,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_list(args) -> int:
-    import models.registry as mreg
-    import tasks.registry as treg
-    from bench import suites
+    import gdbench.models.registry as mreg
+    import gdbench.tasks.registry as treg
+    from gdbench import suites
 
     if args.what in (None, "tasks"):
         print("tasks:")
@@ -209,7 +214,7 @@ def _cmd_list(args) -> int:
 
 
 def _cmd_run(args) -> int:
-    from bench import sharding
+    from gdbench import sharding
 
     explicit = (args.coordinator, args.num_processes, args.process_id)
     if args.distributed or any(v is not None for v in explicit):
@@ -235,10 +240,10 @@ def _cmd_run(args) -> int:
 
 
 def _run_grids(args) -> int:
-    """``gdbench run``: a thin layer over ``bench.api.execute`` (progress bar, messages)."""
+    """``gdbench run``: a thin layer over ``gdbench.api.execute`` (progress bar, messages)."""
     import time
 
-    from bench import api, compile_cache, sharding, suites
+    from gdbench import api, compile_cache, sharding, suites
 
     try:
         sharding.make_mesh(args.devices, args.data_parallel)
@@ -306,7 +311,7 @@ def _cell_counts(run_dir: Path) -> tuple[int, int]:
     """(ok cells, all cells) stored in ``run_dir`` (reads only the status column)."""
     import pyarrow.parquet as pq
 
-    from results import store
+    from gdbench.results import store
 
     statuses = [
         s
@@ -317,7 +322,7 @@ def _cell_counts(run_dir: Path) -> tuple[int, int]:
 
 
 def _cmd_report(args) -> int:
-    import reports
+    from gdbench import reports
 
     out = args.out or args.runs[0] / "report"
     written = reports.build_report(args.runs, out)
@@ -331,8 +336,8 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_compare(args) -> int:
-    import results
-    from reports import compare
+    from gdbench import results
+    from gdbench.reports import compare
 
     frames = []
     for run_dir in (args.run_a, args.run_b):
@@ -365,7 +370,7 @@ def _cmd_compare(args) -> int:
 
 
 def _cmd_prepare(args) -> int:
-    from tasks import tfds_task
+    from gdbench.tasks import tfds_task
 
     for name in args.names:  # every name is checked before anything is downloaded
         tfds_task.check_prepare(name)
@@ -375,7 +380,7 @@ def _cmd_prepare(args) -> int:
 
 
 def _cmd_env(args) -> int:
-    from bench import env
+    from gdbench import env
 
     print(env.describe())
     return 0
@@ -385,13 +390,13 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     """Error types that mean bad input, not a bug: reported in one line with exit status 2."""
     errors: list[type[BaseException]] = [UsageError, FileNotFoundError, PermissionError]
     for module, names in (
-        ("tasks.base", ["TaskError"]),
-        ("models.registry", ["ModelSpecError"]),
-        ("bench.plan", ["PlanError"]),
-        ("bench.suites", ["SuiteError"]),
-        ("bench.runner", ["RunDirError"]),
-        ("results", ["NotARunError", "SchemaError", "CorruptPartError"]),
-        ("reports", ["EmptyRunError"]),
+        ("gdbench.tasks.base", ["TaskError"]),
+        ("gdbench.models.registry", ["ModelSpecError"]),
+        ("gdbench.plan", ["PlanError"]),
+        ("gdbench.suites", ["SuiteError"]),
+        ("gdbench.runner", ["RunDirError"]),
+        ("gdbench.results", ["NotARunError", "SchemaError", "CorruptPartError"]),
+        ("gdbench.reports", ["EmptyRunError"]),
     ):
         mod = sys.modules.get(module)
         errors.extend(getattr(mod, n) for n in names if mod is not None and hasattr(mod, n))

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
 from importlib import metadata
 from pathlib import Path
 
-_PACKAGES = ("bench", "models", "tasks")
+_PACKAGES = ("gdbench", "gdbench.models", "gdbench.tasks")
 _LIBRARIES = ("jax", "jaxlib", "flax", "optax", "numpy", "scikit-learn")
 
 
@@ -20,10 +21,13 @@ _LIBRARIES = ("jax", "jaxlib", "flax", "optax", "numpy", "scikit-learn")
 def code_version() -> str:
     """16 hex digits identifying the numerical code and its libraries."""
     h = hashlib.sha256()
-    root = Path(__file__).resolve().parent.parent
     for package in _PACKAGES:
-        for path in sorted((root / package).rglob("*.py")):
-            h.update(path.relative_to(root).as_posix().encode())
+        # The package's own folder, wherever it is installed (editable or a wheel); a
+        # subpackage mapped elsewhere is hashed under its own name.
+        (folder,) = importlib.util.find_spec(package).submodule_search_locations
+        root = Path(folder)
+        for path in sorted(root.rglob("*.py")):
+            h.update(f"{package}/{path.relative_to(root).as_posix()}".encode())
             h.update(path.read_bytes())
     for lib in _LIBRARIES:
         try:

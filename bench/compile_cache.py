@@ -51,9 +51,9 @@ from jax._src import monitoring  # noqa: PLC2701 (JAX's event hooks have no publ
 from jax.experimental import serialize_executable
 from jax.experimental.compilation_cache.compilation_cache import reset_cache
 
-from bench import lowering
-from bench.codeversion import code_version
-from results import store
+from gdbench import lowering
+from gdbench.codeversion import code_version
+from gdbench.results import store
 
 ENV_VAR = "GDBENCH_COMPILE_CACHE"
 #: Set to 1 to load a cache that another user owns or can write (see ``trusted``).

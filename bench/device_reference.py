@@ -38,9 +38,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import cli
-from results import store
-from results.provenance import utc_now
+from gdbench import cli
+from gdbench.results import store
+from gdbench.results.provenance import utc_now
 
 DEFAULT_SUITES = ("quick", "likelihood")
 DEFAULT_DEST = Path("results/reference")
@@ -170,7 +170,7 @@ def archive(folder: Path, into: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.device_reference",
+        prog="python -m gdbench.device_reference",
         description="Run suites on this machine's accelerator into results/reference/<device>/.",
     )
     parser.add_argument("--suites", default=",".join(DEFAULT_SUITES))
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         "--run-args", default="", help="more flags for every `gdbench run` (quoted, one string)"
     )
     args = parser.parse_args(argv)
-    from bench.suites import SUITES
+    from gdbench.suites import SUITES
 
     names = [s for s in args.suites.split(",") if s]
     unknown = [s for s in names if s not in SUITES]

@@ -3,7 +3,7 @@
 ``run_grid`` builds both programs once, compiles them ahead of time (timed apart), runs them on
 all (size, seed) cells at once with ``jax.vmap`` (in equal chunks of at most ``cell_batch``
 cells through ``jax.lax.map`` when the grid is large, still one program with one copy of the
-cell function: ``bench.sharding.map_cells``), and returns one result row per cell.
+cell function: ``gdbench.sharding.map_cells``), and returns one result row per cell.
 
 Measurement (``GridTiming``):
 
@@ -22,11 +22,11 @@ Measurement (``GridTiming``):
   program with every while-loop body counted as often as the loop runs (XLA's own
   ``cost_analysis()`` counts a loop body once, which undercounts a ``lax.scan`` of 400 steps
   400-fold), and XLA's memory analysis (peak bytes);
-- achieved FLOP/s of the fit program and its fraction of ``bench.env.device_peak()``;
+- achieved FLOP/s of the fit program and its fraction of ``gdbench.env.device_peak()``;
 - input: wall seconds of the host→device copy of the pool, the test set and the cell arrays
   (``jax.device_put`` + ``block_until_ready``), apart from compilation and fitting.
 
-On several local devices the cells are split over a device mesh (``bench.sharding``): every
+On several local devices the cells are split over a device mesh (``gdbench.sharding``): every
 program is a ``shard_map`` over the mesh's ``cells`` axis, each device mapping over its block of
 cells; on one device the programs are exactly the unsharded ones.
 """
@@ -48,15 +48,15 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from bench import compile_cache, env, lowering, plan, sharding
-from bench import quality as sample_quality
-from bench import robustness as robustness_step
-from bench.fit import NEWTON_CONVERGED, NEWTON_SCOPE, NEWTON_STEPS, run_plan
-from bench.metrics import classification_metrics, example_spread
-from models.base import ClosedForm, GenerativeModel, Newton
-from models.registry import ModelSpec
-from results.schema import pack_correct
-from tasks.base import Task
+from gdbench import compile_cache, env, lowering, plan, sharding
+from gdbench import quality as sample_quality
+from gdbench import robustness as robustness_step
+from gdbench.fit import NEWTON_CONVERGED, NEWTON_SCOPE, NEWTON_STEPS, run_plan
+from gdbench.metrics import classification_metrics, example_spread
+from gdbench.models.base import ClosedForm, GenerativeModel, Newton
+from gdbench.models.registry import ModelSpec
+from gdbench.results.schema import pack_correct
+from gdbench.tasks.base import Task
 
 lowering.use_unrolled_threefry()
 
@@ -237,7 +237,7 @@ class GridTiming:
     ``flops``: fit + evaluate FLOPs and ``fit_flops`` the fit program's (``program_cost``,
     loops counted by trip count); ``static_flops``: XLA's loop-once count of both;
     ``bytes_accessed``: fit + evaluate bytes accessed; ``peak_bytes``: the larger of the two
-    programs' peak memory. ``device_peak``: ``bench.env.DevicePeak.to_json()`` of the device.
+    programs' peak memory. ``device_peak``: ``gdbench.env.DevicePeak.to_json()`` of the device.
     ``measure_s``: seconds spent on repeats, cost analysis and the device peak (not part of any
     time above).
     ``cached_programs`` counts the grid's programs (of 2) that the persistent compilation cache
@@ -365,7 +365,7 @@ def build_programs(
 ):
     """The (unjitted) fit and evaluate functions of a grid, each mapping over cells, in equal
     chunks of at most ``cell_batch`` cells (the evaluation: ``eval_batch``, default the same;
-    ``bench.sharding.map_cells``).
+    ``gdbench.sharding.map_cells``).
 
     ``template`` is ``build_template(task, spec)``: its graph and declared properties."""
     eval_batch = eval_batch or cell_batch
@@ -434,7 +434,7 @@ QUALITY_CELL_BATCH = 8
 #: Test examples (the first ones; test sets are stored shuffled) that the feature-space metrics
 #: compare samples against: precision and recall cost [N, N] distances per cell.
 QUALITY_TEST_MAX = 1000
-#: Sample-quality columns of the rows (``bench.quality``), NaN where not computed.
+#: Sample-quality columns of the rows (``gdbench.quality``), NaN where not computed.
 QUALITY_COLUMNS = ("fd", "classifier_score", "precision", "recall", "cas", "cas_real")
 
 
@@ -469,9 +469,9 @@ def build_sampling_program(task: Task, spec: ModelSpec, template):
 
 def _score_grid(x_gen, x_syn, w_train, x_pool, y_pool, x_test, y_test, feat, num_classes):
     """Sample-quality columns of every cell from its samples (``build_sampling_program``):
-    ``bench.quality.sample_quality`` against the reference examples (Fréchet distance,
+    ``gdbench.quality.sample_quality`` against the reference examples (Fréchet distance,
     classifier score, precision, recall) and CAS with its real-data reference
-    (``bench.quality.cas``: the same fixed logistic regression trained on the samples and on
+    (``gdbench.quality.cas``: the same fixed logistic regression trained on the samples and on
     the cell's training part, the part the model was fitted on, both scored on the test set).
     The same for every model of a task, so one compiled program serves them all."""
     x_ref, y_ref = x_test[:QUALITY_TEST_MAX], y_test[:QUALITY_TEST_MAX]
@@ -560,7 +560,7 @@ def _host_take(a: jax.Array, index: np.ndarray) -> Any:
 _COMPUTATION = re.compile(r"^(ENTRY\s+)?%(\S+)\s+\(.*\{\s*$")
 _WHILE_BODY = re.compile(r"\swhile\(.*?\bbody=%([\w.\-]+)")
 _TRIP_COUNT = re.compile(r'"known_trip_count":\{"n":"(\d+)"\}')
-#: A while loop of the ``i``-th fit stage's Newton solve (``bench.fit.NEWTON_SCOPE``): its
+#: A while loop of the ``i``-th fit stage's Newton solve (``gdbench.fit.NEWTON_SCOPE``): its
 #: trip count is data-dependent (a convergence stop); the op name ends with the loop's own
 #: "/while" inside the stage's scope (a loop nested deeper would show more components).
 _NEWTON_LOOP = re.compile(r'op_name="[^"]*\b' + re.escape(NEWTON_SCOPE) + r'(\d+)\)?/while"')
@@ -784,13 +784,13 @@ def run_cells(
 
     ``quality``: also score the samples of a model that samples (``run_quality``; the
     sample-quality columns stay NaN without it). ``mesh``: the device mesh the cells are split
-    over (``bench.sharding.make_mesh``); None: a mesh over the first ``devices`` local devices
+    over (``gdbench.sharding.make_mesh``); None: a mesh over the first ``devices`` local devices
     (all when None), or no mesh (the unsharded programs) when that is one device. Results do
     not depend on the mesh beyond float round-off (see tests/test_sharding.py).
-    ``robustness``: also compute the robustness columns (``bench.robustness``: accuracy with
+    ``robustness``: also compute the robustness columns (``gdbench.robustness``: accuracy with
     missing features and, when ``ood`` names an OOD set, OOD-detection AUROCs) on the cells
     of ``scored_size``; they stay NaN / '' without it. ``data``: devices per cell, over which
-    each cell's examples are split (``bench.sharding``; with ``mesh`` None). ``scored_size``:
+    each cell's examples are split (``gdbench.sharding``; with ``mesh`` None). ``scored_size``:
     the training size whose cells get the sample-quality and robustness columns and the
     traces (default: the largest among ``pairs``; the runner passes the grid's largest, so
     that a resumed grid does not score a smaller size); none when no cell has it.
@@ -964,7 +964,7 @@ def _scaled(cost: ProgramCost, factor: float) -> ProgramCost:
 
 def newton_step_counts(fitted, count: int) -> dict[int, float]:
     """Mean Newton steps taken per fit stage over the grid's ``count`` cells (the fit
-    program's ``bench.fit.NEWTON_STEPS`` traces; padding cells after them left out)."""
+    program's ``gdbench.fit.NEWTON_STEPS`` traces; padding cells after them left out)."""
     return {
         int(name[len(NEWTON_STEPS) :]): float(np.mean(np.asarray(value)[:count]))
         for name, value in fitted[4].items()
@@ -974,7 +974,7 @@ def newton_step_counts(fitted, count: int) -> dict[int, float]:
 
 def newton_converged(fitted, count: int) -> np.ndarray | None:
     """Per cell (the first ``count``), whether every Newton stage of the fit converged
-    (``bench.fit.NEWTON_CONVERGED`` traces); None when the model has no Newton stage."""
+    (``gdbench.fit.NEWTON_CONVERGED`` traces); None when the model has no Newton stage."""
     flags = [
         np.asarray(value)[:count].astype(bool)
         for name, value in fitted[4].items()

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from results import provenance
+from gdbench.results import provenance
 
 #: Size and repeats of the measured matmul peak (``matmul_peak_flops``). 1024 reaches the same
 #: float32 rate as 2048 on a CPU (both are far beyond its caches) for an eighth of the work:
@@ -142,7 +142,7 @@ def device_peak(device: jax.Device | None = None) -> DevicePeak:
 
 @functools.cache
 def _measured_peak(platform: str, device_kind: str) -> DevicePeak:
-    from bench import compile_cache
+    from gdbench import compile_cache
 
     directory = compile_cache.directory()
     key = _peak_key(platform, device_kind)
@@ -165,7 +165,7 @@ def _measured_peak(platform: str, device_kind: str) -> DevicePeak:
 
 def _peak_key(platform: str, device_kind: str) -> str:
     """What a measured peak depends on: device, host CPU, JAX and XLA versions, matmul size."""
-    from bench import compile_cache
+    from gdbench import compile_cache
 
     content = [platform, device_kind, compile_cache.host_cpu(), jax.__version__, MATMUL_N]
     content.append(jax.devices()[0].client.platform_version)
@@ -183,7 +183,7 @@ def _read_peaks(path) -> dict:
 def _write_peak(path, key: str, peak: DevicePeak) -> None:
     """Add ``peak`` under ``key`` to the peaks file (atomically; a failure leaves it as it was:
     the peak is then measured again by the next process)."""
-    from results import store
+    from gdbench.results import store
 
     text = json.dumps({**_read_peaks(path), key: peak.to_json()}, indent=1).encode()
     try:

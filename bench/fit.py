@@ -18,12 +18,12 @@ import optax
 from flax import nnx
 from jax.flatten_util import ravel_pytree
 
-from bench.sharding import CHUNK
-from models.base import Adversarial, ClosedForm, Gradient, Iterate, Model, Newton
+from gdbench.models.base import Adversarial, ClosedForm, Gradient, Iterate, Model, Newton
+from gdbench.sharding import CHUNK
 
 #: ``run_plan``'s trace of the Newton steps stage ``i`` took is ``NEWTON_STEPS + str(i)``, and
 #: that stage runs under the JAX name scope ``NEWTON_SCOPE + str(i)`` (its while loop's HLO
-#: metadata carries it, which is how ``bench.engine.program_cost`` finds the loop).
+#: metadata carries it, which is how ``gdbench.engine.program_cost`` finds the loop).
 NEWTON_STEPS = "newton_steps/"
 #: ``run_plan``'s trace of whether Newton stage ``i`` converged (``Newton.rtol``).
 NEWTON_CONVERGED = "newton_converged/"
@@ -156,7 +156,7 @@ def _iterate_newton(step, init, stage: Newton) -> tuple[Any, jax.Array]:
     per-cell condition keeps a stopped cell's value), so a cell's result does not depend on
     the other cells of its chunk; the chunk runs until its slowest cell stops. XLA cannot know
     such a loop's trip count: ``run_plan`` names it (``NEWTON_SCOPE``) and reports the steps
-    taken, by which ``bench.engine.program_cost`` counts its FLOPs."""
+    taken, by which ``gdbench.engine.program_cost`` counts its FLOPs."""
     if stage.tol <= 0:
         final = jax.lax.scan(lambda x, _: (step(x), None), init, None, length=stage.steps)[0]
         return final, jnp.asarray(stage.steps, jnp.int32)
@@ -516,7 +516,7 @@ def _row_buckets(n: int) -> list[int]:
 
 
 def _chunk_max(value):
-    """The largest ``value`` over the cells of the chunk being fitted (``bench.sharding.CHUNK``,
+    """The largest ``value`` over the cells of the chunk being fitted (``gdbench.sharding.CHUNK``,
     the engine's vmapped axis), or ``value`` itself outside such a chunk."""
     try:
         return jax.lax.pmax(value, CHUNK)

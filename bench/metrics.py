@@ -46,7 +46,7 @@ def example_spread(logits: jax.Array, y: jax.Array) -> dict[str, jax.Array]:
 
     Returns:
       ``correct`` (``[B]`` booleans: the most probable class is the label; stored bit-packed,
-      ``results.schema.pack_correct``) and the standard deviations (ddof=1) over the ``B``
+      ``gdbench.results.schema.pack_correct``) and the standard deviations (ddof=1) over the ``B``
       examples of the per-example terms whose means are ``nll`` (``nll_sd``, nats), ``brier``
       (``brier_sd``) and of ``correct - confidence``, the terms ECE sums per bin (``ece_sd``).
     """

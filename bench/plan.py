@@ -87,7 +87,7 @@ def check_pairs(pairs, task) -> None:
 def standardizer(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and scale of the rows of ``x`` (per feature, float64): population standard
     deviation, 1 where the variance is at most 1e-12. The statistics of
-    ``bench.engine._standardizer`` with 0/1 weights, in NumPy for code that runs outside JAX
+    ``gdbench.engine._standardizer`` with 0/1 weights, in NumPy for code that runs outside JAX
     (the scikit-learn references and the benchmark baseline)."""
     x = np.asarray(x, dtype=np.float64)
     mean = x.mean(0)

@@ -10,11 +10,12 @@ A model or a task that is not built in can come three ways:
 - an **object** passed to ``gdbench.run``: a model class, or a ``Task`` (``Task.from_arrays``).
 
 A task given as code is a ``Task`` object or a function returning one, or returning the arrays
-``(x_train, y_train[, x_test, y_test])`` (see ``tasks.arrays.from_arrays``).
+``(x_train, y_train[, x_test, y_test])`` (see ``gdbench.tasks.arrays.from_arrays``).
 
 **Loading a plug-in runs its code**, as importing it would: use specs and entry points you
 trust. A user model's source (its file, or its class's source when it has no file) is hashed
-into its configuration (``models.registry.ModelSpec.source``), so editing the file changes the
+into its configuration (``gdbench.models.registry.ModelSpec.source``), so editing the file changes
+the
 compiled programs' cache key and the run's identity: a stale program is never loaded, and a run
 directory made with the old code refuses to resume with the new.
 """
@@ -31,10 +32,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import models.registry as model_registry
-import tasks.registry as task_registry
-from models.registry import ModelSpecError
-from tasks.base import Task, TaskError
+import gdbench.models.registry as model_registry
+import gdbench.tasks.registry as task_registry
+from gdbench.models.registry import ModelSpecError
+from gdbench.tasks.base import Task, TaskError
 
 MODEL_GROUP = "gdbench.models"
 TASK_GROUP = "gdbench.tasks"
@@ -161,7 +162,7 @@ def _task_loader(name: str, obj: Any):
     to ``name``), or a function returning a Task or arrays."""
     import dataclasses
 
-    from tasks.arrays import from_arrays
+    from gdbench.tasks.arrays import from_arrays
 
     def load() -> Task:
         value = obj() if callable(obj) and not isinstance(obj, Task) else obj

@@ -53,9 +53,9 @@ import numpy as np
 import optax
 from flax import nnx
 
-from bench import lowering
-from results import store
-from tasks.base import Task
+from gdbench import lowering
+from gdbench.results import store
+from gdbench.tasks.base import Task
 
 lowering.use_unrolled_threefry()
 
@@ -298,7 +298,7 @@ def feature_net(
     """The task's feature net: from memory, else from the disk cache, else trained and cached.
 
     Args:
-      task: a loaded task (``tasks.load(name)``).
+      task: a loaded task (``gdbench.tasks.load(name)``).
       cache_dir: cache directory; None: ``$GDBENCH_FEATURE_CACHE``, else
         ``~/.cache/gdbench/features``.
       config: the net's settings.

@@ -1,7 +1,7 @@
 """scikit-learn reference models (``sk:<Estimator>``) through the same cells, metrics and store.
 
 A reference model is fitted on exactly the examples a gdbench model of the same cell sees: the
-cell's subset from ``bench.plan.make_cells_for`` (the first ``n_train`` examples of the seed's
+cell's subset from ``gdbench.plan.make_cells_for`` (the first ``n_train`` examples of the seed's
 order; a reference model holds out no validation part of its own, so it gets all ``n_train``
 examples, ``n_val`` = 0), in pool order, as float64. When the task standardizes, the features
 are standardized with the subset's mean and standard deviation exactly as the engine does
@@ -10,7 +10,7 @@ and the test set with the same transform. ``random_state`` is the cell's seed wh
 estimator takes one.
 
 Every classification metric comes from the estimator's class probabilities with the
-definitions of ``bench.metrics.classification_metrics`` (accuracy of the most probable class,
+definitions of ``gdbench.metrics.classification_metrics`` (accuracy of the most probable class,
 so for a Platt-calibrated SVM the argmax of its probabilities, which can differ from its
 ``predict``; NLL; Brier; 15-bin top-label ECE). Log-probabilities come from
 ``predict_log_proba`` where scikit-learn computes it in log space (naive Bayes, QDA: exact at
@@ -44,11 +44,11 @@ from typing import Any
 
 import numpy as np
 
-from bench import engine, plan
-from bench.metrics import ECE_BINS
-from models.registry import ReferenceSpec
-from results.schema import COLUMNS, pack_correct
-from tasks.base import Task
+from gdbench import engine, plan
+from gdbench.metrics import ECE_BINS
+from gdbench.models.registry import ReferenceSpec
+from gdbench.results.schema import COLUMNS, pack_correct
+from gdbench.tasks.base import Task
 
 #: Estimators whose ``predict_log_proba`` is computed in log space (the others take the log
 #: of ``predict_proba``, which can underflow to 0).
@@ -62,11 +62,11 @@ def probability_metrics(log_proba: np.ndarray, y: np.ndarray) -> dict[str, float
     """Accuracy, NLL, Brier score and ECE of class log-probabilities ``log_proba`` ``[B, C]``
     (natural log, each row normalized) against integer labels ``y`` ``[B]``, in float64.
 
-    The definitions of ``bench.metrics.classification_metrics`` (which applies them to
+    The definitions of ``gdbench.metrics.classification_metrics`` (which applies them to
     ``log_softmax(logits)``): ``accuracy`` (fraction whose most probable class is ``y``; ties
     go to the lower class), ``nll`` (mean ``-log p(y|x)``, nats), ``brier`` (mean of
     ``sum_c (p_c - 1[y=c])^2``, in [0, 2]) and ``ece`` (top-label expected calibration error,
-    ``ECE_BINS`` equal-width confidence bins); and, as ``bench.metrics.example_spread``,
+    ``ECE_BINS`` equal-width confidence bins); and, as ``gdbench.metrics.example_spread``,
     ``n_test``, the packed per-example outcomes ``test_correct`` and the standard deviations
     over examples ``nll_sd``, ``brier_sd`` and ``ece_sd`` (NaN for a single example).
     """

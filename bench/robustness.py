@@ -1,18 +1,18 @@
 """Robustness where the paradigms differ: out-of-distribution detection and missing features.
 
 Two questions a generative model can answer in a way a discriminative one cannot, asked of the
-fitted cells of a grid (``run_robustness``, called by ``bench.engine.run_cells`` after the fit,
+fitted cells of a grid (``run_robustness``, called by ``gdbench.engine.run_cells`` after the fit,
 like the sample-quality step):
 
 **Out-of-distribution (OOD) detection.** Each fitted model scores the task's test set (in
-distribution, the positive class) and an OOD set (``tasks.ood``: another task of the same
+distribution, the positive class) and an OOD set (``gdbench.tasks.ood``: another task of the same
 dimension, e.g. ``tfds:mnist`` against ``tfds:fashion_mnist``, or a transformed copy of the
 task's own test set), and the AUROC of each score separates the two:
 
 - ``ood_auroc_logpx``: the model's own ``log p(x)`` (``logsumexp`` of the log joint, in the
   task's original units: minus ``sum log scale`` of the cell's standardization, as the engine
   reports ``log_lik``; the IWAE bound for the VAE), for models whose density is over the task's
-  kind of features (``bench.engine.reports_density``); NaN for the others;
+  kind of features (``gdbench.engine.reports_density``); NaN for the others;
 - ``ood_auroc_msp``: the maximum softmax probability (Hendrycks & Gimpel 2017, "A baseline for
   detecting misclassified and out-of-distribution examples"), for every model; generative
   models get ``p(y | x)`` by Bayes' rule. It is scored by its logarithm, ``max log_softmax``,
@@ -22,7 +22,7 @@ Higher score = more in-distribution; 0.5 is chance, below 0.5 the score ranks OO
 *more* typical. Nalisnick et al. (2019), "Do deep generative models know what they don't know?",
 found deep generative models trained on Fashion-MNIST assigning MNIST higher likelihood than
 their own test data; Serrà et al. (2020) traced that to input complexity: simpler inputs get
-higher density. ``tasks.ood`` provides offline sets on both sides of that question.
+higher density. ``gdbench.tasks.ood`` provides offline sets on both sides of that question.
 
 **Missing features.** For each fraction in ``fractions`` (default 25 %, 50 %, 75 %) a fixed
 mask per test example hides that many features completely at random (``missing_masks``: the
@@ -57,10 +57,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from bench import compile_cache, sharding
-from models.registry import ModelSpec
-from tasks import ood as ood_sets
-from tasks.base import Task
+from gdbench import compile_cache, sharding
+from gdbench.models.registry import ModelSpec
+from gdbench.tasks import ood as ood_sets
+from gdbench.tasks.base import Task
 
 Array = jax.Array
 
@@ -267,7 +267,8 @@ def empty_columns(count: int, fractions: Sequence[float] = MISSING_FRACTIONS) ->
 
 
 def load_ood(ood_task: str | Task, task: Task) -> Task:
-    """The OOD set (a spec for ``tasks.ood.load``, or a loaded task), checked against ``task``:
+    """The OOD set (a spec for ``gdbench.tasks.ood.load``, or a loaded task), checked against
+    ``task``:
     same number of features (``RobustnessError``, one line, otherwise)."""
     other = ood_sets.load(ood_task) if isinstance(ood_task, str) else ood_task
     if other.dim != task.dim:
@@ -294,10 +295,10 @@ def run_robustness(
 
     Args:
       task, spec, template: the grid's task, model spec and ``build_template`` instance.
-      cells: the grid's ``bench.plan.Cells``.
+      cells: the grid's ``gdbench.plan.Cells``.
       fitted: the fit program's output ``(state, shift, scale, key, traces)``, stacked over
         cells (only the first three are read).
-      ood_task: the OOD set (``tasks.ood`` spec or a ``Task``); None: no OOD columns.
+      ood_task: the OOD set (``gdbench.tasks.ood`` spec or a ``Task``); None: no OOD columns.
       fractions: missing fractions in [0, 1); columns ``fraction_column(f)``.
       largest_only: score only the cells of one training size, ``size`` (default: the grid's
         largest); the others get NaN.
@@ -311,7 +312,7 @@ def run_robustness(
       object strings for ``ood_task`` and ``missing_method``), NaN / "" where not computed;
       the seconds of compiling and of running the program.
     """
-    from bench.engine import program_static, reports_density  # engine imports this module
+    from gdbench.engine import program_static, reports_density  # engine imports this module
 
     other = load_ood(ood_task, task) if ood_task is not None else None
     for f in fractions:

@@ -4,7 +4,7 @@ Every (task, model) grid is written as its own Parquet part as soon as it finish
 that stops keeps every finished grid; running the same configuration into the same directory
 again computes only the grids that are missing.
 
-Scale-out (``bench.sharding``): a grid's cells are split over the process's local devices
+Scale-out (``gdbench.sharding``): a grid's cells are split over the process's local devices
 (``RunConfig.devices``); under ``jax.distributed`` with several processes, each process computes
 its round-robin share of every grid's cells into part files of its own (``.p<process index>``),
 process 0 creating the manifest and marking the run finished once every process is done.
@@ -24,12 +24,12 @@ import jax
 import numpy as np
 import pandas as pd
 
-import models as model_registry
-import tasks as task_registry
-from bench import engine, plan, plugins, reference, sharding
-from bench.codeversion import code_version
-from bench.suites import Suite
-from results import SCHEMA_VERSION, provenance, store
+from gdbench import engine, plan, plugins, reference, sharding
+from gdbench import models as model_registry
+from gdbench import tasks as task_registry
+from gdbench.codeversion import code_version
+from gdbench.results import SCHEMA_VERSION, provenance, store
+from gdbench.suites import Suite
 
 
 class RunDirError(ValueError):
@@ -48,7 +48,7 @@ class RunConfig:
     size_count: int
     smallest: int = 10
     cell_batch: int = engine.DEFAULT_CELL_BATCH
-    #: Score the samples of models that sample (``bench.engine.run_quality``); not part of the
+    #: Score the samples of models that sample (``gdbench.engine.run_quality``); not part of the
     #: run's identity (the quality columns of a cell are NaN where it was off).
     quality: bool = True
     #: The suite's (generative, discriminative, description) pairs present in this run, in
@@ -57,16 +57,16 @@ class RunConfig:
     #: Local devices the cells of a grid are split over (the first N; None: all). Not part of
     #: the run's identity: the numbers do not depend on it beyond float round-off.
     devices: int | None = None
-    #: Devices per cell, over which each cell's examples are split (``bench.sharding``); not
+    #: Devices per cell, over which each cell's examples are split (``gdbench.sharding``); not
     #: part of the run's identity either.
     data_parallel: int = 1
-    #: Also compute the robustness columns (``bench.robustness``): accuracy with missing
+    #: Also compute the robustness columns (``gdbench.robustness``): accuracy with missing
     #: features and, for tasks with an OOD set in ``ood``, OOD-detection AUROCs. Part of the
     #: run's identity when on (with ``ood``).
     robustness: bool = False
-    #: (task, OOD set) pairs (``tasks.ood`` specs) for the robustness step.
+    #: (task, OOD set) pairs (``gdbench.tasks.ood`` specs) for the robustness step.
     ood: tuple[tuple[str, str], ...] = ()
-    #: Time every grid's programs by steady-state repeats (``bench.engine.time_program``)
+    #: Time every grid's programs by steady-state repeats (``gdbench.engine.time_program``)
     #: instead of by their result-producing runs; not part of the run's identity (the results
     #: do not depend on it, only ``fit_s``/``predict_s`` and their repeat columns).
     steady_state: bool = False
@@ -96,9 +96,10 @@ def make_config(
     """The suite's grid with the given parts overridden. Names are checked here.
 
     ``robustness`` and ``quality``: None takes the suite's setting. ``ood`` (implies
-    ``robustness``): the OOD set of every task, a ``tasks.ood`` transform name (``noise``,
+    ``robustness``): the OOD set of every task, a ``gdbench.tasks.ood`` transform name (``noise``,
     ``contrast0.3``, ...: the task's own test set through it) or a task name; None: each
-    task's default pairing (``tasks.ood.OOD_PAIRS``). ``steady_state``: see ``RunConfig``."""
+    task's default pairing (``gdbench.tasks.ood.OOD_PAIRS``). ``steady_state``: see
+    ``RunConfig``."""
     task_names = tuple(dict.fromkeys(plugins.resolve_task(t) for t in tasks or suite.tasks))
     for t in task_names:
         task_registry.check_name(t)
@@ -139,7 +140,7 @@ def make_config(
 def _ood_spec(task: str, ood: str | None) -> str | None:
     """The OOD set of ``task``: ``ood`` as a transform of the task or as a task, else the
     task's default pairing; checked here (one-line ``TaskError``)."""
-    from tasks import ood as ood_sets
+    from gdbench.tasks import ood as ood_sets
 
     if ood is None:
         spec = ood_sets.default_for(task)

@@ -28,7 +28,8 @@ coordinator for tests, or JAX's cluster auto-detection on TPU pods, SLURM, ...),
 cells of every grid whose index in the grid is ``process_index`` modulo the process count
 (``process_share``), which it runs on a mesh of its *local* devices. Processes share nothing at
 run time but the run directory: each writes its rows into part files of its own (suffix
-``.p<process_index>``), which ``results.store.load`` merges. (One global program over a global
+``.p<process_index>``), which ``gdbench.results.store.load`` merges. (One global program over a
+global
 mesh would need cross-process collectives to gather results, which XLA:CPU has only with the
 gloo backend, and would lock every process to the same grids in the same order; independent
 cells need neither.)
@@ -52,7 +53,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 CELLS = "cells"
 #: The vmapped axis of the cells of one chunk inside ``map_cells``: a cell function may reduce
 #: over it (``jax.lax.pmax(x, CHUNK)``), e.g. to take one static branch for the whole chunk
-#: (``bench.fit._row_branch``: the fewest rows that hold every cell's subset).
+#: (``gdbench.fit._row_branch``: the fewest rows that hold every cell's subset).
 CHUNK = "chunk"
 #: The mesh axis a cell's examples would be split over (kept at size 1; see the module doc).
 DATA = "data"

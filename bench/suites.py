@@ -27,7 +27,7 @@ class SuiteError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class Suite:
     """A suite's grid. ``sizes=None`` means ``size_count`` log-spaced sizes per task, from
-    ``max(smallest, 2C)`` to the task's whole training pool (see ``bench.plan.auto_sizes``)."""
+    ``max(smallest, 2C)`` to the task's whole training pool (see ``gdbench.plan.auto_sizes``)."""
 
     name: str
     doc: str
@@ -40,10 +40,10 @@ class Suite:
     #: (generative, discriminative, what the pair tests): the pairs whose crossover the report
     #: analyses first; without any, it compares every generative x discriminative pair.
     pairs: tuple[tuple[str, str, str], ...] = ()
-    #: Also run the robustness step (``bench.robustness``): OOD detection against each task's
-    #: paired OOD set (``tasks.ood.OOD_PAIRS``) and accuracy with missing features.
+    #: Also run the robustness step (``gdbench.robustness``): OOD detection against each task's
+    #: paired OOD set (``gdbench.tasks.ood.OOD_PAIRS``) and accuracy with missing features.
     robustness: bool = False
-    #: Score the samples of models that sample (``bench.engine.run_quality``); ``gdbench run
+    #: Score the samples of models that sample (``gdbench.engine.run_quality``); ``gdbench run
     #: --quality`` / ``--no-quality`` override it.
     quality: bool = True
 

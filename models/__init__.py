@@ -1,5 +1,5 @@
-"""Flax NNX models by paradigm; ``models.get(spec)`` returns a buildable ``ModelSpec``."""
+"""Flax NNX models by paradigm; ``gdbench.models.get(spec)`` returns a buildable ``ModelSpec``."""
 
-from models.registry import ModelSpec, ModelSpecError, get, names
+from gdbench.models.registry import ModelSpec, ModelSpecError, get, names
 
 __all__ = ["ModelSpec", "ModelSpecError", "get", "names"]

@@ -1,7 +1,7 @@
 """The model protocol shared by every gdbench model.
 
 A model is a Flax NNX module. It never owns a training loop: it declares *how* its parameters are
-obtained (``fit_plan``), as a sequence of stages the engine (``bench.fit``) runs inside one
+obtained (``fit_plan``), as a sequence of stages the engine (``gdbench.fit``) runs inside one
 jit-compiled, vmapped program:
 
 - ``ClosedForm``: the model computes its parameters from weighted sufficient statistics in one
@@ -69,8 +69,8 @@ class Newton:
         times cheaper than generic autodiff. None: generic ``jax.hessian``.
       method: ``"newton"`` (damped Newton steps, above), ``"lbfgs"`` (generalized linear models
         with coupled outputs only: L-BFGS with scores and gradients as matrix products with
-        the data, per-cell stopping; ``bench.fit._linear_lbfgs``) or ``"auto"`` (for now
-        Newton: ``bench.fit.resolve_method`` says why).
+        the data, per-cell stopping; ``gdbench.fit._linear_lbfgs``) or ``"auto"`` (for now
+        Newton: ``gdbench.fit.resolve_method`` says why).
       lbfgs_steps: the most L-BFGS iterations a cell takes.
       memory: L-BFGS correction pairs kept.
       rtol: the convergence test of either method, reported per cell (``converged``): at the
@@ -157,7 +157,7 @@ class Adversarial:
     array ``[T]``, plus ``trace_step`` (``[T]`` int32, iterations done) and ``trace_samples``
     (``[T, C, samples_per_class, D]``: ``model.<sample_method>(key_c, c, samples_per_class)``
     for every class c with the same keys at every point, so the same latent draws are seen
-    to evolve; in the model's input units). See ``bench.fit.adversarial``.
+    to evolve; in the model's input units). See ``gdbench.fit.adversarial``.
 
     Attributes:
       d_wrt, g_wrt: disjoint NNX filters of the discriminator's and the generator's trained
@@ -223,7 +223,7 @@ class Model(nnx.Module):
 
     paradigm: ClassVar[Paradigm]
     #: True when the model holds out part of each cell's training subset for model selection or
-    #: calibration (the engine then carves a validation part; see ``bench.plan``).
+    #: calibration (the engine then carves a validation part; see ``gdbench.plan``).
     needs_validation: ClassVar[bool] = False
     #: How the model turns scores into class probabilities, recorded with the results.
     calibration: ClassVar[str] = "native"

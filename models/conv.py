@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from models.base import Array
+from gdbench.models.base import Array
 
 #: Which tasks an image model can run on, for error messages.
 IMAGE_TASK_HINT = "an image task (e.g. digits, digits_bin, tfds:mnist)"

@@ -5,7 +5,7 @@ A model spec is ``NAME`` or ``NAME?key=value&key=value`` (e.g. ``logreg?C=inf``,
 of its constructor. Classes are imported lazily, so listing models imports no model code.
 
 ``sk:<Estimator>`` names a scikit-learn estimator run as a non-JAX reference (paradigm
-``reference``, see ``bench.reference``), e.g. ``sk:LogisticRegression?C=10000``; its
+``reference``, see ``gdbench.reference``), e.g. ``sk:LogisticRegression?C=10000``; its
 hyperparameters are the estimator's ``get_params()`` names. scikit-learn is imported only when
 such a spec is parsed.
 """
@@ -25,88 +25,92 @@ from typing import Any
 #: name -> (module, class, one-line description). Order is the display order.
 REGISTRY: dict[str, tuple[str, str, str]] = {
     "gnb": (
-        "models.generative.naive_bayes",
+        "gdbench.models.generative.naive_bayes",
         "GaussianNB",
         "Gaussian naive Bayes, per-class variances",
     ),
     "gnb_shared": (
-        "models.generative.naive_bayes",
+        "gdbench.models.generative.naive_bayes",
         "GaussianNBShared",
         "Gaussian naive Bayes, variances shared across classes (linear)",
     ),
     "bnb": (
-        "models.generative.naive_bayes",
+        "gdbench.models.generative.naive_bayes",
         "BernoulliNB",
         "Bernoulli naive Bayes, Laplace smoothing",
     ),
     "lda": (
-        "models.generative.discriminant",
+        "gdbench.models.generative.discriminant",
         "LDA",
         "linear discriminant analysis, shrunk pooled covariance",
     ),
     "qda": (
-        "models.generative.discriminant",
+        "gdbench.models.generative.discriminant",
         "QDA",
         "quadratic discriminant analysis, regularized covariances",
     ),
     "gmm": (
-        "models.generative.gmm",
+        "gdbench.models.generative.gmm",
         "GMM",
         "class-conditional Gaussian mixture, EM in jit",
     ),
     "vae": (
-        "models.generative.vae",
+        "gdbench.models.generative.vae",
         "VAE",
         "class-conditional VAE; log p(x) as IWAE bound, ELBO beside it",
     ),
     "conv_vae": (
-        "models.generative.conv_vae",
+        "gdbench.models.generative.conv_vae",
         "ConvVAE",
         "class-conditional convolutional VAE for image tasks; IWAE bound, ELBO beside it",
     ),
     "flow": (
-        "models.generative.flow",
+        "gdbench.models.generative.flow",
         "Flow",
         "class-conditional RealNVP flow (affine couplings), exact likelihood, AdamW",
     ),
     "conv_flow": (
-        "models.generative.conv_flow",
+        "gdbench.models.generative.conv_flow",
         "ConvFlow",
         "class-conditional RealNVP for images (conv couplings, squeezes), exact likelihood",
     ),
     "made": (
-        "models.generative.made",
+        "gdbench.models.generative.made",
         "MADE",
         "class-conditional MADE for binary data (x > binarize), exact likelihood, AdamW",
     ),
     "logreg": (
-        "models.discriminative.logistic",
+        "gdbench.models.discriminative.logistic",
         "LogisticRegression",
         "L2 logistic regression, Newton solver",
     ),
     "linsvm": (
-        "models.discriminative.svm",
+        "gdbench.models.discriminative.svm",
         "LinearSVM",
         "linear SVM (squared hinge), Platt-scaled probabilities",
     ),
-    "mlp": ("models.discriminative.mlp", "MLP", "ReLU MLP, AdamW, validation model selection"),
+    "mlp": (
+        "gdbench.models.discriminative.mlp",
+        "MLP",
+        "ReLU MLP, AdamW, validation model selection",
+    ),
     "cnn": (
-        "models.discriminative.cnn",
+        "gdbench.models.discriminative.cnn",
         "CNN",
         "convnet for image tasks (stride-2 3x3 convs, dense head), AdamW, validation selection",
     ),
     "jem": (
-        "models.hybrid.jem",
+        "gdbench.models.hybrid.jem",
         "JEM",
         "JEM energy classifier (logits as an energy over x), short-run SGLD",
     ),
     "hybrid": (
-        "models.hybrid.blend",
+        "gdbench.models.hybrid.blend",
         "BlendedGaussian",
         "blended objective lam*log p(x,y) + (1-lam)*log p(y|x), Gaussian class-conditionals",
     ),
     "gan": (
-        "models.hybrid.gan",
+        "gdbench.models.hybrid.gan",
         "GAN",
         "class-conditional GAN (projection D + auxiliary classifier), non-saturating loss",
     ),
@@ -133,7 +137,7 @@ SKLEARN: dict[str, tuple[str, str]] = {
 
 #: Estimators without probabilities of their own: gdbench wraps them in
 #: ``CalibratedClassifierCV(method="sigmoid", ensemble=False)`` (scikit-learn 1.9 deprecates
-#: ``SVC(probability=True)`` in favour of it). See ``bench.reference``.
+#: ``SVC(probability=True)`` in favour of it). See ``gdbench.reference``.
 SK_CALIBRATED = ("SVC", "LinearSVC")
 
 #: Constructor parameters gdbench sets itself (not hyperparameters of a spec).
@@ -249,7 +253,7 @@ PARADIGMS = ("discriminative", "generative", "hybrid")
 def register(name: str, cls: type, source: str = "") -> None:
     """Make ``name`` (e.g. ``my_models.py:Tiny``) resolve to the model class ``cls`` in this
     process; ``source`` (a hash of its code) joins its configuration. Checks the protocol
-    (``check_protocol``). ``bench.plugins`` calls this for specs, entry points and classes
+    (``check_protocol``). ``gdbench.plugins`` calls this for specs, entry points and classes
     passed to ``gdbench.run``."""
     check_protocol(cls, name)
     _USER[name] = (cls, source)
@@ -390,7 +394,7 @@ class ReferenceSpec:
 
     Duck-compatible with ``ModelSpec`` where the runner and the store need it (``name``,
     ``spec``, ``paradigm``, ``cls.calibration``, ``config_json``), but it is fitted by
-    ``bench.reference``, never by the JAX engine (``build`` raises ``TypeError``).
+    ``gdbench.reference``, never by the JAX engine (``build`` raises ``TypeError``).
     ``hparams`` holds the non-default overrides, sorted, with parsed values.
     """
 
@@ -460,7 +464,7 @@ class ReferenceSpec:
     def build(self, *args, **kwargs):
         raise TypeError(
             f"model '{self.spec}' is a scikit-learn reference: it runs through "
-            "bench.reference, not the JAX engine"
+            "gdbench.reference, not the JAX engine"
         )
 
 

@@ -15,20 +15,20 @@ from typing import Any
 
 import pandas as pd
 
-import results
-from reports import cite, curves, figures, hybrids, latex, robustness, verdict
-from reports.efficiency import efficiency
-from reports.html import INDEX_HTML, write_html
-from reports.stats import INTERVAL_METHOD, summarize
-from reports.tables import (
+from gdbench import results
+from gdbench.reports import cite, curves, figures, hybrids, latex, robustness, verdict
+from gdbench.reports.efficiency import efficiency
+from gdbench.reports.html import INDEX_HTML, write_html
+from gdbench.reports.stats import INTERVAL_METHOD, summarize
+from gdbench.reports.tables import (
     DASH,
     fmt_interval,
     likelihood_table,
     markdown_summary,
     table,
 )
-from results import store
-from results.store import manifest_value
+from gdbench.results import store
+from gdbench.results.store import manifest_value
 
 REPORT_MD = "report.md"
 RESULTS_CSV = "results.csv"
@@ -42,16 +42,16 @@ class EmptyRunError(ValueError):
 def build_report(
     run_dirs: str | Path | Sequence[str | Path], out_dir: str | Path
 ) -> dict[str, Path]:
-    """Load the rows of `run_dirs` with `results.load` and write a report into `out_dir`.
+    """Load the rows of `run_dirs` with `gdbench.results.load` and write a report into `out_dir`.
 
     Writes, into out_dir: index.html (one self-contained page: every table of report.md and
     every figure embedded), report.md (summary, sample efficiency with crossovers and
     learning-curve fits, results by task, calibration, likelihood, compute, cells not ok,
     hybrids and sample quality when the runs hold GAN traces, sample-quality metrics or a
-    hybrid lambda sweep (`reports.hybrids`), provenance), tables/*.tex (booktabs),
+    hybrid lambda sweep (`gdbench.reports.hybrids`), provenance), tables/*.tex (booktabs),
     figures/*.{png,svg,pdf}, results.csv (every row, full precision, with its `run`) and
     references.bib. Returns {path relative to out_dir: path}.
-    Raises `EmptyRunError` when there are no rows, `results.NotARunError` for a path that is
+    Raises `EmptyRunError` when there are no rows, `gdbench.results.NotARunError` for a path that is
     not a run.
     """
     run_list = [run_dirs] if isinstance(run_dirs, str | Path) else list(run_dirs)
@@ -340,7 +340,7 @@ def _report_markdown(
 
 
 def _summary_lines(df: pd.DataFrame, verdict_md: Sequence[str]) -> list[str]:
-    """The report's opening summary: the family verdict (`reports.verdict.verdict_section`:
+    """The report's opening summary: the family verdict (`gdbench.reports.verdict.verdict_section`:
     headline figure, Ng & Jordan's claims per suite pair, ranks across tasks), or a line per
     task without any cell ok."""
     ok = df[df["status"] == "ok"]

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from results.store import manifest_value
+from gdbench.results.store import manifest_value
 
 TITLE = "gdbench: a JAX benchmark suite comparing discriminative and generative classifiers"
 AUTHOR = "gdbench developers"
@@ -42,7 +42,8 @@ def bibtex(manifests: Mapping[str, Mapping[str, Any]], version: str) -> str:
     """A BibTeX file (as a string) citing gdbench `version` and each run of `manifests`.
 
     `manifests` maps a run name (its directory name) to its manifest dict, as
-    `results.read_manifest` returns it. Returns one @software entry (key "gdbench-<version>",
+    `gdbench.results.read_manifest` returns it. Returns one @software entry (key
+    "gdbench-<version>",
     year 2026, the URL of CITATION.cff) and, per run in the given order, one @misc entry (key
     "gdbench-run-<name>", made of [A-Za-z0-9_.:-] only and unique within the file) whose note
     gives the suite, gdbench version, git commit, device and start/finish times (UTC) stored in

@@ -9,7 +9,7 @@ A metric row counts as *changed* (beyond noise) when both hold:
 
 - the paired test rejects "no difference" after a Benjamini-Hochberg correction across all
   tested rows of the comparison (false-discovery rate `alpha`). The default test is the paired
-  Student t-test of `reports.stats.paired_p` (the one the LaTeX tables and the crossover
+  Student t-test of `gdbench.reports.stats.paired_p` (the one the LaTeX tables and the crossover
   analysis use), so that the decision agrees with the reported 95% t-interval of the mean
   difference and a shift seen on every seed is detectable with 5 seeds (the exact Wilcoxon
   test cannot go below p = 2/2^5 = 0.0625 there); ``test="wilcoxon"`` uses the Wilcoxon
@@ -35,8 +35,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from reports.stats import check_unique_cells, paired_p, t_half_width
-from results.schema import CELL_KEY
+from gdbench.reports.stats import check_unique_cells, paired_p, t_half_width
+from gdbench.results.schema import CELL_KEY
 
 QUALITY_METRICS = ("accuracy", "nll", "ece", "brier", "log_lik", "bits_per_dim")
 TIME_METRICS = ("fit_s", "predict_s", "compile_s")
@@ -127,7 +127,8 @@ def compare_runs(
     tolerances: Mapping[str, tuple[float, float]] | None = None,
     names: tuple[str, str] | None = None,
 ) -> RunComparison:
-    """Paired comparison of the rows of run A and run B (frames as returned by `results.load`).
+    """Paired comparison of the rows of run A and run B (frames as returned by
+    `gdbench.results.load`).
 
     Only cells ok in both runs enter the metric statistics; cells in one run only, cells whose
     status differs and cells whose model config differs are listed, never dropped silently.
@@ -207,7 +208,7 @@ def compare_runs(
 def paired_p_value(diffs: Sequence[float], test: str = "t") -> float:
     """Two-sided p-value that the paired differences `diffs` are centred on zero.
 
-    "t" (default): the paired t-test of `reports.stats.paired_p`, i.e. the one-sample t-test
+    "t" (default): the paired t-test of `gdbench.reports.stats.paired_p`, i.e. the one-sample t-test
     of the differences (= `scipy.stats.ttest_rel`), shared with the tables and the crossover
     analysis; "wilcoxon": `scipy.stats.wilcoxon` (zero differences discarded). Edge cases of
     both tests: fewer than 2 pairs or a non-finite difference -> NaN (untestable); all

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 
-from reports.stats import check_unique_cells, paired_test
+from gdbench.reports.stats import check_unique_cells, paired_test
 
 __all__ = [
     "Crossover",
@@ -597,7 +597,8 @@ class Crossover:
     size the regime is "discriminative_always", and when the curve does not favour it at the
     largest size (no crossing inside the tested range) it is "mixed".
     `per_size` has one row per training size: n_train, n_pairs, n_not_ok (cells of either
-    model not ok), mean_diff, lo, hi (bootstrap interval), p_value (`reports.stats.paired_test`),
+    model not ok), mean_diff, lo, hi (bootstrap interval), p_value
+    (`gdbench.reports.stats.paired_test`),
     better ("generative", "discriminative", or "tie" = not significant or not testable).
     """
 
@@ -735,7 +736,7 @@ def crossover(
     The two models' ok rows are joined on (n_train, seed) (identical training subsets). Per
     size: mean paired difference d = metric(generative) - metric(discriminative) (metric
     units), its `confidence` percentile-bootstrap interval (resampling the pairs, one draw per
-    size) and the p-value of `reports.stats.paired_test` on the same test examples and seeds
+    size) and the p-value of `gdbench.reports.stats.paired_test` on the same test examples and seeds
     (McNemar's exact test at one training set, else the two-level test; over seeds only for
     rows without per-example outcomes; NaN when nothing can be tested). A size counts as
     significant when p < `alpha`. The crossing n* and its interval come from the mean

@@ -6,7 +6,8 @@ A Markdown page marks a generated block with two HTML comments::
     ... (written by this module) ...
     <!-- gdbench:end NAME -->
 
-``python -m reports.docgen FILE...`` rewrites every marked block of the files from the stored
+``python -m gdbench.reports.docgen FILE...`` rewrites every marked block of the files from the
+stored
 data; ``--check`` writes nothing and exits 1 when a block differs from what the data give
 (``make docs`` writes, ``make test`` checks). Blocks:
 
@@ -16,7 +17,7 @@ data; ``--check`` writes nothing and exits 1 when a block differs from what the 
   made from (with ``+dirty`` when the tree had uncommitted changes), the device and the date.
 - ``benchmarks``: the table of ``results/benchmarks/latest.json`` (``make bench``), with the
   machine, load and command it was made with.
-- ``schema-columns``: the columns of a result row, from ``results.schema.COLUMNS``.
+- ``schema-columns``: the columns of a result row, from ``gdbench.results.schema.COLUMNS``.
 """
 
 from __future__ import annotations
@@ -140,12 +141,13 @@ def benchmarks(path: Path = BENCHMARKS) -> str:
 
 
 def schema_columns() -> str:
-    """The ``schema-columns`` block: every column of a result row (``results.schema.COLUMNS``)
+    """The ``schema-columns`` block: every column of a result row
+    (``gdbench.results.schema.COLUMNS``)
     with its type and meaning."""
-    from results.schema import COLUMNS, SCHEMA_VERSION
+    from gdbench.results.schema import COLUMNS, SCHEMA_VERSION
 
     lines = [
-        f"Result schema version {SCHEMA_VERSION}; generated from `results.schema.COLUMNS`.",
+        f"Result schema version {SCHEMA_VERSION}; generated from `gdbench.results.schema.COLUMNS`.",
         "",
         "| column | type | meaning |",
         "|---|---|---|",
@@ -180,7 +182,7 @@ def render(text: str, blocks: dict[str, Callable[[], str]] | None = None) -> str
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reports.docgen", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m gdbench.reports.docgen", description=__doc__)
     parser.add_argument("files", nargs="+", type=Path)
     parser.add_argument(
         "--check", action="store_true", help="write nothing; exit 1 if a block is stale"

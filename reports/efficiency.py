@@ -1,7 +1,7 @@
 """The report's sample-efficiency section: learning curves with bootstrap intervals, power-law
 fits, and for each generative/discriminative pair the crossover size n* (Ng & Jordan, 2001).
 
-Statistics come from `reports.curves`; this module only chooses the pairs and lays out the
+Statistics come from `gdbench.reports.curves`; this module only chooses the pairs and lays out the
 Markdown. Error is 1 - test accuracy throughout.
 """
 
@@ -13,9 +13,9 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from reports import curves
-from reports.stats import error_curves
-from reports.tables import DASH, table
+from gdbench.reports import curves
+from gdbench.reports.stats import error_curves
+from gdbench.reports.tables import DASH, table
 
 #: Training-set error within this distance of the fitted asymptote counts as "reached".
 EPS = 0.01
@@ -34,11 +34,11 @@ class Efficiency:
     """What the report shows about sample efficiency."""
 
     markdown: str
-    #: One row per (task, pair): `reports.curves.crossover_table` plus a `tests` column.
+    #: One row per (task, pair): `gdbench.reports.curves.crossover_table` plus a `tests` column.
     crossovers: pd.DataFrame
-    #: One row per (task, model): `reports.curves.curve_summary`.
+    #: One row per (task, model): `gdbench.reports.curves.curve_summary`.
     fits: pd.DataFrame
-    #: Per task, the paired difference curves in `reports.figures.crossover_plot`'s format
+    #: Per task, the paired difference curves in `gdbench.reports.figures.crossover_plot`'s format
     #: (without suite pairs: each generative model against one discriminative model).
     per_size: dict[str, pd.DataFrame]
 
@@ -69,7 +69,7 @@ def efficiency(
 ) -> Efficiency:
     """Crossovers, learning-curve fits and per-size curves of the rows `df` (all runs).
     `n_test` ({task: test-set size}) puts the test set's noise into the asymptotes' intervals
-    (`reports.curves.curve_summary`)."""
+    (`gdbench.reports.curves.curve_summary`)."""
     pairs = choose_pairs(df, suite_pairs)
     tests = {(g, d): why for g, d, why in pairs}
     per_size: dict[str, list[pd.DataFrame]] = {}

@@ -22,10 +22,10 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from reports.curves import FLAG_MARKS, format_n_star
-from reports.stats import check_unique_cells, error_curves, summarize
-from reports.tables import grid_costs
-from results.store import safe_name
+from gdbench.reports.curves import FLAG_MARKS, format_n_star
+from gdbench.reports.stats import check_unique_cells, error_curves, summarize
+from gdbench.reports.tables import grid_costs
+from gdbench.results.store import safe_name
 
 LINESTYLES = {
     "discriminative": "-",
@@ -62,7 +62,7 @@ def _dash(style) -> tuple | str:
 def save_figure(fig: Figure, out_dir: str | Path, stem: str) -> list[Path]:
     """Save `fig` as OUT_DIR/figures/<stem>.png (150 dpi), .svg and .pdf.
 
-    `stem` must already be a file-name-safe name (see `results.store.safe_name`); a bad stem
+    `stem` must already be a file-name-safe name (see `gdbench.results.store.safe_name`); a bad stem
     raises `ValueError`. Creates the figures directory if needed and returns the three paths
     written, in the order of `FORMATS`.
     """
@@ -255,9 +255,10 @@ def _learning_curve_figure(rows: pd.DataFrame, task: str, styles: dict) -> Figur
 def paradigm_curves(df: pd.DataFrame, out_dir: str | Path, fits: pd.DataFrame | None = None):
     """The report's headline figure: test error against training size, one facet per task,
     every model in its `model_styles` look (hue family = paradigm, shade, dash and marker =
-    model), the mean over ok seeds with its 95% band (`reports.stats.error_curves`: seeds and
+    model), the mean over ok seeds with its 95% band (`gdbench.reports.stats.error_curves`: seeds
+    and
     the test set's sampling, inside [0, 1]), the Bayes error where the task knows
-    it. With `fits` (`reports.curves.curve_summary`), a model whose fitted asymptote is
+    it. With `fits` (`gdbench.reports.curves.curve_summary`), a model whose fitted asymptote is
     flagged ("extrapolated", "poor fit") gets the flag's mark after its name in the legend.
     Writes out_dir/figures/paradigms.{png,svg,pdf}; returns the paths ([] without ok rows).
     """
@@ -413,10 +414,11 @@ def accuracy_vs_compute(df: pd.DataFrame, out_dir: str | Path) -> list[Path]:
 
     Each model is drawn twice, coloured by paradigm and joined by a thin line: a filled point at
     its end-to-end seconds per cell (compile and input copy of its grid amortized over the
-    grid's cells, plus fit and evaluation: `reports.tables.grid_costs`) and a hollow point at
+    grid's cells, plus fit and evaluation: `gdbench.reports.tables.grid_costs`) and a hollow point
+    at
     its steady-state seconds per cell (fit + evaluation of the compiled grid); x on a log
     scale, y the mean test accuracy over ok seeds with its 95% interval (seeds and test set,
-    `reports.stats.summarize`) as an error bar; labelled at the filled point. A model whose
+    `gdbench.reports.stats.summarize`) as an error bar; labelled at the filled point. A model whose
     cells at that size are partly not ok is labelled "(k not ok)"; one with no ok cell (or no
     positive time) is named in the facet title as not shown. Writes
     out_dir/figures/accuracy_vs_compute.{png,svg,pdf} and returns the paths written; [] when
@@ -515,7 +517,7 @@ def likelihood_vs_accuracy(df: pd.DataFrame, out_dir: str | Path) -> list[Path]:
 
     Uses the (task, model) pairs with at least one ok row of finite `bits_per_dim`, at each
     task's largest n_train among them: one point per model with the 95% intervals of
-    `reports.stats.summarize` (seeds and test set; accuracy inside [0, 1]) on both axes,
+    `gdbench.reports.stats.summarize` (seeds and test set; accuracy inside [0, 1]) on both axes,
     coloured by model (same colours as the learning curves of `df`), one facet per task.
     Models whose likelihood is a bound (`likelihood_is_bound`, e.g. a VAE's ELBO/IWAE) are
     drawn hollow, exact likelihoods filled. Writes

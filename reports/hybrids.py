@@ -25,7 +25,7 @@ Works from stored rows and traces only (numpy, pandas, matplotlib; no JAX), like
   discriminative solution (lam = 0) to the generative one (lam = 1).
 
 Every "a ± b" is the mean over ok seeds ± the half-width of its 95% Student-t interval
-(`reports.stats`), as in every other table of a report.
+(`gdbench.reports.stats`), as in every other table of a report.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from reports import latex
-from reports.figures import (
+from gdbench.reports import latex
+from gdbench.reports.figures import (
     colour_image,
     facet_axes,
     figure_markdown,
@@ -52,9 +52,9 @@ from reports.figures import (
     literal_text,
     save_figure,
 )
-from reports.stats import INTERVAL_METHOD, check_unique_cells, summarize, t_half_width
-from reports.tables import DASH, DECIMALS, fmt_interval, fmt_mean_ci, table
-from results.store import safe_name
+from gdbench.reports.stats import INTERVAL_METHOD, check_unique_cells, summarize, t_half_width
+from gdbench.reports.tables import DASH, DECIMALS, fmt_interval, fmt_mean_ci, table
+from gdbench.results.store import safe_name
 
 SECTION_TITLE = "Hybrids and sample quality"
 #: Sample-quality columns of the result rows, their table headers and whether higher is better.
@@ -113,7 +113,8 @@ def hybrid_section(
 ) -> HybridSection:
     """Build the "Hybrids and sample quality" section of a report from rows and traces.
 
-    `df` holds result rows (`results.load`), `traces` the items of `results.store.read_traces`
+    `df` holds result rows (`gdbench.results.load`), `traces` the items of
+    `gdbench.results.store.read_traces`
     (optionally with a `run` key naming their run). Writes figures under out_dir/figures and
     tables under out_dir/tables and returns them with the section's Markdown, whose image and
     table links are relative to `out_dir`. A part without data is left out; with no data at
@@ -401,7 +402,7 @@ def sample_mosaic(
     blocks of k images.
 
     Images are separated by `gap` NaN pixels, class blocks by `class_gap`; colour images
-    (H, W, 3) give an RGBA mosaic (``reports.figures.colour_image``, each image rescaled to
+    (H, W, 3) give an RGBA mosaic (``gdbench.reports.figures.colour_image``, each image rescaled to
     [0, 1]) whose gaps are transparent. Returns the mosaic and the centres (in pixels) of its
     rows and of its class blocks, for axis labels.
     """

@@ -1,16 +1,18 @@
 """Paper-ready LaTeX tables (booktabs) of stored rows; writing them needs no LaTeX install.
 
-Every cell is the mean over ok seeds with its 95% interval from `reports.stats.summarize`, which
+Every cell is the mean over ok seeds with its 95% interval from `gdbench.reports.stats.summarize`,
+which
 combines the variation over seeds (training subsets) with the test set's sampling
-(`reports.stats.INTERVAL_METHOD`): "mean (lo--hi)" for accuracy (Wilson-type, inside [0, 1]) and
+(`gdbench.reports.stats.INTERVAL_METHOD`): "mean (lo--hi)" for accuracy (Wilson-type, inside [0, 1])
+and
 for intervals clipped to their metric's range, "mean $\\pm$ half-width" otherwise. In the
 headline tables the best value of each column is bold, and a model that differs significantly
 from the best model is marked: two models' rows with the same seed were trained on identical
 data and evaluated on the same test examples, so the test is paired on both
-(`reports.stats.paired_test`: McNemar's exact test where there is one training set, else a
+(`gdbench.reports.stats.paired_test`: McNemar's exact test where there is one training set, else a
 two-level t-test over seeds and test examples), with a Holm correction across the models of a
-column (`reports.stats.compare_to_best`). The Markdown and HTML report carry the same marks
-(`reports.tables.headline_marks`).
+column (`gdbench.reports.stats.compare_to_best`). The Markdown and HTML report carry the same marks
+(`gdbench.reports.tables.headline_marks`).
 
 The tables need ``\\usepackage{booktabs}`` and ``\\usepackage{graphicx}`` (to shrink a table
 wider than the line) in the including document.
@@ -26,15 +28,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reports.stats import (
+from gdbench.reports.stats import (
     INTERVAL_METHOD,
     SEEDS_ONLY_NOTE,
     TEST_METHOD,
     check_unique_cells,
     summarize,
 )
-from reports.tables import fmt_interval, headline_marks
-from results.store import safe_name
+from gdbench.reports.tables import fmt_interval, headline_marks
+from gdbench.results.store import safe_name
 
 ALPHA = 0.05
 HEADLINE_METRICS = ("accuracy", "nll", "ece", "brier", "bits_per_dim")
@@ -153,17 +155,18 @@ def dataframe_to_booktabs(
 def headline_tables(df: pd.DataFrame) -> dict[str, str]:
     """One booktabs table per task at the task's largest n_train: {file name: LaTeX source}.
 
-    File names are ``headline_<task>.tex`` (task passed through `results.store.safe_name`),
+    File names are ``headline_<task>.tex`` (task passed through `gdbench.results.store.safe_name`),
     labels ``tab:gdbench-headline-<task>``. Rows are models (with paradigm and the number of
     ok seeds, "+k" counting not-ok cells, which are excluded); columns accuracy, NLL (nats),
     ECE, Brier and bits/dim, each the mean over ok seeds with its 95% interval from
-    `reports.stats.summarize` (seeds and the test set's sampling); a column with no value for
+    `gdbench.reports.stats.summarize` (seeds and the test set's sampling); a column with no value
+    for
     the task is left out. Bold: the best mean of each column (max accuracy, min otherwise) and
     every mean equal to it at the printed precision (ties are all bold). $^{*}$: the model
     differs from the column's best model (largest or smallest unrounded mean) by the paired
-    test of `reports.stats.paired_test` on the seeds where both are ok and their per-example
+    test of `gdbench.reports.stats.paired_test` on the seeds where both are ok and their per-example
     test outcomes, Holm-adjusted p < 0.05 across the models of the column
-    (`reports.stats.compare_to_best`); all-zero differences are not significant and a zero
+    (`gdbench.reports.stats.compare_to_best`); all-zero differences are not significant and a zero
     variance never makes a difference significant by itself. $^{\\dagger}$:
     bits/dim of a likelihood bound (VAE).
     """
@@ -361,7 +364,7 @@ def _best_mask(means: pd.Series, higher: bool, decimals: int) -> pd.Series:
 
 
 def _interval(mean: float, lo: float, hi: float, decimals: int, bounded: bool) -> str:
-    """`reports.tables.fmt_interval` in LaTeX: $\\pm$, an en dash and $a\\times10^{k}$."""
+    """`gdbench.reports.tables.fmt_interval` in LaTeX: $\\pm$, an en dash and $a\\times10^{k}$."""
     text = fmt_interval(mean, lo, hi, decimals, bounded)
     if text == "—":
         return NA
@@ -374,7 +377,7 @@ def _interval(mean: float, lo: float, hi: float, decimals: int, bounded: bool) -
 
 
 def _tex_text(text: str) -> str:
-    """A caption sentence of `reports.stats` in LaTeX (its Unicode math as LaTeX math)."""
+    """A caption sentence of `gdbench.reports.stats` in LaTeX (its Unicode math as LaTeX math)."""
     for old, new in (
         ("%", r"\%"),
         (

@@ -1,5 +1,5 @@
 """Report section on robustness where the paradigms differ: out-of-distribution (OOD) detection
-and classification with missing features (the columns of `bench.robustness`).
+and classification with missing features (the columns of `gdbench.robustness`).
 
 Works from stored rows only (numpy, pandas, matplotlib; no JAX), like the rest of `reports`:
 
@@ -17,7 +17,7 @@ Works from stored rows only (numpy, pandas, matplotlib; no JAX), like the rest o
   and figures/missing_features_<task>.*.
 
 Every "a ± b" is the mean over ok seeds ± the half-width of its 95% Student-t interval
-(`reports.stats`).
+(`gdbench.reports.stats`).
 """
 
 from __future__ import annotations
@@ -29,11 +29,17 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from reports import latex
-from reports.figures import facet_axes, figure_markdown, literal_text, model_colors, save_figure
-from reports.stats import check_unique_cells, summarize
-from reports.tables import DASH, fmt_mean_ci, table
-from results.store import safe_name
+from gdbench.reports import latex
+from gdbench.reports.figures import (
+    facet_axes,
+    figure_markdown,
+    literal_text,
+    model_colors,
+    save_figure,
+)
+from gdbench.reports.stats import check_unique_cells, summarize
+from gdbench.reports.tables import DASH, fmt_mean_ci, table
+from gdbench.results.store import safe_name
 
 SECTION_TITLE = "Robustness: out-of-distribution detection and missing features"
 OOD_METRICS = ("ood_auroc_logpx", "ood_auroc_msp")

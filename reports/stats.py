@@ -12,7 +12,7 @@ of width 0. The interval of a mean over S seeds therefore uses the variance esti
 where s_seed^2 is the variance (ddof=1) of the S per-seed means and s_test^2 the variance
 between test examples:
 
-- accuracy, from the stored per-example bits (`results.schema.unpack_correct`): the two-way
+- accuracy, from the stored per-example bits (`gdbench.results.schema.unpack_correct`): the two-way
   crossed random-effects (seeds x test examples) ANOVA estimate, the variance of the examples'
   correctness averaged over seeds less the seed-by-example interaction's share (`_test_term`),
   so that V is unbiased for the variance of the mean (a plain sum of the two sample variances
@@ -59,7 +59,7 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
-from results.schema import CELL_KEY
+from gdbench.results.schema import CELL_KEY
 
 DEFAULT_BY = ("task", "model", "paradigm", "n_train")
 CONFIDENCE = 0.95
@@ -275,7 +275,8 @@ def summarize(
 
 
 def _unpack_rows(packed: list, n_test: int) -> np.ndarray | None:
-    """``[rows, n_test]`` booleans of packed outcomes (`results.schema.pack_correct`), or None
+    """``[rows, n_test]`` booleans of packed outcomes (`gdbench.results.schema.pack_correct`), or
+    None
     when a row did not store them."""
     width = (n_test + 7) // 8
     if any(not isinstance(b, bytes) or len(b) != width for b in packed):
@@ -311,7 +312,7 @@ def _common_n_test(g: pd.DataFrame) -> int | None:
 
 def outcome_matrix(g: pd.DataFrame, n_test: int) -> np.ndarray | None:
     """``[rows, n_test]`` booleans of the rows' stored per-example outcomes (in row order), or
-    None when a row did not store them (`results.schema.unpack_correct`)."""
+    None when a row did not store them (`gdbench.results.schema.unpack_correct`)."""
     if "test_correct" not in g.columns:
         return None
     return _unpack_rows(g["test_correct"].tolist(), n_test)

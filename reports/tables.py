@@ -1,7 +1,9 @@
 """Markdown tables of stored rows: headline metrics, learning curves in numbers, compute, failures.
 
-Every interval is the 95% interval of `reports.stats.summarize`, which combines the variation over
-seeds with the test set's sampling (`reports.stats.INTERVAL_METHOD`): "a (lo–hi)" for accuracy
+Every interval is the 95% interval of `gdbench.reports.stats.summarize`, which combines the
+variation over
+seeds with the test set's sampling (`gdbench.reports.stats.INTERVAL_METHOD`): "a (lo–hi)" for
+accuracy
 (Wilson-type, inside [0, 1]) and wherever an interval was clipped to its metric's range, "a ± b"
 otherwise; "—" marks a value that is missing or not applicable. Values of magnitude 10^4 or more
 are printed with 3 significant digits in scientific notation.
@@ -14,7 +16,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from reports.stats import (
+from gdbench.reports.stats import (
     INTERVAL_METHOD,
     SEEDS_ONLY_NOTE,
     TEST_METHOD,
@@ -105,7 +107,7 @@ def headline_marks(
 
     `rows` are one (task, n_train) group's rows, `stats` its `summarize` by model (indexed by
     model). Best: the best mean (`HIGHER_IS_BETTER`) and every mean equal to it at the printed
-    precision. Significant: `reports.stats.compare_to_best` (paired test on per-example
+    precision. Significant: `gdbench.reports.stats.compare_to_best` (paired test on per-example
     outcomes, Holm-corrected across the column's models), adjusted p < `ALPHA`.
     """
     means = stats[f"{metric}_mean"]

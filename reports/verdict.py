@@ -19,7 +19,7 @@ Two questions, answered from stored rows (numpy, scipy, pandas and `autorank`; n
 
    (a) *the generative model approaches its asymptote faster.* Evidence: for each model the
        smallest tested size whose mean error is within ε of the lowest mean error it reached
-       over the tested sizes (`reports.curves.n_to_best`; model-free, never extrapolated),
+       over the tested sizes (`gdbench.reports.curves.n_to_best`; model-free, never extrapolated),
        and the ratio n_disc / n_gen with a percentile-bootstrap interval over paired seed
        columns. Supported when the interval of log(n_disc / n_gen) lies above 0, not
        supported when its upper end is at most 0 (the generative model is not faster in at
@@ -58,7 +58,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from reports import curves
+from gdbench.reports import curves
 
 SIZE_REGIMES = ("smallest sizes", "middle sizes", "full pool")
 VERDICTS = ("supported", "not supported", "inconclusive")
@@ -570,7 +570,7 @@ def verdict_section(
     rank tests per size regime with critical-difference diagrams (runs with two tasks or
     more) and Ng & Jordan's two claims for each suite pair (`claims_table`). Figures go to
     out_dir/figures/ (paradigms.*, cd_<regime>.*)."""
-    from reports import figures
+    from gdbench.reports import figures
 
     lines: list[str] = []
     tests = rank_tests(df) if df["task"].nunique() >= 2 else []

@@ -1,7 +1,7 @@
 """Result schema, run store and provenance. Imports no JAX and none of bench, models, tasks."""
 
-from results.schema import SCHEMA_VERSION, SchemaError, SchemaVersionError, validate
-from results.store import (
+from gdbench.results.schema import SCHEMA_VERSION, SchemaError, SchemaVersionError, validate
+from gdbench.results.store import (
     CorruptPartError,
     NotARunError,
     is_run_dir,

@@ -4,7 +4,7 @@
 copy with canonical dtypes and column order. Units are stated in each column's description.
 
 Per-example test outcomes are kept compactly per cell so that reports can add the test set's
-sampling to their intervals and pair two models example by example (`reports.stats`): the
+sampling to their intervals and pair two models example by example (`gdbench.reports.stats`): the
 correctness of every test example, bit-packed (`test_correct`, ceil(n_test / 8) bytes; unpack
 with `unpack_correct(row.test_correct, row.n_test)`), and for the other per-example metrics the
 standard deviation over test examples (`nll_sd`, `brier_sd`, `log_lik_sd`, and `ece_sd` for

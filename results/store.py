@@ -2,7 +2,7 @@
 
 ```
 RUN_DIR/manifest.json          run-level provenance and config (JSON object)
-RUN_DIR/rows/<part>.parquet    rows of one grid, in the schema of `results.schema`
+RUN_DIR/rows/<part>.parquet    rows of one grid, in the schema of `gdbench.results.schema`
 ```
 Every file is written atomically (temporary file in the same directory, flush, fsync,
 `os.replace`), so a killed run never leaves a half-written manifest or part behind.
@@ -31,7 +31,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from results.schema import (
+from gdbench.results.schema import (
     CELL_KEY,
     COLUMNS,
     SCHEMA_VERSION,

@@ -1,6 +1,6 @@
-"""Task specs and loaders; ``tasks.load(name)`` returns a ``Task``."""
+"""Task specs and loaders; ``gdbench.tasks.load(name)`` returns a ``Task``."""
 
-from tasks.base import Task, TaskError
-from tasks.registry import check_name, load, names
+from gdbench.tasks.base import Task, TaskError
+from gdbench.tasks.registry import check_name, load, names
 
 __all__ = ["Task", "TaskError", "check_name", "load", "names"]

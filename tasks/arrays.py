@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.base import Task, TaskError, stratified_split
+from gdbench.tasks.base import Task, TaskError, stratified_split
 
 #: Test fraction and split seed when no test set is given.
 TEST_FRACTION, SPLIT_SEED = 0.3, 0

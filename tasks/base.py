@@ -39,7 +39,7 @@ class Task:
       num_classes: C.
       class_names: display names of the classes.
       feature_kind: ``real``, ``binary`` (0/1) or ``integer``; densities are reported only by
-        models whose support matches (see ``models.base.GenerativeModel.input_support``).
+        models whose support matches (see ``gdbench.models.base.GenerativeModel.input_support``).
       preprocess: ``standardize`` (per cell: mean and standard deviation of the cell's training
         subset; test data use the same transform; log-likelihoods are reported back in the
         original units) or ``none``.
@@ -77,7 +77,7 @@ class Task:
         """A task from arrays of your own: features ``[N, D]`` and labels (numbers or strings);
         without ``x_test``/``y_test`` a stratified 70/30 split with a fixed seed. Keyword
         arguments: ``description``, ``preprocess`` (``standardize`` or ``none``; default by the
-        feature kind), ``image_shape``. See ``tasks.arrays.from_arrays``.
+        feature kind), ``image_shape``. See ``gdbench.tasks.arrays.from_arrays``.
 
         Example::
 
@@ -86,7 +86,7 @@ class Task:
             x, y = rng.normal(size=(200, 5)), rng.integers(0, 2, 200)
             task = gdbench.Task.from_arrays("toy", x, y)
         """
-        from tasks.arrays import from_arrays
+        from gdbench.tasks.arrays import from_arrays
 
         return from_arrays(name, x_train, y_train, x_test, y_test, **kwargs)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tasks.base import DEQUANTIZE, Task, dequantize, stratified_split
+from gdbench.tasks.base import DEQUANTIZE, Task, dequantize, stratified_split
 
 TEST_FRACTION = 0.3
 SPLIT_SEED = 0

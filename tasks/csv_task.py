@@ -40,7 +40,7 @@ from urllib.parse import unquote
 import numpy as np
 import pandas as pd
 
-from tasks.base import Task, TaskError, stratified_split
+from gdbench.tasks.base import Task, TaskError, stratified_split
 
 PREFIX = "csv:"
 USAGE = "csv:<path>[?target=<column>]"

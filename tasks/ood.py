@@ -45,8 +45,8 @@ import re
 
 import numpy as np
 
-from tasks import registry
-from tasks.base import Task, TaskError
+from gdbench.tasks import registry
+from gdbench.tasks.base import Task, TaskError
 
 #: Transform names (``contrast`` takes its factor: ``contrast0.3``).
 TRANSFORMS = ("contrast<a>", "blur", "noise", "permute", "flip")

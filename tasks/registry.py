@@ -1,11 +1,13 @@
-"""Tasks by name: ``tasks.load(name) -> Task``. Loaders are imported lazily and cached.
+"""Tasks by name: ``gdbench.tasks.load(name) -> Task``. Loaders are imported lazily and cached.
 
 Besides the built-in tasks of ``REGISTRY`` (what ``names()`` lists), three families are named
-by a prefix: ``csv:<path>[?target=<column>]`` (a user's table, ``tasks.csv_task``),
-``npz:<path>`` (a user's arrays, ``tasks.arrays``) and ``tfds:<name>`` (a prepared TFDS image
-dataset, ``tasks.tfds_task``). Tasks of your own given as code (``file.py:function``, an entry
+by a prefix: ``csv:<path>[?target=<column>]`` (a user's table, ``gdbench.tasks.csv_task``),
+``npz:<path>`` (a user's arrays, ``gdbench.tasks.arrays``) and ``tfds:<name>`` (a prepared TFDS
+image
+dataset, ``gdbench.tasks.tfds_task``). Tasks of your own given as code (``file.py:function``, an
+entry
 point, a ``Task`` object passed to ``gdbench.run``) are registered in the process by
-``register`` (``bench.plugins`` does it).
+``register`` (``gdbench.plugins`` does it).
 """
 
 from __future__ import annotations
@@ -15,33 +17,49 @@ import functools
 import importlib
 from collections.abc import Callable
 
-from tasks.base import Task, TaskError
+from gdbench.tasks.base import Task, TaskError
 
 #: name -> (module, loader function or synthetic name, one-line description)
 REGISTRY: dict[str, tuple[str, str, str]] = {
-    "breast_cancer": ("tasks.bundled", "breast_cancer", "breast cancer, 30 real features, 2 cl."),
-    "wine": ("tasks.bundled", "wine", "wine, 13 real features, 3 classes"),
-    "iris": ("tasks.bundled", "iris", "iris, 4 real features, 3 classes"),
-    "digits": ("tasks.bundled", "digits", "8x8 digits, 64 integer pixels, 10 classes"),
-    "digits_0v1": ("tasks.bundled", "digits_0v1", "digits 0 vs 1"),
-    "digits_2v3": ("tasks.bundled", "digits_2v3", "digits 2 vs 3"),
-    "digits_bin": ("tasks.bundled", "digits_bin", "binarized 8x8 digits, 10 classes"),
-    "gauss_nb": ("tasks.synthetic", "gauss_nb", "synthetic, naive Bayes holds (Bayes acc 0.841)"),
-    "gauss_corr": ("tasks.synthetic", "gauss_corr", "synthetic, correlated (Bayes acc 0.894)"),
-    "gauss_quad": ("tasks.synthetic", "gauss_quad", "synthetic, quadratic Bayes rule (~0.808)"),
+    "breast_cancer": (
+        "gdbench.tasks.bundled",
+        "breast_cancer",
+        "breast cancer, 30 real features, 2 cl.",
+    ),
+    "wine": ("gdbench.tasks.bundled", "wine", "wine, 13 real features, 3 classes"),
+    "iris": ("gdbench.tasks.bundled", "iris", "iris, 4 real features, 3 classes"),
+    "digits": ("gdbench.tasks.bundled", "digits", "8x8 digits, 64 integer pixels, 10 classes"),
+    "digits_0v1": ("gdbench.tasks.bundled", "digits_0v1", "digits 0 vs 1"),
+    "digits_2v3": ("gdbench.tasks.bundled", "digits_2v3", "digits 2 vs 3"),
+    "digits_bin": ("gdbench.tasks.bundled", "digits_bin", "binarized 8x8 digits, 10 classes"),
+    "gauss_nb": (
+        "gdbench.tasks.synthetic",
+        "gauss_nb",
+        "synthetic, naive Bayes holds (Bayes acc 0.841)",
+    ),
+    "gauss_corr": (
+        "gdbench.tasks.synthetic",
+        "gauss_corr",
+        "synthetic, correlated (Bayes acc 0.894)",
+    ),
+    "gauss_quad": (
+        "gdbench.tasks.synthetic",
+        "gauss_quad",
+        "synthetic, quadratic Bayes rule (~0.808)",
+    ),
 }
 
 
 #: name prefix -> (module with ``check(name)`` and ``load(name)``, usage, description)
 PREFIXES: dict[str, tuple[str, str, str]] = {
-    "csv:": ("tasks.csv_task", "csv:<path>[?target=<column>]", "a CSV table of your own"),
+    "csv:": ("gdbench.tasks.csv_task", "csv:<path>[?target=<column>]", "a CSV table of your own"),
     "npz:": (
-        "tasks.arrays",
+        "gdbench.tasks.arrays",
         "npz:<path>",
         "arrays of your own (x_train, y_train[, x_test, y_test])",
     ),
     "tfds:": (
-        "tasks.tfds_task",
+        "gdbench.tasks.tfds_task",
         "tfds:<name>[?binarize=<t>|?dequantize=0]",
         "a prepared TFDS image dataset, e.g. tfds:mnist",
     ),
@@ -113,4 +131,4 @@ def load(name: str) -> Task:
         return importlib.import_module(PREFIXES[family][0]).load(name)
     module, attr, _ = REGISTRY[name]
     mod = importlib.import_module(module)
-    return mod.make(attr) if module == "tasks.synthetic" else getattr(mod, attr)()
+    return mod.make(attr) if module == "gdbench.tasks.synthetic" else getattr(mod, attr)()

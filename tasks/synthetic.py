@@ -27,7 +27,7 @@ import math
 import numpy as np
 from scipy import special, stats
 
-from tasks.base import Task
+from gdbench.tasks.base import Task
 
 DIM = 8
 POOL_PER_CLASS = 1000

@@ -52,7 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.base import DEQUANTIZE, Task, TaskError, dequantize
+from gdbench.tasks.base import DEQUANTIZE, Task, TaskError, dequantize
 
 PREFIX = "tfds:"
 USAGE = "tfds:<name>[/<config>][:<version>][?binarize=<t>|?dequantize=0]"
@@ -445,7 +445,7 @@ def check_prepare(name: str) -> TfdsSpec:
     """The parsed name when ``name`` is a ``tfds:`` task that ``prepare`` takes, else a one-line
     ``TaskError`` (other tasks need no preparing)."""
     if not name.startswith(PREFIX):
-        from tasks.registry import REGISTRY
+        from gdbench.tasks.registry import REGISTRY
 
         why = "is bundled with gdbench" if name in REGISTRY else "is not a TFDS task"
         raise TaskError(

@@ -2,7 +2,7 @@
 
 What is checked against independent references:
 
-- the scikit-learn loop fits exactly the cells gdbench fits (same subsets from ``bench.plan``,
+- the scikit-learn loop fits exactly the cells gdbench fits (same subsets from ``gdbench.plan``,
   standardized with the same statistics as the engine's ``_standardizer``), and the two agree
   on the test accuracy of every cell: Gaussian naive Bayes exactly, logistic regression with
   C = 1e4 against scikit-learn solved to a tight tolerance;
@@ -31,12 +31,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-import models
-import tasks
-from bench import engine, plan, suites
-from bench.benchmarks import common, mlp_torch, ngjordan, scaling, sklearn_loop
-from bench.benchmarks.__main__ import main as bench_main
-from bench.benchmarks.grid import CompiledGrid
+from gdbench import engine, models, plan, suites, tasks
+from gdbench.benchmarks import common, mlp_torch, ngjordan, scaling, sklearn_loop
+from gdbench.benchmarks.__main__ import main as bench_main
+from gdbench.benchmarks.grid import CompiledGrid
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -161,7 +159,7 @@ def test_mlp_matmul_flops_match_the_jaxpr_of_a_training_step():
 
 def test_sklearn_script_runs_without_jax(tmp_path):
     out = tmp_path / "sk.json"
-    cmd = [sys.executable, "-m", "bench.benchmarks.sklearn_loop", "--tasks", "breast_cancer",
+    cmd = [sys.executable, "-m", "gdbench.benchmarks.sklearn_loop", "--tasks", "breast_cancer",
            "--models", "gnb,logreg?C=10000", "--sizes", "10,30", "--seeds", "2",
            "--out", str(out)]  # fmt: skip
     subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True, timeout=120)
@@ -255,7 +253,7 @@ def test_mlp_rounds_alternate_gdbench_pytorch_and_the_peak(monkeypatch):
         return 0.5, 0.9
 
     monkeypatch.setattr(mlp_torch, "torch_fit", torch_fit)
-    monkeypatch.setattr("bench.env.matmul_peak_flops", lambda: calls.append("peak") or 1e11)
+    monkeypatch.setattr("gdbench.env.matmul_peak_flops", lambda: calls.append("peak") or 1e11)
     got, accuracies = mlp_torch.timed_rounds(
         Grid("gd 1"), Grid("gd 10"), ["d0", "d1"], (8,), rounds=2, peak=True
     )
@@ -300,7 +298,7 @@ def test_suite_loop_covers_the_suite_and_scores_with_predict_proba(tmp_path):
     seeds and two sizes), sizes as gdbench chooses them without --sizes, cells sampled evenly;
     its accuracies and NLLs against scikit-learn fitted here on the same cells."""
     out = tmp_path / "suite.json"
-    cmd = [sys.executable, "-m", "bench.benchmarks.sklearn_loop", "--suite", "ngjordan",
+    cmd = [sys.executable, "-m", "gdbench.benchmarks.sklearn_loop", "--suite", "ngjordan",
            "--tasks", "breast_cancer,digits_bin", "--seeds", "2", "--out", str(out)]  # fmt: skip
     subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True, timeout=300)
     data = json.loads(out.read_text())

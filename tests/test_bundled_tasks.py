@@ -7,7 +7,7 @@ import pytest
 import sklearn
 import sklearn.datasets
 
-from tasks import bundled
+from gdbench.tasks import bundled
 
 
 @pytest.mark.parametrize("loader", sorted(bundled._FILES))

@@ -11,8 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bench import compile_cache
-from results import store
+from gdbench import compile_cache
+from gdbench.results import store
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
@@ -148,7 +148,7 @@ def test_manifest_and_rows_are_readable_by_the_group_with_umask_022(tmp_path):
 
 
 def test_feature_cache_follows_xdg(monkeypatch, tmp_path):
-    from bench import quality
+    from gdbench import quality
 
     monkeypatch.delenv(quality.CACHE_ENV, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))

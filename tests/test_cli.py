@@ -10,9 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import results
-from bench import cli
-from results.schema import unpack_correct
+from gdbench import cli, results
+from gdbench.results.schema import unpack_correct
 
 SMALL = ["--tasks", "iris", "--models", "gnb,logreg", "--sizes", "6,20", "--seeds", "2"]
 
@@ -34,9 +33,7 @@ def small_run(tmp_path_factory) -> Path:
 def test_list_names_every_task_model_and_suite(capsys):
     code, out, _ = run_cli(capsys, "list")
     assert code == 0
-    import models
-    import tasks
-    from bench import suites
+    from gdbench import models, suites, tasks
 
     for name in [*models.names(), *tasks.names(), *suites.SUITES]:
         assert f"  {name} " in out
@@ -165,7 +162,7 @@ def test_different_config_into_existing_run_is_refused(small_run, capsys):
 
 def test_non_integer_sizes_exit_2_from_argparse():
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.cli", "run", "--sizes", "ten"],
+        [sys.executable, "-m", "gdbench.cli", "run", "--sizes", "ten"],
         capture_output=True,
         text=True,
     )
@@ -176,7 +173,7 @@ def test_non_integer_sizes_exit_2_from_argparse():
 
 def test_error_exit_status_from_a_real_process():
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.cli", "run", "--tasks", "nope"],
+        [sys.executable, "-m", "gdbench.cli", "run", "--tasks", "nope"],
         capture_output=True,
         text=True,
     )
@@ -185,7 +182,7 @@ def test_error_exit_status_from_a_real_process():
 
 
 def test_env_reports_devices_versions_and_peak(capsys, monkeypatch):
-    from bench import env
+    from gdbench import env
 
     monkeypatch.setattr(env, "matmul_peak_flops", lambda: 1.25e10)
     code, out, _ = run_cli(capsys, "env")
@@ -196,7 +193,7 @@ def test_env_reports_devices_versions_and_peak(capsys, monkeypatch):
 def test_second_run_loads_its_programs_from_the_compile_cache(tmp_path, capsys):
     """In one process JAX would reuse programs anyway; a fresh process shows the disk cache."""
     cache = tmp_path / "xla"
-    argv = ["-m", "bench.cli", "run", *SMALL, "--no-progress", "--compile-cache", str(cache)]
+    argv = ["-m", "gdbench.cli", "run", *SMALL, "--no-progress", "--compile-cache", str(cache)]
     root = Path(__file__).resolve().parents[1]
     for name in ("first", "second"):
         subprocess.run([sys.executable, *argv, "--out", str(tmp_path / name)], check=True, cwd=root)
@@ -222,11 +219,12 @@ def test_no_compile_cache_flag_compiles_afresh(tmp_path, capsys):
 def test_run_on_bundled_tasks_imports_no_plotting_tfds_or_reports(tmp_path):
     code = (
         "import sys\n"
-        "from bench import cli\n"
+        "from gdbench import cli\n"
         f"cli.main(['run', *{SMALL!r}, '--out', {str(tmp_path / 'r')!r}, '--no-progress'])\n"
-        "heavy = ('matplotlib', 'seaborn', 'tensorflow_datasets', 'tensorflow', 'reports',\n"
-        "         'markdown')\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & set(heavy)))\n"
+        "heavy = ('matplotlib', 'seaborn', 'tensorflow_datasets', 'tensorflow',\n"
+        "         'gdbench.reports', 'markdown')\n"
+        "loaded = {p for m in sys.modules for p in (m.split('.')[0], '.'.join(m.split('.')[:2]))}\n"
+        "print(sorted(loaded & set(heavy)))\n"
     )
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run(
@@ -238,7 +236,7 @@ def test_run_on_bundled_tasks_imports_no_plotting_tfds_or_reports(tmp_path):
 def test_quality_follows_the_suite_unless_a_flag_says_otherwise():
     """The ngjordan suite scores no samples by default (its study does not use them); the
     others do; --quality and --no-quality override either, and not both at once."""
-    from bench import runner, suites
+    from gdbench import runner, suites
 
     def config(*flags):
         args = cli._parser().parse_args(["run", *flags])

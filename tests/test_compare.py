@@ -10,10 +10,9 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-import results
-from bench import cli
-from reports import compare, stats
-from results import store
+from gdbench import cli, results
+from gdbench.reports import compare, stats
+from gdbench.results import store
 
 MODELS = {"logreg": "discriminative", "gnb": "generative"}
 SIZES = (10, 40)

@@ -18,13 +18,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bench import compile_cache
+from gdbench import compile_cache
 
 _PROGRAM = textwrap.dedent(
     """
     import sys
     import jax, jax.numpy as jnp
-    from bench import compile_cache
+    from gdbench import compile_cache
     compile_cache.enable(sys.argv[1])
     f = jax.jit(lambda x: jnp.tanh(x @ x.T).sum())
     print(float(f.lower(jnp.ones((8, 8))).compile()(jnp.ones((8, 8)))))
@@ -91,9 +91,9 @@ _GRID = textwrap.dedent(
             traced.append(kw.get("fun_name"))
 
     jax.monitoring.register_event_duration_secs_listener(listen)
-    from bench import compile_cache, engine
-    from models import registry
-    from tasks import registry as tasks
+    from gdbench import compile_cache, engine
+    from gdbench.models import registry
+    from gdbench.tasks import registry as tasks
     compile_cache.enable(sys.argv[1])
     cols = ["accuracy", "nll", "log_lik", "fd", "acc_miss25", "flops", "bytes", "peak_bytes"]
     rows = []

@@ -23,11 +23,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-import models
-import tasks
-from bench.engine import run_cells
-from models.generative.conv_flow import ConvFlow, squeeze, unsqueeze
-from models.registry import ModelSpec
+from gdbench import models, tasks
+from gdbench.engine import run_cells
+from gdbench.models.generative.conv_flow import ConvFlow, squeeze, unsqueeze
+from gdbench.models.registry import ModelSpec
 
 
 def _model(image_shape: tuple[int, ...], seed: int = 1, scale: float = 0.3, **hp) -> ConvFlow:

@@ -1,6 +1,7 @@
 """The convolutional models: ``cnn`` (discriminative) and ``conv_vae`` (generative).
 
-- The im2col convolutions of ``models.conv`` equal ``lax.conv_general_dilated`` with ``SAME``
+- The im2col convolutions of ``gdbench.models.conv`` equal ``lax.conv_general_dilated`` with
+``SAME``
   padding (odd and even sides, strides 1 and 2); depth to space matches its index formula.
 - The strided feature stack is translation-equivariant: shifting the image by 2^n pixels shifts
   the n-layer feature maps by one.
@@ -29,13 +30,11 @@ import pytest
 from flax import nnx
 from numpy.polynomial import hermite_e
 
-import models
-import tasks
-from bench import cli, engine
-from models.conv import Conv3x3, conv_patches, depth_to_space
-from models.discriminative.cnn import CNN
-from models.generative.conv_vae import ConvVAE
-from tasks.base import Task
+from gdbench import cli, engine, models, tasks
+from gdbench.models.conv import Conv3x3, conv_patches, depth_to_space
+from gdbench.models.discriminative.cnn import CNN
+from gdbench.models.generative.conv_vae import ConvVAE
+from gdbench.tasks.base import Task
 
 
 @pytest.mark.fast

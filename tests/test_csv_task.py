@@ -23,8 +23,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import tasks
-from tasks import TaskError, csv_task
+from gdbench import tasks
+from gdbench.tasks import TaskError, csv_task
 
 # GDBENCH_HYPOTHESIS_EXAMPLES=2000 for a longer search than the default run's.
 SETTINGS = settings(
@@ -472,7 +472,7 @@ def test_error_unreadable_file(good_csv, monkeypatch):
 
 
 def test_cli_reports_csv_errors_in_one_line(tmp_path, capsys):
-    from bench import cli
+    from gdbench import cli
 
     code = cli.main(["run", "--tasks", f"csv:{tmp_path}/nope.csv", "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err
@@ -482,8 +482,7 @@ def test_cli_reports_csv_errors_in_one_line(tmp_path, capsys):
 
 
 def test_csv_task_runs_end_to_end(tmp_path, monkeypatch, capsys):
-    import results
-    from bench import cli
+    from gdbench import cli, results
 
     rng = np.random.default_rng(1)
     y = rng.choice(["cat", "dog", "eel"], 90)

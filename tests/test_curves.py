@@ -12,8 +12,8 @@ import pytest
 from scipy import stats as sps
 from scipy.optimize import brentq
 
-from reports import curves
-from reports.stats import DuplicateCellError
+from gdbench.reports import curves
+from gdbench.reports.stats import DuplicateCellError
 
 SIZES = np.array([10, 20, 40, 80, 160, 320, 640, 1280])
 
@@ -538,7 +538,7 @@ def test_n_to_best_matches_a_direct_computation():
 def naive_bayes_error(name: str) -> float:
     """Population error of the naive-Bayes rule (true means, true diagonal variances) on a
     synthetic task: the asymptote of gnb / gnb_shared, exact through the mixture."""
-    from tasks import synthetic
+    from gdbench.tasks import synthetic
 
     mix = synthetic.mixture(name)
     var = np.diag(mix.covs[0])
@@ -552,7 +552,7 @@ def test_reference_run_asymptotes_cover_known_limits_or_are_flagged():
     error as its asymptote; on gauss_corr logistic regression and LDA have the Bayes error and
     the two Gaussian naive Bayes models the naive-Bayes limit. Each interval covers its model's
     limit, or the fit is flagged unreliable."""
-    import results
+    from gdbench import results
 
     run = Path(__file__).resolve().parents[1] / "results" / "reference" / "ngjordan"
     if not (run / "manifest.json").is_file():

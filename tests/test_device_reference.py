@@ -4,13 +4,15 @@ run here end to end on the CPU (``--allow-cpu``) with one small grid."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import tarfile
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-import results
-from bench import cli, device_reference
+from gdbench import cli, device_reference, results
 
 GRID = "--tasks iris --models gnb --sizes 6,20 --seeds 2"
 
@@ -71,3 +73,27 @@ def test_runs_reports_compares_and_records(tmp_path, capsys):
     assert device_reference.main(argv) == 0
     assert "already recorded" in capsys.readouterr().out
     assert pd.read_json(folder / "timings.json", typ="series")["written_utc"] == before
+
+
+def test_source_tree_runs_gdbench_without_installing_it(tmp_path):
+    """``python bench/source_tree.py -m gdbench.cli ...`` (what ``make reference-device`` uses
+    on a machine where nothing is installed) imports gdbench from this tree, and the processes
+    it starts (``cli.command``) do the same."""
+    root = Path(__file__).resolve().parents[1]
+    code = (
+        "import sys; from gdbench import source_tree; source_tree.install(); "
+        "import gdbench, gdbench.models, gdbench.cli; "
+        "print(gdbench.__file__); print(gdbench.models.__file__); "
+        "print(' '.join(gdbench.cli.command('env')))"
+    )
+    out = subprocess.run(
+        [sys.executable, str(root / "bench" / "source_tree.py"), "-m", "gdbench.cli", "list"],
+        capture_output=True, text=True, check=True, cwd=tmp_path,
+    ).stdout  # fmt: skip
+    assert "suites:" in out
+    lines = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
+    ).stdout.splitlines()
+    assert lines[0] == str(root / "bench" / "__init__.py")
+    assert lines[1] == str(root / "models" / "__init__.py")
+    assert "bench/source_tree.py -m gdbench.cli env" in lines[2]

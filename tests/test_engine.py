@@ -2,9 +2,9 @@
 
 - One vmapped, jit-compiled grid program gives the numbers of fitting one cell alone by hand
   (subset, standardization, keys and metrics all rebuilt here independently).
-- ``bench.plan`` subsets: nested, stratified at the start, model-independent, with a validation
+- ``gdbench.plan`` subsets: nested, stratified at the start, model-independent, with a validation
   part of about 20 % that is disjoint from the training part.
-- ``bench.metrics`` against scikit-learn and hand-written ECE / Brier.
+- ``gdbench.metrics`` against scikit-learn and hand-written ECE / Brier.
 - On synthetic tasks with a known Bayes accuracy, the right model families reach it.
 - Divergence is reported as a row status, not a crash.
 """
@@ -23,12 +23,10 @@ from scipy import stats
 from scipy.special import log_softmax, softmax
 from sklearn.metrics import accuracy_score, log_loss
 
-import models
-import tasks
-from bench import engine, fit, metrics, plan
-from bench.engine import run_grid
-from bench.metrics import classification_metrics
-from tasks import synthetic
+from gdbench import engine, fit, metrics, models, plan, tasks
+from gdbench.engine import run_grid
+from gdbench.metrics import classification_metrics
+from gdbench.tasks import synthetic
 
 # ---------------------------------------------------------------------------------------------
 # (a) The vmapped grid against one cell fitted alone.

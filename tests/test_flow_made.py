@@ -21,11 +21,11 @@ from flax import nnx
 from scipy import special, stats
 from sklearn.discriminant_analysis import QuadraticDiscriminantAnalysis
 
-from bench.fit import run_plan
-from models.base import GenerativeModel
-from models.generative.flow import Flow
-from models.generative.made import MADE
-from tasks import synthetic
+from gdbench.fit import run_plan
+from gdbench.models.base import GenerativeModel
+from gdbench.models.generative.flow import Flow
+from gdbench.models.generative.made import MADE
+from gdbench.tasks import synthetic
 
 
 def _fit(model: GenerativeModel, x, y, seed: int = 0) -> GenerativeModel:

@@ -1,6 +1,6 @@
-"""The class-conditional GAN (``models.hybrid.gan``) and the engine's ``Adversarial`` stage.
+"""The class-conditional GAN (``gdbench.models.hybrid.gan``) and the engine's ``Adversarial`` stage.
 
-Every fit runs ``bench.fit.run_plan`` inside one ``jax.jit``, as the engine does.
+Every fit runs ``gdbench.fit.run_plan`` inside one ``jax.jit``, as the engine does.
 
 - Against a generator frozen at its initialisation (``g_learning_rate=0``), with the data
   shifted far from its samples, the discriminator learns to tell real from fake almost
@@ -27,12 +27,11 @@ from flax import nnx
 from scipy.special import log_softmax
 from sklearn.linear_model import LogisticRegression
 
-import models
-import tasks
-from bench.fit import NEWTON_CONVERGED, NEWTON_STEPS, run_plan
-from models.base import Adversarial
-from models.hybrid.gan import GAN
-from models.registry import ModelSpecError
+from gdbench import models, tasks
+from gdbench.fit import NEWTON_CONVERGED, NEWTON_STEPS, run_plan
+from gdbench.models.base import Adversarial
+from gdbench.models.hybrid.gan import GAN
+from gdbench.models.registry import ModelSpecError
 
 SMALL = {"hidden": (32,), "latent": 4}
 

@@ -1,6 +1,7 @@
 """Generative models as densities, checked where the true density is known.
 
-- Fitted on many draws from a ``tasks.synthetic`` mixture that their family contains, their mean
+- Fitted on many draws from a ``gdbench.tasks.synthetic`` mixture that their family contains, their
+mean
   ``log p(x)`` on fresh draws approaches the mixture's exact mean log-density.
 - Their densities equal scipy's with the fitted parameters; Bernoulli naive Bayes sums to one
   over every binary vector (exact enumeration).
@@ -22,12 +23,10 @@ import pytest
 from flax import nnx
 from scipy import special, stats
 
-import models
-import tasks
-from bench import plan
-from bench.engine import run_grid
-from bench.fit import run_plan
-from tasks import synthetic
+from gdbench import models, plan, tasks
+from gdbench.engine import run_grid
+from gdbench.fit import run_plan
+from gdbench.tasks import synthetic
 
 #: Draws per class for fitting and for evaluation in the consistency test.
 PER_CLASS = 10_000

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import cli
-from reports.build import escape_names, md_escape
+from gdbench import cli
+from gdbench.reports.build import escape_names, md_escape
 from tests.test_html import CHROMIUM_HINT, chromium, run_chromium
 
 #: A folder name holding every kind of hostile text (no '/' or NUL: it is one path part).

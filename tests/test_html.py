@@ -23,9 +23,9 @@ from PIL import Image
 from scipy import stats as sps
 from statsmodels.stats.proportion import proportion_confint
 
-from reports import cite, figures
-from reports.html import markdown_to_html, write_html
-from results.store import safe_name
+from gdbench.reports import cite, figures
+from gdbench.reports.html import markdown_to_html, write_html
+from gdbench.results.store import safe_name
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = {"logreg": "discriminative", "gnb": "generative", "vae": "generative", "jem": "hybrid"}

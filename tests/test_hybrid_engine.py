@@ -17,11 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import models
-import results
-import tasks
-from bench import cli, engine
-from results import store
+from gdbench import cli, engine, models, results, tasks
+from gdbench.results import store
 
 GAN = "gan?hidden=16&steps=200&trace_every=50"  # canonical spelling (keys sorted)
 
@@ -63,7 +60,7 @@ def test_quality_columns_only_at_the_largest_size_and_only_for_samplers(gan_run)
 
 
 def test_report_has_the_hybrids_section(gan_run, tmp_path):
-    from reports.build import build_report
+    from gdbench.reports.build import build_report
 
     build_report(gan_run, tmp_path / "report")
     text = (tmp_path / "report" / "report.md").read_text()

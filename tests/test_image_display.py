@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from reports import figures, hybrids
+from gdbench.reports import figures, hybrids
 
 
 def test_colour_image_rescales_each_image_to_its_range():

@@ -12,9 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import results
-import tasks
-from bench import cli
+from gdbench import cli, results, tasks
 
 tfds = pytest.importorskip("tensorflow_datasets")
 

@@ -25,12 +25,10 @@ from scipy.special import log_softmax, logsumexp
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss, roc_auc_score
 
-import models
-import tasks
-from bench import engine, fit, plan
-from models.base import ClosedForm, GenerativeModel, Gradient
-from models.hybrid.blend import BlendedGaussian
-from models.hybrid.jem import JEM
+from gdbench import engine, fit, models, plan, tasks
+from gdbench.models.base import ClosedForm, GenerativeModel, Gradient
+from gdbench.models.hybrid.blend import BlendedGaussian
+from gdbench.models.hybrid.jem import JEM
 
 
 def _subset(task, n: int, seed: int):

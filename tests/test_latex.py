@@ -13,8 +13,8 @@ import pytest
 from scipy import stats as sps
 from statsmodels.stats.proportion import proportion_confint
 
-from reports import latex
-from reports.stats import DuplicateCellError, holm, paired_p
+from gdbench.reports import latex
+from gdbench.reports.stats import DuplicateCellError, holm, paired_p
 
 UNESCAPED_AMP = re.compile(r"(?<!\\)&")
 

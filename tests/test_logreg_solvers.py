@@ -9,9 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import models
-import tasks
-from bench import engine
+from gdbench import engine, models, tasks
 
 
 def test_adam_solver_matches_newton_on_the_same_cells():
@@ -38,7 +36,7 @@ def test_unknown_solver_is_a_clear_error():
 def test_adam_plan_has_one_gradient_stage():
     from flax import nnx
 
-    from models.base import Gradient
+    from gdbench.models.base import Gradient
 
     model = models.get("logreg?solver=adam&steps=300").build(4, 3, nnx.Rngs(0))
     (stage,) = model.fit_plan()

@@ -1,4 +1,4 @@
-"""``bench.lowering``: the threefry hash lowered unrolled on CPU gives the same random numbers.
+"""``gdbench.lowering``: the threefry hash lowered unrolled on CPU gives the same random numbers.
 
 References: the Random123 known-answer vector of threefry2x32 (20 rounds), and the same grid
 run in a process that keeps JAX's own rolled CPU lowering (every metric bit-for-bit equal).
@@ -16,9 +16,7 @@ import jax.extend.random
 import numpy as np
 import pytest
 
-import models
-import tasks
-from bench import engine, lowering  # engine turns it on at import
+from gdbench import engine, lowering, models, tasks  # engine turns it on at import
 
 ROOT = Path(__file__).resolve().parent.parent
 METRICS = ("accuracy", "nll", "ece", "brier", "log_lik")
@@ -66,10 +64,10 @@ def test_threefry_known_answer_vector():
 
 _ROLLED = """
 import json, sys
-import bench.lowering as lowering
+import gdbench.lowering as lowering
 lowering._done = True  # keep JAX's rolled CPU lowering
 import jax, models, tasks
-from bench import engine
+from gdbench import engine
 text = jax.jit(lambda k: jax.random.uniform(k, (8,))).lower(jax.random.key(0)).as_text()
 assert "stablehlo.while" in text  # really the rolled lowering here
 rows = engine.run_cells(tasks.load("breast_cancer"), models.get(sys.argv[1]), [(40, 0), (60, 1)],

@@ -1,6 +1,6 @@
 """Every classical model against an independent reference, through one table.
 
-Each row fits our model with ``bench.fit.run_plan`` (all-ones training weights, no validation
+Each row fits our model with ``gdbench.fit.run_plan`` (all-ones training weights, no validation
 part) and a reference estimator on the *same* float arrays (a task's pool, standardized with a
 ``StandardScaler`` fitted on the pool when the task is standardized, raw 0/1 otherwise), then
 compares on the task's test set:
@@ -42,9 +42,8 @@ from sklearn.naive_bayes import BernoulliNB, GaussianNB
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
-import models
-import tasks
-from bench.fit import run_plan
+from gdbench import models, tasks
+from gdbench.fit import run_plan
 
 #: Log-probabilities below log(1e-12) are clipped to it before comparing (see module docstring).
 LOG_FLOOR = float(np.log(1e-12))

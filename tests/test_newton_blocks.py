@@ -1,4 +1,4 @@
-"""The Newton solver's linear algebra (``bench.fit``): the Kronecker-form Hessian of linear
+"""The Newton solver's linear algebra (``gdbench.fit``): the Kronecker-form Hessian of linear
 models, the damped solve, and one-vs-rest steps solved per output.
 
 ``_kron_hessian`` forms ``sum_i (u_i u_i^T) kron A_i`` from the distinct pairs of both
@@ -11,7 +11,7 @@ One-vs-rest Newton steps solved per output (``Newton.separable_outputs``, ``lins
 
 With a loss that sums per-output losses of each output's own score, the Hessian over
 ``[W; b]`` is block diagonal (one ``[D+1, D+1]`` block per output, in the solver's (d, k)
-order interleaved); ``bench.fit._separable_direction`` solves the blocks apart. Checked
+order interleaved); ``gdbench.fit._separable_direction`` solves the blocks apart. Checked
 against the full solve of the assembled matrix (``_newton_direction``, same damping), and the
 engine's ``linsvm`` on ten classes against scikit-learn's ``LinearSVC`` in
 ``tests/test_models_vs_sklearn.py``.
@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bench import fit
+from gdbench import fit
 
 
 @pytest.mark.parametrize("k", [2, 3, 10])

@@ -1,6 +1,6 @@
-"""Newton solves that stop at convergence (``Newton.tol``, ``bench.fit._iterate_newton``; the
+"""Newton solves that stop at convergence (``Newton.tol``, ``gdbench.fit._iterate_newton``; the
 ``newton_tol`` option of ``logreg`` and ``linsvm``, off by default) and the FLOPs counted for
-them (``bench.engine.program_cost``).
+them (``gdbench.engine.program_cost``).
 
 With ``tol > 0`` a cell stops after a step that moved no parameter by more than
 ``tol (1 + max |parameter|)``; ``tol = 0`` runs every step as a ``lax.scan``. Checked here:
@@ -25,12 +25,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-import models
-import tasks
-from bench import engine, fit, plan
-from bench.benchmarks.grid import cell_keys
-from models.base import Newton
-from models.registry import ModelSpecError
+from gdbench import engine, fit, models, plan, tasks
+from gdbench.benchmarks.grid import cell_keys
+from gdbench.models.base import Newton
+from gdbench.models.registry import ModelSpecError
 
 
 def _halving(x):

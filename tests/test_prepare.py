@@ -1,4 +1,4 @@
-"""``gdbench prepare tfds:<name>`` (``tasks.tfds_task.prepare``), offline.
+"""``gdbench prepare tfds:<name>`` (``gdbench.tasks.tfds_task.prepare``), offline.
 
 - The command line: parsing, one-line errors for names that need no preparing (bundled tasks,
   non-TFDS names), checked before anything is prepared.
@@ -23,8 +23,8 @@ import pytest
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
-from bench import cli  # noqa: E402
-from tasks import TaskError, tfds_task  # noqa: E402
+from gdbench import cli  # noqa: E402
+from gdbench.tasks import TaskError, tfds_task  # noqa: E402
 from tests.test_tfds_task import TinyDigits, one_line, prepare  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("no_network")

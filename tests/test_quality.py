@@ -10,8 +10,8 @@ import scipy.linalg
 from scipy.spatial.distance import cdist
 from sklearn.linear_model import LogisticRegression
 
-import tasks
-from bench import quality as q
+from gdbench import quality as q
+from gdbench import tasks
 
 
 def _fd_reference(a: np.ndarray, b: np.ndarray) -> float:

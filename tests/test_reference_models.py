@@ -28,16 +28,12 @@ from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
 from statsmodels.stats.proportion import proportion_confint
 
-import models
-import reports
-import results
-import tasks
-from bench import cli, engine, plan, reference, runner, suites
-from bench.metrics import classification_metrics
-from models.registry import ModelSpecError
-from reports import figures
-from results import provenance, store
-from results.schema import COLUMNS, unpack_correct, validate
+from gdbench import cli, engine, models, plan, reference, reports, results, runner, suites, tasks
+from gdbench.metrics import classification_metrics
+from gdbench.models.registry import ModelSpecError
+from gdbench.reports import figures
+from gdbench.results import provenance, store
+from gdbench.results.schema import COLUMNS, unpack_correct, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -370,7 +366,7 @@ def test_cli_bad_reference_spec_is_one_line_exit_2(capsys):
 def test_list_models_shows_references_without_importing_sklearn():
     code = (
         "import sys\n"
-        "from bench import cli\n"
+        "from gdbench import cli\n"
         "cli.main(['list', 'models'])\n"
         "print('sklearn' in sys.modules)\n"
     )
@@ -528,7 +524,10 @@ def test_report_shows_reference_rows_flagged_and_outside_the_crossovers(tmp_path
 
 def test_importing_reference_code_does_not_import_sklearn():
     """scikit-learn loads when a reference model is parsed or run, not at import time."""
-    code = "import sys\nimport bench.reference, models.registry\nprint('sklearn' in sys.modules)\n"
+    code = (
+        "import sys\nimport gdbench.reference, gdbench.models.registry\n"
+        "print('sklearn' in sys.modules)\n"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     ).stdout

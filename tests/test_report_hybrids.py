@@ -13,9 +13,9 @@ import pytest
 from scipy import stats as sps
 from statsmodels.stats.proportion import proportion_confint
 
-import reports
-from reports import hybrids
-from results import store
+from gdbench import reports
+from gdbench.reports import hybrids
+from gdbench.results import store
 from tests.test_reports import write_run
 
 TASKS = ("digits_0v1", "gauss_2d")

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from reports.robustness import missing_stats, ood_stats, robustness_section
+from gdbench.reports.robustness import missing_stats, ood_stats, robustness_section
 
 SEEDS = (0, 1, 2, 3)
 MODELS = {"gnb_shared": ("generative", "marginalize"), "logreg": ("discriminative", "impute-mean")}

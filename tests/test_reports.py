@@ -15,11 +15,11 @@ from scipy import stats as sps
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.proportion import proportion_confint
 
-import reports
-from reports import figures, latex, stats, tables
-from reports.efficiency import efficiency
-from reports.html import markdown_to_html
-from results import provenance, schema, store
+from gdbench import reports
+from gdbench.reports import figures, latex, stats, tables
+from gdbench.reports.efficiency import efficiency
+from gdbench.reports.html import markdown_to_html
+from gdbench.results import provenance, schema, store
 
 TASKS = ("gauss_2d", "breast_cancer")
 MODELS = {"logreg": "discriminative", "gnb": "generative", "vae": "generative"}

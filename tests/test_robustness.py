@@ -24,11 +24,11 @@ from scipy.special import logsumexp
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from bench import engine, plan, robustness
-from models import registry
-from tasks import ood
-from tasks import registry as task_registry
-from tasks.base import TaskError
+from gdbench import engine, plan, robustness
+from gdbench.models import registry
+from gdbench.tasks import ood
+from gdbench.tasks import registry as task_registry
+from gdbench.tasks.base import TaskError
 
 # --- auroc -----------------------------------------------------------------------------------
 

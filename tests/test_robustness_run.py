@@ -9,9 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import results
-from bench import cli, runner, suites
-from tasks import TaskError
+from gdbench import cli, results, runner, suites
+from gdbench.tasks import TaskError
 
 
 def run(tmp_path, *flags):
@@ -77,9 +76,7 @@ def test_images_suite_pairs_the_tfds_tasks():
 def test_a_resumed_grid_scores_only_the_grids_largest_size():
     """The runner passes the grid's largest size: a call holding only smaller cells (a resumed
     grid whose largest cells are stored) scores none of them."""
-    import models
-    import tasks
-    from bench import engine
+    from gdbench import engine, models, tasks
 
     task, spec = tasks.load("iris"), models.get("gnb_shared")
     small = engine.run_cells(

@@ -1,7 +1,8 @@
-"""Property tests of the result schema: any valid rows survive ``write_grid`` + ``results.load``
+"""Property tests of the result schema: any valid rows survive ``write_grid`` +
+``gdbench.results.load``
 unchanged (values, NaNs, nulls, unicode, dtypes), and invalid rows raise ``SchemaError``.
 
-Rows are generated from ``results.schema.COLUMNS`` itself, with the value ranges that
+Rows are generated from ``gdbench.results.schema.COLUMNS`` itself, with the value ranges that
 ``validate`` documents; a column added to the schema later gets a generic strategy for its
 dtype. The expected frame is built here from the generated values, not with ``validate``.
 """
@@ -21,9 +22,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import results
-from results import schema, store
-from results.schema import COLUMNS, SchemaError
+from gdbench import results
+from gdbench.results import schema, store
+from gdbench.results.schema import COLUMNS, SchemaError
 
 SETTINGS = settings(
     max_examples=int(os.environ.get("GDBENCH_HYPOTHESIS_EXAMPLES", "40")),

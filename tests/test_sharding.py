@@ -31,10 +31,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import models
-import results
-import tasks
-from bench import cli, runner, suites
+from gdbench import cli, models, results, runner, suites, tasks
 
 ROOT = Path(__file__).resolve().parent.parent
 TASK = "iris"
@@ -54,8 +51,9 @@ RTOL = {"gnb": 1e-6, "logreg": 1e-4, "mlp?steps=50": 1e-5}
 _SHARDED_GRIDS = """
 import json, sys
 import jax, jax.numpy as jnp, numpy as np
-import models, tasks
-from bench import engine, plan, sharding
+from gdbench import models
+from gdbench import tasks
+from gdbench import engine, plan, sharding
 
 engine.SLOW_S = 0.0  # no steady-state repeats: the warm-up run's results are what is compared
 task = tasks.load(sys.argv[1])
@@ -180,7 +178,7 @@ def _free_port() -> int:
 def _run_args(out: Path, *extra: str) -> list[str]:
     return [
         "-m",
-        "bench.cli",
+        "gdbench.cli",
         "run",
         "--tasks",
         TASK,
@@ -263,7 +261,7 @@ def test_input_and_load_seconds_are_stored_and_reported(single: Path):
     assert (rows["load_s"] > 0).all() and rows["load_s"].nunique() == 1  # per task
     record = next(iter(json.loads((single / "manifest.json").read_text())["grids"].values()))
     assert record["input_s"] == rows["input_s"].iloc[0] and record["devices"] == 1
-    from reports import tables
+    from gdbench.reports import tables
 
     section = tables.markdown_summary(rows)
     section = section[section.index("## Compute") :]
@@ -309,7 +307,7 @@ def test_data_parallel_grid_equals_the_single_device_grid(sharded: dict, model: 
 
 
 def test_data_parallel_must_divide_the_devices():
-    from bench import sharding
+    from gdbench import sharding
 
     with pytest.raises(ValueError, match="--data-parallel 3 must divide the 1 device"):
         sharding.make_mesh(None, data=3)
@@ -322,7 +320,7 @@ def test_map_cells_is_one_copy_of_the_cell_function_and_exact():
     import jax
     import jax.numpy as jnp
 
-    from bench.sharding import map_cells
+    from gdbench.sharding import map_cells
 
     def cell(c):
         x, k = c

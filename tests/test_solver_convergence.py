@@ -2,7 +2,7 @@
 
 One table of tasks x training sizes x C: each row fits a few cells of ``logreg`` through the
 engine's grid program (the same vmapped, chunked program ``gdbench run`` compiles; for the
-ten-class ``digits_bin`` that is the L-BFGS path of ``bench.fit``, for two classes the damped
+ten-class ``digits_bin`` that is the L-BFGS path of ``gdbench.fit``, for two classes the damped
 Newton steps) and evaluates, in float64, the objective ``sum_i loss_i + ||W||^2 / (2C)`` of
 the fitted parameters on each cell's subset. The reference optimum is scikit-learn's
 ``LogisticRegression`` (``solver="newton-cholesky"``, ``tol=1e-10``) fitted in float64 on the
@@ -27,10 +27,8 @@ import pytest
 from scipy.special import log_expit, logsumexp
 from sklearn.linear_model import LogisticRegression
 
-import models
-import tasks
-from bench import engine, fit
-from bench.benchmarks.grid import CompiledGrid
+from gdbench import engine, fit, models, tasks
+from gdbench.benchmarks.grid import CompiledGrid
 
 #: Relative gap to the float64 optimum every cell must reach (issue 25).
 RTOL = 1e-4

@@ -1,4 +1,4 @@
-"""reports.stats against independent references: the paired t-test (scipy), Holm (its
+"""gdbench.reports.stats against independent references: the paired t-test (scipy), Holm (its
 definition), the intervals with test-set noise (statsmodels' Wilson interval at n = pool, coverage
 in simulations with known truth) and the paired tests on per-example outcomes (statsmodels'
 McNemar test, type-I error under simulated nulls)."""
@@ -15,7 +15,7 @@ from scipy import stats as sps
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.proportion import proportion_confint
 
-from reports.stats import (
+from gdbench.reports.stats import (
     compare_to_best,
     holm,
     mean_interval,
@@ -23,7 +23,7 @@ from reports.stats import (
     paired_test,
     summarize,
 )
-from results.schema import pack_correct
+from gdbench.results.schema import pack_correct
 
 
 @pytest.mark.fast

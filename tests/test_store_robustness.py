@@ -1,6 +1,6 @@
 """Runs that survive: kill -9, two writers, content-keyed resume, failures, bad stores.
 
-The process tests start real ``gdbench run`` processes (``python -m bench.cli``).
+The process tests start real ``gdbench run`` processes (``python -m gdbench.cli``).
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import results
-from bench import cli, engine, runner
-from results import store
+from gdbench import cli, engine, results, runner
+from gdbench.results import store
 
 TASKS = ["iris", "wine"]
 MODELS = ["gnb", "gnb_shared", "bnb", "lda", "qda", "logreg"]
@@ -48,7 +47,7 @@ def run_args(out: Path, models=MODELS, tasks=TASKS) -> list[str]:
 def start(out: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
-        [sys.executable, "-m", "bench.cli", *run_args(out)],
+        [sys.executable, "-m", "gdbench.cli", *run_args(out)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
@@ -117,8 +116,7 @@ def test_another_argument_order_recomputes_nothing(tmp_path, capsys):
 
 @pytest.mark.fast
 def test_cell_keys_cover_data_model_size_seed_and_code(tmp_path):
-    import models
-    import tasks
+    from gdbench import models, tasks
 
     iris, wine = tasks.load("iris"), tasks.load("wine")
     gnb = models.get("gnb")

@@ -1,10 +1,10 @@
 """Work on the cell's subset rows only: the Newton Hessian of one-output linear models and the
-validation loss of gradient-trained models (``bench.fit``); and the MLP's output layer.
+validation loss of gradient-trained models (``gdbench.fit``); and the MLP's output layer.
 
 A learning-curve cell fits on a subset of the pool (weight 0 elsewhere). For one output the
 Newton solver moves the subset's rows to the front and forms the Hessian from the first ``r``
 rows, ``r`` the smallest of a few static row counts that holds the largest subset of the
-vmapped chunk (``bench.sharding.CHUNK``); the validation loss is computed on the validation
+vmapped chunk (``gdbench.sharding.CHUNK``); the validation loss is computed on the validation
 rows, chosen the same way. Checked here:
 
 - the row counts, and ``map_cells`` binding the chunk axis (a cell sees its chunk's maximum);
@@ -26,11 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import models
-import tasks
-from bench import fit
-from bench.engine import run_grid
-from bench.sharding import CHUNK, map_cells
+from gdbench import fit, models, tasks
+from gdbench.engine import run_grid
+from gdbench.sharding import CHUNK, map_cells
 from tests.test_engine import _hand_fit_cell
 
 
@@ -158,13 +156,13 @@ def test_validation_loss_of_a_chunk_is_one_branch_and_stochastic_losses_use_the_
 
 
 # ---------------------------------------------------------------------------------------------
-# The MLP's output layer stores its kernel transposed (``models.discriminative.mlp``).
+# The MLP's output layer stores its kernel transposed (``gdbench.models.discriminative.mlp``).
 
 
 def test_output_layer_is_a_linear_layer_with_a_transposed_kernel():
     from flax import nnx
 
-    from models.discriminative.mlp import OutputLinear
+    from gdbench.models.discriminative.mlp import OutputLinear
 
     ours = OutputLinear(5, 3, rngs=nnx.Rngs(7))
     plain = nnx.Linear(5, 3, rngs=nnx.Rngs(7))

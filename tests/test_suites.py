@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bench import plan, runner, suites
-from models import registry as models
-from tasks import registry as tasks
+from gdbench import plan, runner, suites
+from gdbench.models import registry as models
+from gdbench.tasks import registry as tasks
 
 
 @pytest.mark.parametrize("suite", list(suites.SUITES.values()), ids=list(suites.SUITES))

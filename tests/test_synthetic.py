@@ -22,8 +22,8 @@ import pytest
 from scipy import integrate, linalg, stats
 from sklearn.naive_bayes import GaussianNB
 
-import tasks
-from tasks import registry, synthetic
+from gdbench import tasks
+from gdbench.tasks import registry, synthetic
 
 # --- an exact reference for quadratic rules ------------------------------------------------------
 

@@ -27,7 +27,7 @@ import pytest
 tfds = pytest.importorskip("tensorflow_datasets")
 
 import tasks  # noqa: E402
-from tasks import TaskError, tfds_task  # noqa: E402
+from gdbench.tasks import TaskError, tfds_task  # noqa: E402
 
 tfds.disable_progress_bar()
 
@@ -426,7 +426,7 @@ def test_tfrecord_files_have_no_random_access(tmp_path, monkeypatch):
 def test_cli_reports_tfds_errors_in_one_line(empty_data_dir, tmp_path):
     # A real process: TFDS's own warnings (absl, on stderr) must not add lines.
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.cli", "run", "--tasks", "tfds:mnist", "--models", "gnb"]
+        [sys.executable, "-m", "gdbench.cli", "run", "--tasks", "tfds:mnist", "--models", "gnb"]
         + ["--out", str(tmp_path / "run")],
         capture_output=True,
         text=True,
@@ -444,17 +444,16 @@ def test_cli_reports_tfds_errors_in_one_line(empty_data_dir, tmp_path):
 
 def test_tfds_is_imported_only_when_a_tfds_task_is_loaded():
     code = (
-        "import sys, tasks; tasks.check_name('tfds:mnist'); import tasks.tfds_task; "
-        "import tasks.csv_task; "
-        "bad = [m for m in ('tensorflow_datasets', 'tensorflow', 'bench', 'models', 'jax') "
-        "if m in sys.modules]; assert not bad, bad"
+        "import sys; from gdbench import tasks; tasks.check_name('tfds:mnist'); "
+        "import gdbench.tasks.tfds_task; import gdbench.tasks.csv_task; "
+        "bad = [m for m in ('tensorflow_datasets', 'tensorflow', 'gdbench.engine', "
+        "'gdbench.models', 'jax') if m in sys.modules]; assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
 
 
 def test_mocked_dataset_runs_end_to_end(empty_data_dir, tmp_path, capsys):
-    import results
-    from bench import cli
+    from gdbench import cli, results
 
     out = tmp_path / "run"
     argv = ["run", "--tasks", "tfds:mnist", "--models", "gnb", "--sizes", "20,60", "--seeds", "2"]

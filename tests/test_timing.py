@@ -19,11 +19,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import models
-import tasks
-from bench import compile_cache, engine, env
-from bench.engine import program_cost, run_grid, steady_state
-from results import schema
+from gdbench import compile_cache, engine, env, models, tasks
+from gdbench.engine import program_cost, run_grid, steady_state
+from gdbench.results import schema
 
 # --- cost analysis ---------------------------------------------------------------------------
 
@@ -375,7 +373,7 @@ def test_run_cells_times_the_result_producing_run_unless_steady_state_is_asked()
 
 
 def test_steady_state_flag_reaches_the_run_config():
-    from bench import cli, runner, suites
+    from gdbench import cli, runner, suites
 
     args = cli._parser().parse_args(["run", "--steady-state"])
     assert args.steady_state is True

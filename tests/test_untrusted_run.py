@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import cli
-from results import store
+from gdbench import cli
+from gdbench.results import store
 
 SMALL = ["--tasks", "iris", "--models", "gnb", "--sizes", "6,20", "--seeds", "2"]
 

@@ -1,6 +1,6 @@
 """The latent-variable generative models, ``vae`` and ``gmm``, checked against exact densities.
 
-VAE (``models.generative.vae``):
+VAE (``gdbench.models.generative.vae``):
 - A linear VAE set by hand to probabilistic PCA, ``p(x | c) = N(b_c, W W^T + s^2 I)``: with the
   exact posterior as encoder every log importance weight equals ``log p(x | c)``, so the IWAE
   bound and the ELBO are exact; with a slightly wrong encoder the ELBO falls short by exactly
@@ -9,7 +9,7 @@ VAE (``models.generative.vae``):
   log-likelihood approaches the exact mean log-density; IWAE >= ELBO and IWAE grows with K.
 - A Bernoulli VAE on binarized digits: finite bounds <= 0, binary samples.
 
-GMM (``models.generative.gmm``):
+GMM (``gdbench.models.generative.gmm``):
 - On draws from a known class-conditional mixture its mean log-likelihood approaches the exact
   one, and matches scikit-learn's ``GaussianMixture`` fitted per class.
 - One full-covariance component is the per-class Gaussian maximum-likelihood fit (NumPy), one
@@ -31,11 +31,11 @@ from flax import nnx
 from scipy import special, stats
 from sklearn.mixture import GaussianMixture
 
-import tasks
-from bench.fit import run_plan
-from models.generative.gmm import GMM
-from models.generative.naive_bayes import GaussianNB
-from models.generative.vae import VAE
+from gdbench import tasks
+from gdbench.fit import run_plan
+from gdbench.models.generative.gmm import GMM
+from gdbench.models.generative.naive_bayes import GaussianNB
+from gdbench.models.generative.vae import VAE
 
 
 def _fit(model, x, y, w_train=None, w_val=None, key=0):
@@ -167,7 +167,7 @@ def test_iwae_closes_the_elbo_gap_of_a_wrong_encoder(linear_gaussian):
 
 def test_iwae_evaluation_is_deterministic_and_chunk_independent(linear_gaussian, monkeypatch):
     """The fixed key gives the same bound on every call, whatever the chunking of the K draws."""
-    import models.generative.vae as vae_module
+    import gdbench.models.generative.vae as vae_module
 
     lg = linear_gaussian
     x = jnp.asarray(lg.draw(50))

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from reports import verdict
+from gdbench.reports import verdict
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = np.array([10, 20, 40, 80, 160, 320, 640, 1280])

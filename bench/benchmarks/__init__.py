@@ -8,13 +8,13 @@ recorded).
 
 - ``ngjordan``: the Ng & Jordan grid (naive Bayes and logistic regression, sizes x seeds) as
   one gdbench program per (task, model) against a scikit-learn loop over the same cells (same
-  training subsets from ``bench.plan``, same standardization), warm and whole-process.
+  training subsets from ``gdbench.plan``, same standardization), warm and whole-process.
 - ``mlp_torch``: the MLP trained by gdbench's engine against the same MLP in PyTorch on CPU,
   per step and for 10 seeds (one vmapped gdbench program against 10 sequential PyTorch runs),
   plus the achieved FLOP/s of the compute-bound MLP against the measured matmul peak.
 - ``scaling``: the time of one gdbench grid as the number of seeds or sizes grows.
 
-``python -m bench.benchmarks [--quick] [--out FILE.md]`` runs them and writes a Markdown table
+``python -m gdbench.benchmarks [--quick] [--out FILE.md]`` runs them and writes a Markdown table
 and a JSON file with the raw numbers and the machine (see ``__main__``). This package imports
 no JAX at import time, so the scikit-learn baseline script (``sklearn_loop``) runs without it.
 """

@@ -1,6 +1,6 @@
-"""``python -m bench.benchmarks``: run the benchmarks, write a Markdown table and a JSON file.
+"""``python -m gdbench.benchmarks``: run the benchmarks, write a Markdown table and a JSON file.
 
-    python -m bench.benchmarks [--quick] [--only ngjordan,suite,mlp,scaling]
+    python -m gdbench.benchmarks [--quick] [--only ngjordan,suite,mlp,scaling]
                                [--out results/benchmarks/latest.md] [--repeats 3]
 
 The Markdown file holds the machine, the results table (measured ratio, target, PASS/MISS) and
@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.benchmarks.common import Line, machine, markdown_table
+from gdbench.benchmarks.common import Line, machine, markdown_table
 
 BENCHMARKS = ("ngjordan", "suite", "mlp", "scaling")
 DEFAULT_OUT = Path("results/benchmarks/latest.md")
@@ -29,19 +29,19 @@ DEFAULT_OUT = Path("results/benchmarks/latest.md")
 
 def _run_one(name: str, quick: bool, repeats: int) -> dict:
     if name == "ngjordan":
-        from bench.benchmarks import ngjordan
+        from gdbench.benchmarks import ngjordan
 
         return ngjordan.run(quick=quick, repeats=repeats, process_repeats=1 if quick else 2)
     if name == "suite":
-        from bench.benchmarks import ngjordan
+        from gdbench.benchmarks import ngjordan
 
         return ngjordan.run_suite(quick=quick)
     if name == "mlp":
-        from bench.benchmarks import mlp_torch
+        from gdbench.benchmarks import mlp_torch
 
         return mlp_torch.run(quick=quick, repeats=repeats)
     if name == "scaling":
-        from bench.benchmarks import scaling
+        from gdbench.benchmarks import scaling
 
         return scaling.run(quick=quick, repeats=max(2, repeats - 1))
     raise ValueError(f"unknown benchmark '{name}'; valid: {', '.join(BENCHMARKS)}")
@@ -111,7 +111,7 @@ def render(info: dict, lines: list[Line], details: dict[str, str], args) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.benchmarks", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m gdbench.benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer seeds and repeats")
     parser.add_argument("--only", default=",".join(BENCHMARKS), help="benchmarks to run")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="Markdown file to write")
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         parser.error(f"cannot create the directory of --out '{args.out}': {e.strerror or e}")
 
-    from bench import compile_cache
+    from gdbench import compile_cache
 
     compile_cache.enable(None)  # real compilations in this process
     started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         {
             "elapsed_s": time.perf_counter() - t0,
             "load_end": end["load_average"],
-            "command": "python -m bench.benchmarks " + " ".join(argv or sys.argv[1:]),
+            "command": "python -m gdbench.benchmarks " + " ".join(argv or sys.argv[1:]),
             "quick": args.quick,
             "repeats": repeats,
         }

@@ -1,8 +1,8 @@
 """One gdbench grid, compiled once and timed warm: what the engine runs, without the store.
 
-``CompiledGrid`` builds the engine's own fit and evaluate programs (``bench.engine.
+``CompiledGrid`` builds the engine's own fit and evaluate programs (``gdbench.engine.
 build_programs``) for the given (size, seed) cells, with the cells' weights and PRNG keys made
-as ``bench.engine.run_cells`` makes them, compiles both ahead of time (compile time measured
+as ``gdbench.engine.run_cells`` makes them, compiles both ahead of time (compile time measured
 apart) and then times executions of the compiled programs with ``jax.block_until_ready``.
 """
 
@@ -17,10 +17,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bench import engine, plan
-from bench.benchmarks.common import median
-from models.registry import ModelSpec
-from tasks.base import Task
+from gdbench import engine, plan
+from gdbench.benchmarks.common import median
+from gdbench.models.registry import ModelSpec
+from gdbench.tasks.base import Task
 
 
 @dataclasses.dataclass
@@ -49,7 +49,7 @@ class WarmTiming:
 
 
 def cell_keys(cells: plan.Cells) -> jax.Array:
-    """The cells' PRNG keys, as ``bench.engine.run_cells`` makes them (seed, then size)."""
+    """The cells' PRNG keys, as ``gdbench.engine.run_cells`` makes them (seed, then size)."""
     keys = jax.vmap(jax.random.key)(jnp.asarray(cells.seeds, dtype=jnp.uint32))
     return jax.vmap(jax.random.fold_in)(keys, jnp.asarray(cells.sizes, dtype=jnp.uint32))
 

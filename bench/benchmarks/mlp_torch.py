@@ -8,8 +8,8 @@ examples; the engine carves its validation part, about 20 %, from it), architect
 
 What is timed:
 
-- gdbench: the engine's compiled fit program (``bench.engine.build_programs``, via
-  ``bench.benchmarks.grid.CompiledGrid``) for 1 cell and for 10 cells (seeds 0..9, one vmapped
+- gdbench: the engine's compiled fit program (``gdbench.engine.build_programs``, via
+  ``gdbench.benchmarks.grid.CompiledGrid``) for 1 cell and for 10 cells (seeds 0..9, one vmapped
   program): standardization, initialization, 500 AdamW steps in ``lax.scan`` and the 20
   validation checkpoints (the engine evaluates the validation loss over the whole pool and
   masks it). Per-step time = fit time / 500. Steady state = median of the timed rounds
@@ -31,7 +31,7 @@ What is timed:
 - FLOP/s: matmul FLOPs of the gdbench fit counted analytically (forward, both backward
   products, and the forward passes of the validation checkpoints over the pool; elementwise
   work not counted), divided by the fit time, as a fraction of the float32 matmul peak that
-  ``bench.env.matmul_peak_flops`` measures in the same round: the median of the rounds'
+  ``gdbench.env.matmul_peak_flops`` measures in the same round: the median of the rounds'
   fractions.
 """
 
@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.benchmarks.common import (
+from gdbench.benchmarks.common import (
     Line,
     core_count,
     fmt_s,
@@ -179,10 +179,10 @@ def timed_rounds(
     of 1 model (``single``, a compiled ``CompiledGrid``), PyTorch's fit of that model (in the
     thread configuration already set), gdbench's fit of the 10 seeds as one program
     (``multi``), PyTorch's 10 sequential fits and, with ``peak``, the float32 matmul peak
-    (``bench.env.matmul_peak_flops``), so that every ratio and every fraction of the peak
+    (``gdbench.env.matmul_peak_flops``), so that every ratio and every fraction of the peak
     compares runs made under the same machine load. Returns the seconds (FLOP/s for
     ``peak_flops``) per round by name, and the test accuracies of PyTorch's 10 models."""
-    from bench import env
+    from gdbench import env
 
     accuracies: list[float] = []
 
@@ -204,9 +204,9 @@ def timed_rounds(
 
 def run(quick: bool = False, repeats: int = 3) -> dict[str, Any]:
     """Run the benchmark; returns ``{"lines": [...], "detail": markdown, "raw": {...}}``."""
-    import models as model_registry
-    import tasks
-    from bench.benchmarks.grid import CompiledGrid
+    from gdbench import models as model_registry
+    from gdbench import tasks
+    from gdbench.benchmarks.grid import CompiledGrid
 
     task = tasks.load(TASK)
     n = task.pool_size
@@ -354,8 +354,8 @@ def run(quick: bool = False, repeats: int = 3) -> dict[str, Any]:
 
 def _xla_flops(grid) -> float:
     """XLA's loop-aware FLOP count of the grid's compiled fit program, if the engine offers
-    one (``bench.engine.program_cost``); else NaN."""
-    from bench import engine
+    one (``gdbench.engine.program_cost``); else NaN."""
+    from gdbench import engine
 
     cost = getattr(engine, "program_cost", None)
     if cost is None:

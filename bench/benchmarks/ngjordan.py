@@ -6,7 +6,7 @@ Models: ``gnb`` (Gaussian naive Bayes with per-class variances, as scikit-learn'
 ``digits_0v1``, ``digits_2v3``; 10 log-spaced sizes from 6 to the smallest training pool of the
 three (so that one ``--sizes`` list serves every task) x 100 seeds (20 with ``--quick``).
 
-Both sides fit the same cells: the weights of ``bench.plan.make_cells`` (a cell's subset is
+Both sides fit the same cells: the weights of ``gdbench.plan.make_cells`` (a cell's subset is
 where its training weight is positive; these models carve no validation part), standardized
 with that subset's mean and standard deviation (``sklearn_loop`` documents the baseline).
 
@@ -19,9 +19,9 @@ Measured:
   then gdbench's warm grids (median of ``repeats`` runs each), then the cold ``gdbench run``
   below; a ratio is the median of the rounds' ratios, so both sides see the same load.
 - whole process: ``gdbench run ... --no-compile-cache`` from a cold start as a subprocess
-  against ``python -m bench.benchmarks.sklearn_loop`` as a subprocess (imports, data loading
+  against ``python -m gdbench.benchmarks.sklearn_loop`` as a subprocess (imports, data loading
   and, for gdbench, compilation, result storage and the engine's own timing (repeats of
-  programs under 10 ms only, ``bench.engine.time_program``) and cost analysis included;
+  programs under 10 ms only, ``gdbench.engine.time_program``) and cost analysis included;
   its sample-quality step is turned off with ``--no-quality``, since the baseline scores no
   samples). Target >= 3x. Also with a warm persistent compilation cache
   (filled by one more run into an empty cache directory first).
@@ -32,7 +32,7 @@ Measured:
   short of the minimiser (objective up to ~2x the minimum), so the default-tolerance baseline
   and gdbench's 25 Newton steps can classify differently without either being wrong.
 
-The whole study (``run_suite``, benchmark ``suite`` of ``python -m bench.benchmarks``):
+The whole study (``run_suite``, benchmark ``suite`` of ``python -m gdbench.benchmarks``):
 ``gdbench run --suite ngjordan`` (every task, model, size and seed of the suite, with the
 suite's settings, as a user runs it) from an empty compilation cache directory and again with
 the cache it filled, against the suite's default-tolerance scikit-learn loop (``sklearn_loop
@@ -58,9 +58,9 @@ from typing import Any
 
 import numpy as np
 
-from bench import cli, plan
-from bench.benchmarks.common import Line, fmt_s, load_average, median, paired_ratio, ratio
-from bench.benchmarks.sklearn_loop import TIGHT, TIGHT_TOL
+from gdbench import cli, plan
+from gdbench.benchmarks.common import Line, fmt_s, load_average, median, paired_ratio, ratio
+from gdbench.benchmarks.sklearn_loop import TIGHT, TIGHT_TOL
 
 TASKS = ("breast_cancer", "digits_0v1", "digits_2v3")
 MODELS = ("gnb", "logreg?C=10000")
@@ -72,7 +72,7 @@ WARM_TARGET, PROCESS_TARGET = 30.0, 3.0
 
 def grid_sizes(task_names=TASKS, count: int = SIZE_COUNT) -> tuple[int, ...]:
     """``count`` log-spaced sizes from 6 to the smallest training pool of the tasks."""
-    import tasks
+    from gdbench import tasks
 
     loaded = [tasks.load(t) for t in task_names]
     pool = min(t.pool_size for t in loaded)
@@ -121,7 +121,7 @@ def sklearn_process(
     cmd = [
         sys.executable,
         "-m",
-        "bench.benchmarks.sklearn_loop",
+        "gdbench.benchmarks.sklearn_loop",
         *_grid_args(task_names, models, sizes, seeds),
         "--threads",
         str(threads),
@@ -151,9 +151,9 @@ def gdbench_warm(task_name: str, model: str, sizes, seeds: int) -> dict[str, Any
     """gdbench's grid of (task, model) over sizes x seeds, compiled and run once: the grid
     (``CompiledGrid``, for ``warm_seconds``), compile seconds, first-run seconds and the
     accuracy of every cell (size-major)."""
-    import models as model_registry
-    import tasks
-    from bench.benchmarks.grid import CompiledGrid
+    from gdbench import models as model_registry
+    from gdbench import tasks
+    from gdbench.benchmarks.grid import CompiledGrid
 
     task = tasks.load(task_name)
     spec = model_registry.get(model)
@@ -397,7 +397,7 @@ def run(quick: bool = False, repeats: int = 3, process_repeats: int = 2) -> dict
 def _stored_ok(run_dir: Path) -> int:
     """Rows with status ok stored in a gdbench run directory (-1 if unreadable)."""
     try:
-        import results
+        from gdbench import results
 
         rows = results.load([run_dir])
         return int((rows["status"] == "ok").sum())
@@ -456,7 +456,7 @@ def suite_sklearn_process(
     """The suite's scikit-learn loop (``sklearn_loop --suite``) as a fresh process: (wall
     seconds of the whole process, its JSON output). ``sample``: fit only that many cells per
     grid (for the converged references, ``models`` naming them)."""
-    cmd = [sys.executable, "-m", "bench.benchmarks.sklearn_loop", "--suite", SUITE]
+    cmd = [sys.executable, "-m", "gdbench.benchmarks.sklearn_loop", "--suite", SUITE]
     cmd += [*_suite_args(task_names, models, sizes, seeds), "--out", str(out)]
     if sample is not None:
         cmd += ["--sample", str(sample)]
@@ -490,7 +490,7 @@ def grid_walls(run_dir: Path) -> dict[tuple[str, str], dict[str, float]]:
 
 def _stored_accuracy(run_dir: Path) -> dict[tuple[str, str], dict[tuple[int, int], float]]:
     """Accuracy of every stored cell of a gdbench run by (task, model), then (n_train, seed)."""
-    import results
+    from gdbench import results
 
     rows = results.load([run_dir])
     out: dict[tuple[str, str], dict[tuple[int, int], float]] = {}
@@ -500,7 +500,7 @@ def _stored_accuracy(run_dir: Path) -> dict[tuple[str, str], dict[tuple[int, int
 
 
 def _cell_of(index: int, sizes, seeds: int) -> tuple[int, int]:
-    """(n_train, seed) of cell ``index`` in ``bench.plan``'s size-major order."""
+    """(n_train, seed) of cell ``index`` in ``gdbench.plan``'s size-major order."""
     return int(sizes[index // seeds]), int(index % seeds)
 
 
@@ -525,9 +525,9 @@ def run_suite(
     the grid's cell count. ``quick``: ``SUITE_QUICK_SEEDS`` seeds and ``QUICK_TIGHT_SAMPLE``
     sampled cells; ``seeds``, ``task_names``, ``models``, ``sizes`` narrow the suite further.
     """
-    import models as model_registry
-    from bench import suites
-    from bench.benchmarks.sklearn_loop import TIGHT_OF, TIGHT_TOL
+    from gdbench import models as model_registry
+    from gdbench import suites
+    from gdbench.benchmarks.sklearn_loop import TIGHT_OF, TIGHT_TOL
 
     suite = suites.get(SUITE)
     seeds = seeds or (SUITE_QUICK_SEEDS if quick else suite.seeds)

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.benchmarks.common import Line, fmt_s, load_average, median
+from gdbench.benchmarks.common import Line, fmt_s, load_average, median
 
 COUNTS, QUICK_COUNTS = (1, 2, 4, 8, 16, 32, 64), (1, 4, 16)
 MODELS = (
@@ -41,9 +41,9 @@ def spread_sizes(smallest: int, pool: int, k: int) -> list[int]:
 
 def run(quick: bool = False, repeats: int = 3) -> dict[str, Any]:
     """Run the benchmark; returns ``{"lines": [...], "detail": markdown, "raw": {...}}``."""
-    import models as model_registry
-    import tasks
-    from bench.benchmarks.grid import CompiledGrid
+    from gdbench import models as model_registry
+    from gdbench import tasks
+    from gdbench.benchmarks.grid import CompiledGrid
 
     counts = QUICK_COUNTS if quick else COUNTS
     raw: dict[str, Any] = {"counts": counts, "load_average_start": load_average()}

@@ -1,6 +1,6 @@
 """The scikit-learn baseline of the Ng & Jordan benchmark: a Python loop over the same cells.
 
-For every (task, model) and every (size, seed) cell of ``bench.plan`` (the cell's training
+For every (task, model) and every (size, seed) cell of ``gdbench.plan`` (the cell's training
 subset is where its training weight is positive: exactly the examples gdbench's model fits on),
 the loop standardizes as gdbench's engine does (mean and standard deviation of the cell's
 training subset, population variance; a feature whose variance is <= 1e-12 keeps scale 1; the
@@ -31,7 +31,7 @@ Every cell is scored with ``predict_proba`` on the test set (accuracy: the most 
 class), as a study that reports likelihoods needs.
 
 The whole ``ngjordan`` study (``--suite ngjordan``): the suite's tasks and models
-(``bench.suites``), each task's sizes as ``gdbench run`` chooses them (``plan.auto_sizes``
+(``gdbench.suites``), each task's sizes as ``gdbench run`` chooses them (``plan.auto_sizes``
 with the suite's size count and smallest size) unless ``--sizes`` is given, the suite's seeds
 unless ``--seeds`` is given; ``--tasks``/``--models`` narrow it. ``--sample K`` fits only K
 cells per grid, spread evenly over its cells (their indices are recorded): for the converged
@@ -44,9 +44,9 @@ baseline.
 
 Run as a script (what ``make bench`` times as a whole process, imports included)::
 
-    python -m bench.benchmarks.sklearn_loop --tasks breast_cancer --models gnb \\
+    python -m gdbench.benchmarks.sklearn_loop --tasks breast_cancer --models gnb \\
         --sizes 6,10,20 --seeds 100 --out sk.json
-    python -m bench.benchmarks.sklearn_loop --suite ngjordan --out suite.json  # ~3-4 min
+    python -m gdbench.benchmarks.sklearn_loop --suite ngjordan --out suite.json  # ~3-4 min
 
 It writes JSON: for every task and model the accuracy of every cell (in the plan's size-major
 order), the loop's wall seconds, and the solver iterations; no JAX is imported.
@@ -64,7 +64,7 @@ from typing import Any
 
 import numpy as np
 
-from bench import plan
+from gdbench import plan
 
 MAX_ITER = 10_000
 #: ``max_iter`` of the logistic regressions in the suite's loop (``--suite``).
@@ -205,10 +205,10 @@ def run(
 ) -> dict[str, Any]:
     """Every (task, model) loop over sizes x seeds 0..seeds-1 with ``threads`` BLAS/OpenMP
     threads (0: the libraries' default). ``sizes`` None: each task's sizes as ``gdbench run``
-    chooses them for ``suite`` (a ``bench.suites.Suite``). Returns ``{"results": {task:
+    chooses them for ``suite`` (a ``gdbench.suites.Suite``). Returns ``{"results": {task:
     {model: fit_cells}}, "sizes": {task: sizes}, "threads": ..., "load_seconds": ...}``."""
-    import tasks
-    from bench.benchmarks.common import load_average
+    from gdbench import tasks
+    from gdbench.benchmarks.common import load_average
 
     t = time.perf_counter()
     loaded = {name: tasks.load(name) for name in task_names}
@@ -264,7 +264,7 @@ def run(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.benchmarks.sklearn_loop", description=__doc__.splitlines()[0]
+        prog="python -m gdbench.benchmarks.sklearn_loop", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--suite", help="a suite's whole study (e.g. ngjordan); see module doc")
     parser.add_argument("--tasks", help="comma-separated task names (default: the suite's)")
@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     suite = None
     if args.suite is not None:
-        from bench import suites
+        from gdbench import suites
 
         try:
             suite = suites.get(args.suite)

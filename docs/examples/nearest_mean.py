@@ -9,10 +9,11 @@ Run it against the built-in models (the file is imported, so only run files you 
 
 import math
 
-import gdbench
 import jax
 import jax.numpy as jnp
 from flax import nnx
+
+import gdbench
 
 
 class NearestMean(gdbench.GenerativeModel):

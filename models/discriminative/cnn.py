@@ -23,9 +23,9 @@ from typing import ClassVar
 
 from flax import nnx
 
-from models.base import Array
-from models.conv import conv_features, halved, image_dims, strided_convs, to_images
-from models.discriminative.mlp import MLP
+from gdbench.models.base import Array
+from gdbench.models.conv import conv_features, halved, image_dims, strided_convs, to_images
+from gdbench.models.discriminative.mlp import MLP
 
 
 class CNN(MLP):

@@ -7,9 +7,9 @@ does not exist on separable data: the weights then grow for every Newton step ta
 tasks use one weight vector (logit of class 1 against class 0), as scikit-learn does; more
 classes use one weight vector per class (the symmetric softmax parameterization).
 
-The solver is the engine's (``bench.fit.newton``): ``newton_steps`` (25) damped Newton steps,
+The solver is the engine's (``gdbench.fit.newton``): ``newton_steps`` (25) damped Newton steps,
 or with ``newton_method=lbfgs`` (several classes only) L-BFGS, at most ``lbfgs_steps``
-iterations, stopping per cell at convergence (not the default yet: ``bench.fit.resolve_method``
+iterations, stopping per cell at convergence (not the default yet: ``gdbench.fit.resolve_method``
 says why). Either way a cell whose solve did not meet the convergence test is marked in its
 row (``converged`` False, and the message says so).
 
@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from models.base import Array, Gradient, Model, Newton
+from gdbench.models.base import Array, Gradient, Model, Newton
 
 
 def binary_aware_logits(scores: Array, num_classes: int) -> Array:

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from models.base import Array, Gradient, Model
+from gdbench.models.base import Array, Gradient, Model
 
 
 class OutputLinear(nnx.Linear):

@@ -20,8 +20,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from models.base import Array, Model, Newton
-from models.discriminative.logistic import binary_aware_logits, check_newton_options
+from gdbench.models.base import Array, Model, Newton
+from gdbench.models.discriminative.logistic import binary_aware_logits, check_newton_options
 
 
 class PlattParam(nnx.Variable):

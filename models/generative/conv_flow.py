@@ -53,9 +53,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from models.base import Array
-from models.conv import Conv3x3, image_dims
-from models.generative.flow import AffineStartFlow
+from gdbench.models.base import Array
+from gdbench.models.conv import Conv3x3, image_dims
+from gdbench.models.generative.flow import AffineStartFlow
 
 Shape = tuple[int, int, int]
 

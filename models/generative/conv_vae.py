@@ -1,11 +1,11 @@
 """``conv_vae``: a class-conditional convolutional VAE for image tasks.
 
-The model, its fitting and its evaluation are ``vae``'s (``models.generative.vae``: Kingma &
+The model, its fitting and its evaluation are ``vae``'s (``gdbench.models.generative.vae``: Kingma &
 Welling 2014; Sohn et al. 2015; IWAE bound of Burda et al. 2016 reported as log p(x), the ELBO
 beside it, ``class_log_bounds``; decoder likelihood chosen by the task's feature kind,
 ``decoder="auto"``: Bernoulli pixels on binary tasks, else a Gaussian with one learned variance
 per pixel and channel). Only the two networks are convolutional, in the layout of the usual
-convolutional VAE (e.g. the TensorFlow CVAE tutorial), built from ``models.conv``:
+convolutional VAE (e.g. the TensorFlow CVAE tutorial), built from ``gdbench.models.conv``:
 
 - encoder ``q(z | x, c)``: the image ``[H, W, C]`` through 3x3 stride-2 ``SAME`` convolutions with
   ReLU (``channels``, default ``(32, 64)``: 28x28 -> 14x14 -> 7x7), flattened; the class one-hot
@@ -30,8 +30,8 @@ from typing import ClassVar
 
 from flax import nnx
 
-from models.base import Array
-from models.conv import (
+from gdbench.models.base import Array
+from gdbench.models.conv import (
     conv_features,
     halved,
     image_dims,
@@ -40,7 +40,7 @@ from models.conv import (
     upsample,
     upsampling_convs,
 )
-from models.generative.vae import VAE, _mlp
+from gdbench.models.generative.vae import VAE, _mlp
 
 
 class ConvVAE(VAE):

@@ -44,7 +44,14 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from models.base import Array, ClosedForm, FeatureKind, GenerativeModel, Gradient, class_counts
+from gdbench.models.base import (
+    Array,
+    ClosedForm,
+    FeatureKind,
+    GenerativeModel,
+    Gradient,
+    class_counts,
+)
 
 _LOG_2PI = math.log(2.0 * math.pi)
 #: Added to the pooled within-class variance when initialising the last layer (standardized

@@ -38,14 +38,14 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from models.base import (
+from gdbench.models.base import (
     Array,
     GenerativeModel,
     Iterate,
     class_counts,
     weighted_feature_variance,
 )
-from models.generative.discriminant import masked_gaussian_log_density
+from gdbench.models.generative.discriminant import masked_gaussian_log_density
 
 _LOG_2PI = math.log(2.0 * math.pi)
 #: Total responsibility below which a component counts as empty and keeps its parameters.

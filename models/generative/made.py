@@ -36,7 +36,14 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from models.base import Array, ClosedForm, FeatureKind, GenerativeModel, Gradient, class_counts
+from gdbench.models.base import (
+    Array,
+    ClosedForm,
+    FeatureKind,
+    GenerativeModel,
+    Gradient,
+    class_counts,
+)
 
 
 @functools.cache

@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from models.base import Array, ClosedForm, GenerativeModel, Gradient, class_counts
+from gdbench.models.base import Array, ClosedForm, GenerativeModel, Gradient, class_counts
 
 _LOG_2PI = math.log(2.0 * math.pi)
 #: Floats per chunk of importance samples and per cell (the widest activation of a chunk): 4 MiB

@@ -72,7 +72,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from models.base import (
+from gdbench.models.base import (
     Array,
     ClosedForm,
     FeatureKind,

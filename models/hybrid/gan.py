@@ -42,7 +42,7 @@ normalization for GANs"), ``D: relu(1 - s_real) + relu(1 + s_fake)``, ``G: -s_fa
 
 Fake labels are drawn from the class prior ``p(y)``, which a first ``ClosedForm`` stage sets
 from the training subset's weighted class counts (``log_class_prior``). The engine
-(``bench.fit.adversarial``) then alternates AdamW updates of the two networks (Adam betas
+(``gdbench.fit.adversarial``) then alternates AdamW updates of the two networks (Adam betas
 (0.5, 0.999), Radford et al. 2016) inside ``lax.scan`` and records traces of ``trace``: losses
 and the discriminator's real/fake accuracies on a fixed batch of training data and fresh fakes.
 The discriminator calls a point real when its score is positive (both losses put the decision
@@ -60,7 +60,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from models.base import Adversarial, Array, ClassPrior, ClosedForm, Model, class_counts
+from gdbench.models.base import Adversarial, Array, ClassPrior, ClosedForm, Model, class_counts
 
 LOSSES = ("ns", "hinge")
 #: Trained variables of each network (the class prior, outside both, is set in closed form).

@@ -64,7 +64,15 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from models.base import Array, ClassPrior, ClosedForm, Gradient, Model, Paradigm, class_counts
+from gdbench.models.base import (
+    Array,
+    ClassPrior,
+    ClosedForm,
+    Gradient,
+    Model,
+    Paradigm,
+    class_counts,
+)
 
 
 def langevin(
