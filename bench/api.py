@@ -22,7 +22,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas
 
 #: ``compile_cache`` argument of ``run`` meaning the default directory (see ``--compile-cache``).
 DEFAULT = "default"
@@ -52,7 +55,7 @@ def run(
     steady_state: bool = False,
     compile_cache: str | Path | None = DEFAULT,
     on_grid: Callable[[str, str, Any], None] | None = None,
-):
+) -> pandas.DataFrame:
     """Run a grid and return its rows (one per cell) as a pandas DataFrame.
 
     Args:
@@ -65,8 +68,12 @@ def run(
       suite: the suite whose settings fill what is not given (``gdbench list suites``).
       out: the run directory (default ``runs/<suite>``); an existing run of the same settings
         is resumed (only missing cells are computed).
-      quality, robustness, ood, devices, data_parallel, steady_state: as the CLI's flags
-        (None: the suite's setting).
+      quality: score the samples of models that sample (None: the suite's setting).
+      robustness: compute the robustness columns (None: the suite's setting).
+      ood: the OOD set of every task (implies robustness), as ``--ood``.
+      devices: local devices the cells are split over (None: all).
+      data_parallel: devices each cell's examples are split over.
+      steady_state: time steady-state repeats instead of the result-producing run.
       compile_cache: directory of the compilation cache, ``"default"`` for the CLI's default,
         None for none.
       on_grid: called as ``on_grid(task, model, timing)`` after each grid (timing None when
@@ -142,7 +149,7 @@ def execute(
     return out
 
 
-def load(run_dirs: str | Path | Sequence[str | Path]):
+def load(run_dirs: str | Path | Sequence[str | Path]) -> pandas.DataFrame:
     """The rows of one or several run directories as one DataFrame (a ``run`` column names the
     run when there are several); only data formats are read (Parquet, JSON)."""
     from gdbench.results import store
