@@ -128,12 +128,16 @@ def _load_entry_point(ep: importlib.metadata.EntryPoint) -> tuple[Any, str]:
     return obj, source_hash(obj, inspect.getmodule(obj))
 
 
+#: Spec names of model classes passed as objects (``register_model_class``): already resolved.
+_FROM_OBJECTS: set[str] = set()
+
+
 def resolve_model(spec: str) -> str:
     """Register the model a spec names when it is a plug-in (``file.py:Class[?...]``,
     ``module:Class[?...]``, an entry point's name); returns ``spec`` unchanged. Built-in and
     already registered names pass through."""
     name = spec.partition("?")[0]
-    if name in model_registry.REGISTRY or name.startswith("sk:"):
+    if name in model_registry.REGISTRY or name.startswith("sk:") or name in _FROM_OBJECTS:
         return spec
     if is_reference(name):
         try:
@@ -154,6 +158,7 @@ def register_model_class(cls: type) -> str:
     """Register a model class passed as an object; returns its spec name ``module:Qualname``."""
     name = f"{cls.__module__}:{cls.__qualname__}"
     model_registry.register(name, cls, source_hash(cls, inspect.getmodule(cls)))
+    _FROM_OBJECTS.add(name)
     return name
 
 

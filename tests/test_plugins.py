@@ -197,3 +197,16 @@ def test_one_import_name_beside_folders_called_models_tasks_results(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "out" / "manifest.json").is_file()
+
+
+def test_a_class_defined_in_a_function_runs_through_the_api(tmp_path):
+    """A class object need not be importable by name (defined in a function, a notebook)."""
+    base = plugins.load_reference(f"{EXAMPLE}:NearestMean")[0]
+
+    class Local(base):
+        """A local subclass."""
+
+    rows = gdbench.run(
+        tasks=["iris"], models=[Local], sizes=[20], seeds=1, out=tmp_path / "r", compile_cache=None
+    )
+    assert len(rows) == 1 and rows.status.iloc[0] == "ok" and "<locals>" in rows.model.iloc[0]
