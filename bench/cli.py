@@ -308,17 +308,13 @@ def _run_grids(args) -> int:
 
 
 def _cell_counts(run_dir: Path) -> tuple[int, int]:
-    """(ok cells, all cells) stored in ``run_dir`` (reads only the status column)."""
-    import pyarrow.parquet as pq
-
+    """(ok cells, all cells) stored in ``run_dir``: the store's own index of stored cells
+    (``results.store.stored_cells``, which reads only keys and status, and not again for
+    the parts the run already read)."""
     from gdbench.results import store
 
-    statuses = [
-        s
-        for path in store.part_paths(run_dir)
-        for s in pq.read_table(path, columns=["status"]).column("status").to_pylist()
-    ]
-    return sum(s == "ok" for s in statuses), len(statuses)
+    cells = store.stored_cells(run_dir).drop_duplicates("cell_key")
+    return int((cells["status"] == "ok").sum()), len(cells)
 
 
 def _cmd_report(args) -> int:

@@ -127,6 +127,8 @@ def build_report(
 #: Characters with a meaning in Markdown that a name from data or users may hold: such names
 #: are backslash-escaped wherever they land in the report's Markdown (``escape_names``).
 MARKDOWN_SPECIALS = "\\`*_[]<>|!{}#"
+#: A Markdown special other than "_", or an underscore that is not between word characters.
+_RISKY = re.compile("[" + re.escape(MARKDOWN_SPECIALS.replace("_", "")) + r"]|(?<!\w)_|_(?!\w)")
 _CODE_SPAN = re.compile(r"(`+)(?:(?!\1).)+?\1", re.S)
 
 
@@ -153,7 +155,7 @@ def escape_names(md: str, names) -> str:
     form (``md_escape``), outside code spans (where text is literal already). A name may
     already have its ``|`` escaped (table cells): that form is replaced too."""
     risky = sorted(
-        {n for n in names if re.search(r"[\\`*\[\]<>|!{}#]|(?<!\w)_|_(?!\w)", n)},
+        {n for n in names if _RISKY.search(n)},
         key=len,
         reverse=True,
     )

@@ -67,7 +67,6 @@ def test_page_has_no_injected_markup(hostile_report):
         if tag == "img":
             assert attrs["src"].startswith("data:image/"), attrs
     assert "<em>b</em>" not in page and "<code>c</code>" not in page
-    assert page.count(md_escape("x")) >= 0  # the name itself is shown, escaped:
     assert "d&lt;img src=x onerror=" in page
 
 
