@@ -31,6 +31,11 @@ NEWTON_SCOPE = "gdbench_newton_"
 #: Step lengths tried along each Newton direction; 0 keeps the objective monotone.
 _STEP_LENGTHS = jnp.concatenate([2.0 ** -jnp.arange(10.0), jnp.zeros(1)])
 _NEWTON_DAMPING = 1e-4
+#: The damping (relative, as ``_NEWTON_DAMPING``) the linear path's Newton steps start from
+#: and return to after a factorization that failed (``_linear_newton``). At 1e-4 the damping
+#: exceeded the curvature that a weak penalty (C = 1e4) leaves along separating directions,
+#: and 25 steps left ten-class cells up to 7e-4 above their optimum.
+_MIN_DAMPING = 1e-7
 
 
 def _weighted_sum(values: jax.Array, w: jax.Array) -> jax.Array:
@@ -72,10 +77,13 @@ def newton(
     if stage.linear_scores is not None:
         layout = _linear_layout(graphdef, unravel, rest, flat0, stage.linear_scores)
         if layout is not None:
-            solve = _linear_newton
+            args = (graphdef, unravel, rest, stage)
             if resolve_method(stage, layout[1]) == "lbfgs":
-                solve = functools.partial(_linear_lbfgs, affine=affine)
-            flat, taken, converged = solve(graphdef, unravel, rest, stage, flat0, layout, x, y, w)
+                start, taken, _ = _linear_lbfgs(*args, flat0, layout, x, y, w, affine=affine)
+                flat, polish, converged = _linear_newton(*args, start, layout, x, y, w, polish=True)
+                taken = taken + polish
+            else:
+                flat, taken, converged = _linear_newton(*args, flat0, layout, x, y, w)
             nnx.update(model, unravel(flat))
             return taken, converged
 
@@ -123,15 +131,17 @@ def _trace(h):
     return jnp.sum(h.reshape(-1)[:: size + 1])
 
 
-def _newton_direction(g, h, eye, damping=None):
+def _newton_direction(g, h, eye, damping=None, finite_only=True):
     """``-(H + lambda I)^{-1} g`` with ``lambda = _damping(tr H, P)`` unless ``damping`` is
-    given (a block of a larger Hessian); non-finite -> 0. Only the lower triangle of the
-    symmetric ``H`` is read."""
+    given (a block of a larger Hessian); non-finite -> 0 (``finite_only``, else left for the
+    caller to test). Only the lower triangle of the symmetric ``H`` is read."""
     if damping is None:
         damping = _damping(_trace(h), h.shape[0])
     # H is symmetric: the lower triangle only, no symmetrizing pass over the batch.
     factor = jax.lax.linalg.cholesky(h + damping * eye, symmetrize_input=False)
     direction = -jax.scipy.linalg.cho_solve((factor, True), g)
+    if not finite_only:
+        return direction
     return jnp.where(jnp.isfinite(direction), direction, 0.0)
 
 
@@ -196,8 +206,15 @@ def _linear_layout(graphdef, unravel, rest, flat0, names):
     return index, weight.shape
 
 
-def _linear_newton(graphdef, unravel, rest, stage: Newton, flat0, layout, x, y, w):
+def _linear_newton(graphdef, unravel, rest, stage: Newton, flat0, layout, x, y, w, polish=False):
     """Damped Newton for ``sum_i w_i l(x_i W + b, y_i) + penalty``, in ``[W; b]`` order.
+
+    ``polish``: start from ``flat0`` (an L-BFGS solution) and take Newton steps until the
+    decrement test holds (``_decrement_converged`` with ``stage.rtol``, tested on the exact
+    Newton direction at every iterate, the final one included), at most
+    ``stage.polish_steps``: each cell stops apart, and the test certifies the result (near
+    the optimum the Newton decrement is twice the gap to it). Otherwise ``stage.steps`` steps
+    (``_iterate_newton``), tested once at the end.
 
     The same iteration as the generic path (same damping, same candidate step lengths, same
     choice among them), with its pieces formed from the structure: with ``u_i = [x_i, 1]``,
@@ -211,17 +228,16 @@ def _linear_newton(graphdef, unravel, rest, stage: Newton, flat0, layout, x, y, 
     """
     index, (dim, k) = layout
     inverse = np.argsort(index)  # flat position -> entry of theta
-    if k == 1:
-        # The subset's examples first (stable order), for ``_subset_hessian``.
-        order = jnp.argsort(w <= 0, stable=True)
-        x, y, w = x[order], y[order], w[order]
+    # The subset's examples first (stable order), for ``_subset_hessian``.
+    order = jnp.argsort(w <= 0, stable=True)
+    x, y, w = x[order], y[order], w[order]
     u = jnp.concatenate([x, jnp.ones((x.shape[0], 1), x.dtype)], axis=1)
     # Examples along the last axis for the products that contract over them: XLA's CPU
     # batched matmuls (these are batched over cells by vmap) run several times faster in this
     # layout than when contracting over the leading axis of ``u``.
     ut = u.T
     active = w > 0
-    data_hessian = _subset_hessian(u, active) if k == 1 else lambda c: _kron_hessian(u, ut, c)
+    data_hessian = _subset_hessian(u, active)
     separable = stage.separable_outputs and k > 1
 
     def to_flat(theta):
@@ -246,7 +262,7 @@ def _linear_newton(graphdef, unravel, rest, stage: Newton, flat0, layout, x, y, 
 
     eye = jnp.eye((dim + 1) * k, dtype=flat0.dtype)
 
-    def direction_at(theta):
+    def direction_at(theta, relative=_NEWTON_DAMPING):
         vec = theta.reshape(-1)
         scores = u @ theta
         g_scores = jax.grad(data_loss)(scores)  # [N, K], zero outside the subset
@@ -257,11 +273,11 @@ def _linear_newton(graphdef, unravel, rest, stage: Newton, flat0, layout, x, y, 
             direction = _separable_direction(g, u, ut, curv, jax.hessian(penalty)(vec))
         else:
             h = data_hessian(curv) + jax.hessian(penalty)(vec)
-            direction = _newton_direction(g, h, eye)
+            damping = relative * (1.0 + _trace(h) / h.shape[0])
+            direction = _newton_direction(g, h, eye, damping, finite_only=False)
         return vec, scores, g, direction
 
-    def step(theta):
-        vec, scores, _, direction = direction_at(theta)
+    def line_step(vec, scores, direction):
         moved = u @ direction.reshape(dim + 1, k)  # how the scores move per unit step
 
         def value(t):
@@ -272,23 +288,72 @@ def _linear_newton(graphdef, unravel, rest, stage: Newton, flat0, layout, x, y, 
         best = _STEP_LENGTHS.astype(vec.dtype)[jnp.argmin(values)]
         return (vec + best * direction).reshape(dim + 1, k)
 
-    theta, taken = _iterate_newton(step, flat0[index].reshape(dim + 1, k), stage)
+    def step(theta):
+        vec, scores, _, direction = direction_at(theta)
+        return line_step(vec, scores, direction)
+
+    theta0 = flat0[index].reshape(dim + 1, k)
+    if polish or (stage.tol <= 0 and stage.rtol > 0 and not separable):
+        limit = stage.polish_steps if polish else stage.steps
+
+        def running(carry):
+            return ~carry["done"] & ~carry["last"]
+
+        def advance(carry):
+            count, theta, relative = carry["count"], carry["theta"], carry["relative"]
+            vec, scores, g, direction = direction_at(theta, relative)
+            ok = jnp.all(jnp.isfinite(direction))
+            direction = jnp.where(ok, direction, 0.0)
+            done = ok & _decrement_converged(
+                data_loss(scores) + penalty(vec), g, direction, stage.rtol
+            )
+            last = count >= limit  # tested, not moved: the result's own test
+            # A converged cell still takes the step (the line search never raises the
+            # objective): near the optimum Newton's step squares the error, so the
+            # parameters, not only the objective, settle (probabilities to about 1e-5).
+            stay = last | ~ok
+            moved = line_step(vec, scores, direction)
+            # Levenberg-Marquardt: a failed factorization (float32 rounding made H + lambda I
+            # indefinite) retries with 100x the damping; a successful one lowers it again.
+            relative = jnp.where(
+                ok, jnp.maximum(relative / 10, _MIN_DAMPING), jnp.minimum(relative * 100, 1.0)
+            )
+            return {
+                "count": count + jnp.where(last, 0, 1),  # failed factorizations count
+                "theta": jnp.where(stay, theta, moved),
+                "relative": relative,
+                "done": done,
+                "last": last,
+            }
+
+        init = {
+            "count": jnp.int32(0),
+            "theta": theta0,
+            "relative": jnp.asarray(_MIN_DAMPING, theta0.dtype),
+            "done": jnp.asarray(False),
+            "last": jnp.asarray(False),
+        }
+        final = jax.lax.while_loop(running, advance, init)
+        return to_flat(final["theta"]), final["count"], final["done"]
+
+    theta, taken = _iterate_newton(step, theta0, stage)
     vec, scores, g, direction = direction_at(theta)
     value = data_loss(scores) + penalty(vec)
-    return to_flat(theta), taken, _decrement_converged(value, g, direction, stage.rtol)
+    rtol = stage.rtol if stage.rtol > 0 else Newton.rtol  # rtol = 0: fixed steps, same test
+    return to_flat(theta), taken, _decrement_converged(value, g, direction, rtol)
 
 
 def resolve_method(stage: Newton, shape: tuple[int, int]) -> str:
     """``"newton"`` or ``"lbfgs"`` for a linear stage whose ``[W; b]`` is ``[D+1, K]`` with
     ``shape = (D, K)``: ``stage.method``; ``"auto"`` is dense Newton for now.
 
-    L-BFGS (``_linear_lbfgs``) is not the default yet. Measured on ten-class ``digits_bin``
-    at C = 1e4 (1,200 cells, chunks of 64, 2-core CPU shared with other jobs): 239 s against
-    about 240 s for 25 Newton steps (issue 25's figure, unloaded), and in 64-cell chunks 172
-    of its cells stopped without meeting the convergence test (sizes 191 and up; chunks of
-    at most 16 cells converged in every cell tried). An inner ``while_loop`` line search
-    under ``vmap`` left the last lanes of 32-cell chunks stalled (the same cells converged in
-    small chunks); the fixed set of step lengths used now does not."""
+    ``"lbfgs"`` is L-BFGS (``_linear_lbfgs``, to ``stage.lbfgs_rtol`` on its own decrement)
+    followed by Newton steps until the exact decrement test holds (``_linear_newton`` with
+    ``polish``): L-BFGS's own decrement is no certificate. On ten-class ``digits_bin`` at
+    C = 1e4 it stopped cells 4e-2 to 0.5 above their optimum while its test held (the
+    curvature it estimates from a few pairs misses the flat, nearly separating directions).
+    It is not the default: on 120 cells of that grid (2-core CPU) it took as long as Newton
+    from the start, whose factorizations are then few (7-19 steps per cell)."""
     del shape
     if stage.method != "auto" and not (stage.method == "lbfgs" and stage.separable_outputs):
         return stage.method
@@ -324,7 +389,7 @@ def _linear_lbfgs(graphdef, unravel, rest, stage: Newton, flat0, layout, x, y, w
     scaled by ``s.y / y.y``), then backtracking from step 1 by halves to Armijo's condition
     (``c1 = 1e-4``, at most 30 halvings) on scores that move linearly along the direction (one
     product per iteration, not per trial). Pairs with ``s.y <= 1e-10 |y|^2`` are skipped. A
-    cell stops when converged (``_decrement_converged`` with ``stage.rtol``, checked on the
+    cell stops when converged (``_decrement_converged`` with ``stage.lbfgs_rtol``, checked on the
     new direction before each step), when no step length decreases the objective (float32
     exhausted), or after ``stage.lbfgs_steps`` iterations; under ``vmap`` each cell keeps its
     own result and its chunk runs until its slowest cell stops.
@@ -425,7 +490,7 @@ def _linear_lbfgs(graphdef, unravel, rest, stage: Newton, flat0, layout, x, y, w
         "s": zeros,
         "y": zeros,
         "rho": jnp.zeros(stage.memory, dtype),
-        "converged": _decrement_converged(f0, g0, d0, stage.rtol),
+        "converged": _decrement_converged(f0, g0, d0, stage.lbfgs_rtol),
         "stalled": jnp.asarray(False),
     }
 
@@ -478,8 +543,8 @@ def _linear_lbfgs(graphdef, unravel, rest, stage: Newton, flat0, layout, x, y, w
             # descent) the decrement is noise of about 1e-6 |f|: ten times the test there.
             "converged": jnp.where(
                 ok,
-                _decrement_converged(new_f, new_g, new_d, stage.rtol),
-                ~restart & _decrement_converged(f, g, d, 10 * stage.rtol),
+                _decrement_converged(new_f, new_g, new_d, stage.lbfgs_rtol),
+                ~restart & _decrement_converged(f, g, d, 10 * stage.lbfgs_rtol),
             ),
             "stalled": ~ok & ~restart,
         }

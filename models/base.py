@@ -54,31 +54,32 @@ class Newton:
       penalty: name of the model method ``() -> scalar`` added once to the objective, or None.
       split: which examples of the cell enter the objective: its training part or its
         validation part.
-      steps: Newton iterations per cell (fixed, so that vmapped cells batch well), or with
-        ``tol > 0`` the most a cell takes.
-      tol: 0 (default): every cell takes all ``steps``. Else a cell stops after a step that
-        moved no parameter by more than ``tol`` times ``1 + max |parameter|``; vmapped cells
-        stop apart (a chunk runs until its slowest cell stops). A speed option, not a
-        convergence guarantee: in float32 a converged cell's steps keep jittering at 1e-5 to
-        3e-4 of its parameters' scale, so a tolerance that stops most cells early (1e-4)
-        also stops some whose line search took a short step while progress remained.
+      steps: the most Newton iterations a cell takes (``rtol > 0``), or with ``rtol = 0``
+        the fixed number every cell takes (a ``lax.scan``).
+      tol: 0 (default) or a stop on the parameters' movement: a cell stops after a step that
+        moved no parameter by more than ``tol`` times ``1 + max |parameter|`` (fixed damping,
+        the older rule; a speed option, not a convergence test).
       linear_scores: for generalized linear models, the names ``(weight, bias)`` of the two
         optimised variables through which alone the loss depends on them, via scores
         ``x @ weight + bias``; the model then also provides ``score_loss(scores, y) -> [B]``.
         The engine uses this structure to form the exact Hessian in Kronecker form, about ten
         times cheaper than generic autodiff. None: generic ``jax.hessian``.
-      method: ``"newton"`` (damped Newton steps, above), ``"lbfgs"`` (generalized linear models
+      method: ``"newton"`` (damped Newton steps), ``"lbfgs"`` (generalized linear models
         with coupled outputs only: L-BFGS with scores and gradients as matrix products with
-        the data, per-cell stopping; ``gdbench.fit._linear_lbfgs``) or ``"auto"`` (for now
-        Newton: ``gdbench.fit.resolve_method`` says why).
+        the data, then Newton steps until the exact test holds; ``gdbench.fit._linear_lbfgs``)
+        or ``"auto"`` (Newton: ``gdbench.fit.resolve_method`` says why).
       lbfgs_steps: the most L-BFGS iterations a cell takes.
       memory: L-BFGS correction pairs kept.
-      rtol: the convergence test of either method, reported per cell (``converged``): at the
-        final parameters the decrement ``-g . d`` of the (quasi-)Newton direction is at most
-        ``rtol |objective|``. L-BFGS iterates until it holds; Newton takes its ``steps`` and
-        is then tested. Measured on ten-class ``digits_bin`` (float32), L-BFGS's decrement
-        underestimates the relative gap to the optimum by up to about 20x near it: 1e-6
-        leaves cells within about 2e-5 of the float64 optimum.
+      rtol: the convergence test, reported per cell (``converged``): at the final parameters
+        the decrement ``-g . d`` of the Newton direction is at most ``rtol |objective|``
+        (near the optimum twice the gap to it). On the linear path (``linear_scores``) each
+        cell iterates until the test holds, then takes one more step, at most ``steps``
+        steps; the damping of ``H + lambda I`` starts at ``1e-7 (1 + tr H / P)`` and rises
+        100-fold after a factorization that failed in float32 (Levenberg-Marquardt).
+        Elsewhere Newton takes its ``steps`` and is then tested.
+      lbfgs_rtol: L-BFGS's own stop (the same test on its quasi-Newton direction, which
+        underestimates the gap: 1e-4 left ten-class cells 1e-5 to 2e-3 above the optimum).
+      polish_steps: the most Newton steps after L-BFGS.
       separable_outputs: with ``linear_scores``, the loss is a sum over the outputs of a loss of
         that output's score alone (one-vs-rest) and the penalty a sum over the outputs too:
         the Hessian is then block diagonal, one ``[D+1, D+1]`` block per output, and each
@@ -99,6 +100,8 @@ class Newton:
     lbfgs_steps: int = 2000
     memory: int = 10
     rtol: float = 1e-6
+    lbfgs_rtol: float = 1e-4
+    polish_steps: int = 10
 
 
 @dataclasses.dataclass(frozen=True)

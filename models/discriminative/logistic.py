@@ -7,11 +7,13 @@ does not exist on separable data: the weights then grow for every Newton step ta
 tasks use one weight vector (logit of class 1 against class 0), as scikit-learn does; more
 classes use one weight vector per class (the symmetric softmax parameterization).
 
-The solver is the engine's (``gdbench.fit.newton``): ``newton_steps`` (25) damped Newton steps,
-or with ``newton_method=lbfgs`` (several classes only) L-BFGS, at most ``lbfgs_steps``
-iterations, stopping per cell at convergence (not the default yet: ``gdbench.fit.resolve_method``
-says why). Either way a cell whose solve did not meet the convergence test is marked in its
-row (``converged`` False, and the message says so).
+The solver is the engine's (``gdbench.fit.newton``): damped Newton steps, each cell until the
+decrement test ``newton_rtol`` (1e-6 of the objective, near the optimum twice the gap to it)
+holds and one step more, at most ``newton_steps`` (25); ``newton_rtol=0`` takes all
+``newton_steps`` in every cell. With ``newton_method=lbfgs`` (several classes only) L-BFGS
+(at most ``lbfgs_steps`` iterations, to ``lbfgs_rtol``) precedes the Newton steps. A cell
+whose solve did not meet the test is marked in its row (``converged`` False, and the message
+says so).
 
 ``solver=adam`` is for inputs too wide for Newton's ``[(D+1)K, (D+1)K]`` Hessian (images: 7,850
 parameters for MNIST): minibatch AdamW in ``lax.scan`` on the mean cross-entropy, with the L2
@@ -68,7 +70,9 @@ class LogisticRegression(Model):
         C: float = 1.0,
         newton_steps: int = 25,
         newton_tol: float = 0.0,
+        newton_rtol: float = 1e-6,
         lbfgs_steps: int = 2000,
+        lbfgs_rtol: float = 1e-4,
         newton_method: str = "auto",
         solver: str = "newton",
         steps: int = 1000,
@@ -83,7 +87,9 @@ class LogisticRegression(Model):
         self.C = float(C)
         self.newton_steps = newton_steps
         self.newton_tol = float(newton_tol)
+        self.newton_rtol = float(newton_rtol)
         self.lbfgs_steps = int(lbfgs_steps)
+        self.lbfgs_rtol = float(lbfgs_rtol)
         if newton_method not in ("auto", "newton", "lbfgs"):
             raise ValueError(
                 f"logreg newton_method must be 'auto', 'newton' or 'lbfgs', got '{newton_method}'"
@@ -110,8 +116,10 @@ class LogisticRegression(Model):
             Newton(
                 steps=self.newton_steps,
                 tol=self.newton_tol,
+                rtol=self.newton_rtol,
                 linear_scores=("w", "b"),
                 lbfgs_steps=self.lbfgs_steps,
+                lbfgs_rtol=self.lbfgs_rtol,
                 method=self.newton_method,
             ),
         )
