@@ -3,7 +3,8 @@
 The public API, flat like optax's (imported lazily: ``import gdbench`` loads no JAX):
 
 - ``gdbench.run(tasks=..., models=..., sizes=..., seeds=..., out=...) -> DataFrame``,
-  ``gdbench.load(run_dir)``, ``gdbench.report(run_dir)``, ``gdbench.compare(run_a, run_b)``;
+  ``gdbench.load(run_dir)``, ``gdbench.report(run_dir)``, ``gdbench.compare(run_a, run_b)``,
+  ``gdbench.reproduce(run_dir, out)`` (a stored run made again and its numbers compared);
 - ``gdbench.Task`` (``Task.from_arrays``) for data of your own;
 - the model protocol ``gdbench.Model`` and ``gdbench.GenerativeModel`` with the fit stages
   ``ClosedForm``, ``Newton``, ``Gradient``, ``Iterate`` and ``Adversarial``, for models of
@@ -27,6 +28,7 @@ _EXPORTS = {
     "load": "gdbench.api",
     "report": "gdbench.api",
     "compare": "gdbench.api",
+    "reproduce": "gdbench.api",
     "Task": "gdbench.tasks.base",
     "TaskError": "gdbench.tasks.base",
     "Model": "gdbench.models.base",

@@ -1,4 +1,4 @@
-"""The Python API: ``gdbench.run``, ``load``, ``report``, ``compare``.
+"""The Python API: ``gdbench.run``, ``load``, ``report``, ``compare``, ``reproduce``.
 
 Example (a model of your own against two baselines, on arrays of your own)::
 
@@ -84,6 +84,22 @@ def run(
     """
     from gdbench.results import store
 
+    call = _call(
+        run,
+        tasks=tasks,
+        models=models,
+        sizes=sizes,
+        seeds=seeds,
+        suite=suite,
+        out=out,
+        quality=quality,
+        robustness=robustness,
+        ood=ood,
+        devices=devices,
+        data_parallel=data_parallel,
+        steady_state=steady_state,
+        compile_cache=compile_cache,
+    )
     out = execute(
         tasks,
         models,
@@ -99,8 +115,41 @@ def run(
         steady_state=steady_state,
         compile_cache=compile_cache,
         on_start=(lambda count: on_grid) if on_grid is not None else None,
+        command=call,
     )
     return store.load(out)
+
+
+def _call(function: Callable, **arguments: Any) -> str:
+    """The Python call ``gdbench.<function>(...)`` with the arguments that differ from their
+    defaults, as the run's manifest records it: a model class by its qualified name, other
+    objects (a ``Task``) by their ``repr``."""
+    import inspect
+
+    defaults = {k: p.default for k, p in inspect.signature(function).parameters.items()}
+
+    def show(value: Any) -> str:
+        if isinstance(value, Path):
+            return repr(str(value))
+        if isinstance(value, type):
+            return f"{value.__module__}.{value.__qualname__}"
+        if isinstance(value, list | tuple):
+            return "[" + ", ".join(show(v) for v in value) + "]"
+        return repr(value)
+
+    shown = [
+        f"{name}={show(value)}"
+        for name, value in arguments.items()
+        if not (name in defaults and _same(value, defaults[name]))
+    ]
+    return f"gdbench.{function.__name__}({', '.join(shown)})"
+
+
+def _same(value: Any, default: Any) -> bool:
+    try:
+        return bool(value is default or value == default)
+    except Exception:  # noqa: BLE001 - e.g. an array compared element-wise: not a default
+        return False
 
 
 def execute(
@@ -119,10 +168,12 @@ def execute(
     steady_state: bool = False,
     compile_cache: str | Path | None = DEFAULT,
     on_start: Callable[[int], Callable[[str, str, Any], None] | None] | None = None,
+    command: str | list[str] | None = None,
 ) -> Path:
     """``run`` without loading the rows: computes (or resumes) the grid and returns the run
     directory. ``on_start(grid_count)`` is called once the run is prepared and may return the
-    ``on_grid`` callback (the CLI's progress bar)."""
+    ``on_grid`` callback (the CLI's progress bar). ``command``: how the run was asked for, kept
+    in a new run's manifest (``command``; default: ``sys.argv``)."""
     from gdbench import compile_cache as cache
     from gdbench import plugins, runner, sharding, suites
 
@@ -143,7 +194,7 @@ def execute(
     )
     sharding.make_mesh(devices, data_parallel)
     out = Path(out) if out is not None else Path("runs") / chosen.name
-    prepared = runner.prepare(config, out)
+    prepared = runner.prepare(config, out, command)
     on_grid = on_start(prepared.grid_count) if on_start is not None else None
     runner.execute(prepared, on_grid)
     return out
@@ -181,3 +232,162 @@ def compare(run_a: str | Path, run_b: str | Path, metrics: Sequence[str] | None 
         metrics=tuple(metrics) if metrics else cmp.QUALITY_METRICS,
         names=names,
     )
+
+
+class ReproduceError(ValueError):
+    """A stored run that cannot be made again as asked (one-line message)."""
+
+
+def reproduce(
+    run_dir: str | Path,
+    out: str | Path,
+    tasks: Sequence[str] | None = None,
+    models: Sequence[str] | None = None,
+    *,
+    compile_cache: str | Path | None = DEFAULT,
+    on_start: Callable[[int], Callable[[str, str, Any], None] | None] | None = None,
+    command: str | list[str] | None = None,
+):
+    """Run a stored run again from its manifest into ``out`` and compare the numbers.
+
+    The rerun has the stored run's configuration (tasks, models with their hyperparameters,
+    training sizes, seeds, sample-quality and robustness options, cell batch), limited to
+    ``tasks`` and ``models`` when given (names as the stored run spells them, ``gdbench
+    list``-style specs for models); its cells are spread over this machine's devices. Its rows
+    are then compared with the stored ones cell by cell, every headline metric to the
+    precision the report prints it with (``gdbench.reports.reproduce``).
+
+    Returns a ``gdbench.reports.reproduce.Reproduction``: ``summary`` (one row per (task,
+    model)), ``cells``, ``notes`` (e.g. that the code version, a library version, a data
+    checksum or the device differs from the stored run's), ``all_match`` and ``text()`` (what
+    ``gdbench reproduce`` prints).
+    """
+    import dataclasses
+
+    from gdbench import compile_cache as cache
+    from gdbench import models as model_registry
+    from gdbench import plugins, runner, sharding
+    from gdbench.reports import reproduce as rep
+    from gdbench.results import store
+
+    run_dir, out = Path(run_dir), Path(out)
+    manifest = store.read_manifest(run_dir)
+    if out.resolve() == run_dir.resolve():
+        raise ReproduceError(f"--out '{out}' is the stored run itself; give a new directory")
+    stored_config = manifest.get("config")
+    if not isinstance(stored_config, dict) or not stored_config.get("tasks"):
+        raise ReproduceError(f"the manifest of {run_dir} holds no run configuration")
+    fields = {f.name for f in dataclasses.fields(runner.RunConfig)}
+    values = {k: v for k, v in stored_config.items() if k in fields}
+    for key in ("tasks", "models", "seeds", "sizes"):
+        if values.get(key) is not None:
+            values[key] = tuple(values[key])
+    for key in ("pairs", "ood"):
+        values[key] = tuple(tuple(p) for p in values.get(key) or ())
+    # This machine's devices: the numbers do not depend on the split beyond float round-off.
+    values.update(devices=None, data_parallel=1)
+    config = runner.RunConfig(**values)
+
+    def pick(asked, stored: tuple[str, ...], what: str, canonical) -> tuple[str, ...]:
+        if asked is None:
+            return stored
+        chosen = []
+        for name in asked:
+            spelled = canonical(name)
+            if spelled not in stored:
+                raise ReproduceError(
+                    f"{what} '{name}' is not in run {run_dir}; it has {', '.join(stored)}"
+                )
+            chosen.append(spelled)
+        return tuple(dict.fromkeys(chosen))
+
+    def canonical_model(name: str) -> str:
+        try:
+            return model_registry.get(plugins.resolve_model(name)).spec
+        except Exception:  # noqa: BLE001 - not resolvable here: compared as written
+            return name
+
+    config = dataclasses.replace(
+        config,
+        tasks=pick(tasks, config.tasks, "task", str),
+        models=pick(models, config.models, "model", canonical_model),
+    )
+    config = dataclasses.replace(
+        config,
+        pairs=tuple(p for p in config.pairs if p[0] in config.models and p[1] in config.models),
+        ood=tuple(p for p in config.ood if p[0] in config.tasks),
+    )
+    cache.enable(cache.default_dir() if compile_cache == DEFAULT else compile_cache)
+    sharding.make_mesh(None, 1)
+    prepared = runner.prepare(
+        config,
+        out,
+        command
+        if command is not None
+        else _call(reproduce, run_dir=run_dir, out=out, tasks=tasks, models=models),
+    )
+    on_grid = on_start(prepared.grid_count) if on_start is not None else None
+    runner.execute(prepared, on_grid)
+
+    stored_rows = store.load(run_dir)
+    stored_rows = stored_rows[
+        stored_rows["task"].isin(config.tasks) & stored_rows["model"].isin(config.models)
+    ]
+    summary, cells = rep.compare_rows(stored_rows, store.load(out))
+    return rep.Reproduction(
+        summary=summary,
+        cells=cells,
+        notes=_differences(manifest, store.read_manifest(out), config.tasks),
+        stored_run=str(run_dir),
+        new_run=str(out),
+    )
+
+
+def _differences(old: dict, new: dict, tasks: Sequence[str]) -> list[str]:
+    """What differs between a stored run's code, libraries, data and device and its rerun's."""
+    from gdbench.results.store import manifest_value
+
+    notes = []
+    old_id, new_id = old.get("identity") or {}, new.get("identity") or {}
+
+    def code(m: dict) -> str:
+        commit = manifest_value(m, "git_commit")
+        dirty = " with uncommitted changes" if manifest_value(m, "git_dirty") else ""
+        return (
+            f"gdbench {manifest_value(m, 'gdbench_version') or '?'}, "
+            f"commit {commit[:10] if commit else 'unknown'}{dirty}"
+        )
+
+    if old_id.get("code_version") != new_id.get("code_version"):
+        notes.append(
+            f"the code differs from the stored run's: code version "
+            f"{old_id.get('code_version')} ({code(old)}) was stored, this rerun has "
+            f"{new_id.get('code_version')} ({code(new)})"
+        )
+    elif manifest_value(old, "git_commit") != manifest_value(new, "git_commit"):
+        notes.append(f"same code version, other commit: stored {code(old)}, rerun {code(new)}")
+    old_v = manifest_value(old, "versions") or {}
+    new_v = manifest_value(new, "versions") or {}
+    changed = [
+        f"{k} {old_v.get(k)} -> {new_v.get(k)}"
+        for k in sorted(set(old_v) | set(new_v))
+        if old_v.get(k) != new_v.get(k)
+    ]
+    if changed:
+        notes.append("library versions differ: " + ", ".join(changed))
+    for task in tasks:
+        a = (old_id.get("tasks") or {}).get(task) or {}
+        b = (new_id.get("tasks") or {}).get(task) or {}
+        if a.get("sha256") != b.get("sha256"):
+            notes.append(f"task {task}: its data differ from the stored run's (checksum)")
+        if a.get("sizes") != b.get("sizes"):
+            notes.append(
+                f"task {task}: training sizes {a.get('sizes')} stored, {b.get('sizes')} now"
+            )
+    devices = [
+        f"{manifest_value(m, 'device_kind')} x {manifest_value(m, 'device_count')}"
+        for m in (old, new)
+    ]
+    if devices[0] != devices[1]:
+        notes.append(f"other device: stored on {devices[0]}, rerun on {devices[1]}")
+    return notes

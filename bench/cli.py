@@ -173,6 +173,20 @@ def _parser() -> argparse.ArgumentParser:
         "bits_per_dim)",
     )
 
+    repro = sub.add_parser(
+        "reproduce",
+        help="run a stored run again from its manifest into --out and compare the numbers "
+        "(exit status 0 when every metric matches to the report's precision, 1 otherwise)",
+    )
+    repro.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    repro.add_argument("--tasks", type=_csv, help="only these tasks of the stored run")
+    repro.add_argument("--models", type=_csv, help="only these models of the stored run")
+    repro.add_argument("--out", type=Path, required=True, help="directory of the new run")
+    repro.add_argument("--no-progress", action="store_true", help="no progress bar")
+    repro.add_argument(
+        "--no-compile-cache", action="store_true", help="compile every program afresh"
+    )
+
     sub.add_parser("env", help="devices, versions and a measured matmul peak")
 
     prep = sub.add_parser(
@@ -290,6 +304,7 @@ def _run_grids(args) -> int:
             if args.no_compile_cache
             else args.compile_cache or compile_cache.default_dir(),
             on_start=start,
+            command=["gdbench", *args.argv],
         )
     finally:
         for bar in bars:
@@ -365,6 +380,45 @@ def _cmd_compare(args) -> int:
     return 0
 
 
+def _progress(no_progress: bool, bars: list):
+    """The ``on_start`` callback of ``gdbench.api``: a progress bar over grids."""
+    from tqdm import tqdm
+
+    def start(count: int):
+        bar = tqdm(total=count, unit="grid", disable=no_progress, file=sys.stderr)
+        bars.append(bar)
+
+        def on_grid(task, model, timing):
+            bar.set_postfix_str(f"{task} x {model}" + (": stored" if timing is None else ""))
+            bar.update(1)
+
+        return on_grid
+
+    return start
+
+
+def _cmd_reproduce(args) -> int:
+    """``gdbench reproduce``: a thin layer over ``gdbench.api.reproduce``."""
+    from gdbench import api
+
+    bars: list = []
+    try:
+        result = api.reproduce(
+            args.run_dir,
+            args.out,
+            args.tasks,
+            args.models,
+            compile_cache=None if args.no_compile_cache else api.DEFAULT,
+            on_start=_progress(args.no_progress, bars),
+            command=["gdbench", *args.argv],
+        )
+    finally:
+        for bar in bars:
+            bar.close()
+    print(result.text(), end="")
+    return 0 if result.all_match else 1
+
+
 def _cmd_prepare(args) -> int:
     from gdbench.tasks import tfds_task
 
@@ -391,6 +445,7 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
         ("gdbench.plan", ["PlanError"]),
         ("gdbench.suites", ["SuiteError"]),
         ("gdbench.runner", ["RunDirError"]),
+        ("gdbench.api", ["ReproduceError"]),
         ("gdbench.results", ["NotARunError", "SchemaError", "CorruptPartError"]),
         ("gdbench.reports", ["EmptyRunError"]),
     ):
@@ -400,12 +455,15 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
+    args.argv = argv  # the command line as given, kept in a new run's manifest
     commands = {
         "list": _cmd_list,
         "run": _cmd_run,
         "report": _cmd_report,
         "compare": _cmd_compare,
+        "reproduce": _cmd_reproduce,
         "env": _cmd_env,
         "prepare": _cmd_prepare,
     }

@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -293,9 +294,13 @@ class PreparedRun:
         return len(self.tasks) * len(self.specs)
 
 
-def prepare(config: RunConfig, out: Path) -> PreparedRun:
+def prepare(config: RunConfig, out: Path, command: str | list[str] | None = None) -> PreparedRun:
     """Check everything a run needs (data, sizes, directory) and create or reopen its
     manifest, before any computation. Safe when several processes prepare the same run.
+
+    ``command``: how the run was asked for, stored as the manifest's ``command`` when it is
+    created (the CLI's ``["gdbench", "run", ...]``, or the Python call ``gdbench.run(...)``);
+    None: this process's ``sys.argv``.
 
     Under ``jax.distributed`` with several processes only process 0 writes the manifest; the
     others wait for it (a barrier) and check that it matches."""
@@ -337,6 +342,7 @@ def prepare(config: RunConfig, out: Path) -> PreparedRun:
                 out,
                 {
                     "name": out.name,
+                    "command": list(sys.argv) if command is None else command,
                     "identity": asked,
                     "config": config.to_json(),
                     "started_utc": provenance.utc_now(),

@@ -8,10 +8,12 @@ count) are known only to the engine, which passes them in through `extra`.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import importlib.metadata
 import os
 import platform
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -39,13 +41,15 @@ def collect(extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Provenance of the current process, as a JSON-ready dict.
 
     Keys: `gdbench_version`, `versions` (distribution name -> version, None if not installed),
-    `python`, `platform`, `machine`, `hostname`, `cpu_count`, `git_commit` and `git_dirty`
-    (None when git or the repository is unavailable), `env` (XLA_FLAGS and JAX_* variables
-    that are set), `timestamp_utc` (ISO 8601). `extra` (e.g. {"device_kind": "NVIDIA H100",
-    "device_count": 1}) is merged in at the top level; a key that clashes with a collected
-    one raises `ValueError`.
+    `python`, `platform`, `machine`, `hostname`, `cpu_model` (`cpu_model()`), `cpu_count`,
+    `argv` (this process's `sys.argv`), `git_commit` and `git_dirty` (None when git or the
+    repository is unavailable), `git_diff_sha256` (`git_diff_sha256()` when the tree is dirty,
+    else None), `env` (XLA_FLAGS and JAX_* variables that are set), `timestamp_utc` (ISO
+    8601). `extra` (e.g. {"device_kind": "NVIDIA H100", "device_count": 1}) is merged in at
+    the top level; a key that clashes with a collected one raises `ValueError`.
     """
     commit, dirty = git_state(_REPO_ROOT) if _source_project() else (None, None)
+    diff_hash = git_diff_sha256(_REPO_ROOT) if dirty else None
     info: dict[str, Any] = {
         "gdbench_version": gdbench_version(),
         "versions": {name: _version(name) for name in DISTRIBUTIONS},
@@ -53,9 +57,12 @@ def collect(extra: dict[str, Any] | None = None) -> dict[str, Any]:
         "platform": platform.platform(),
         "machine": platform.machine(),
         "hostname": platform.node(),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
+        "argv": list(sys.argv),
         "git_commit": commit,
         "git_dirty": dirty,
+        "git_diff_sha256": diff_hash,
         "env": {
             k: v
             for k, v in sorted(os.environ.items())
@@ -101,6 +108,49 @@ def git_state(directory: Path) -> tuple[str | None, bool | None]:
     return commit, (None if status is None else status != "")
 
 
+def git_diff_sha256(directory: Path) -> str | None:
+    """SHA-256 (hex) of the uncommitted changes to tracked files of the repository containing
+    `directory`, outside ``OUTPUT_PATHS``: the bytes of
+
+        git diff HEAD --no-ext-diff --no-color --binary -- ':(top)' \\
+            ':(top,exclude)results/reference' ':(top,exclude)results/benchmarks' \\
+            ':(top,exclude)runs'
+
+    (run from the repository root, piped to ``sha256sum``, it gives the same hash). Untracked
+    files are not in it. None when git or the repository is missing."""
+    excluded = [f":(top,exclude){path}" for path in OUTPUT_PATHS]
+    args = ["diff", "HEAD", "--no-ext-diff", "--no-color", "--binary", "--", ":(top)", *excluded]
+    diff = _git_bytes(directory, *args)
+    return None if diff is None else hashlib.sha256(diff).hexdigest()
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name: /proc/cpuinfo's first "model name" (Linux), else ``sysctl -n
+    machdep.cpu.brand_string`` (macOS), else ``platform.processor()``; None when none says."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, sep, value = line.partition(":")
+                if sep and key.strip() == "model name" and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    if sys.platform == "darwin":
+        try:
+            done = subprocess.run(
+                ["sysctl", "-n", "machdep.cpu.brand_string"],
+                capture_output=True,
+                text=True,
+                timeout=_GIT_TIMEOUT_S,
+                check=False,
+            )
+            if done.returncode == 0 and done.stdout.strip():
+                return done.stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return platform.processor() or None
+
+
 def _source_project() -> dict[str, Any] | None:
     """The [project] table when this package runs from a gdbench source tree, else None
     (an installed copy in site-packages must not report the git state of some other repo)."""
@@ -123,6 +173,20 @@ def _git(directory: Path, *args: str) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout.strip() if done.returncode == 0 else None
+
+
+def _git_bytes(directory: Path, *args: str) -> bytes | None:
+    """The raw standard output of ``git -C directory ARGS``; None when it fails."""
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(directory), *args],
+            capture_output=True,
+            timeout=_GIT_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout if done.returncode == 0 else None
 
 
 def _version(distribution: str) -> str | None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -402,3 +404,77 @@ def test_outcomes_and_spreads_survive_the_store_and_old_rows_get_the_fallback(tm
 def test_validate_rejects_bad_per_example_columns(mutate, fragment):
     with pytest.raises(schema.SchemaError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
         schema.validate(mutate(grid_rows()))
+
+
+def test_provenance_records_cpu_model_and_command_line(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["gdbench", "run", "--suite", "quick"])
+    info = provenance.collect()
+    assert info["argv"] == ["gdbench", "run", "--suite", "quick"]
+    assert "cpu_model" in info
+    if Path("/proc/cpuinfo").is_file():
+        names = re.findall(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
+        if names:
+            assert info["cpu_model"] == names[0].strip()
+    json.dumps(info)
+
+
+def test_cpu_model_falls_back_to_platform_processor(monkeypatch):
+    import builtins
+
+    real_open = builtins.open
+
+    def no_cpuinfo(path, *args, **kwargs):
+        if str(path) == "/proc/cpuinfo":
+            raise FileNotFoundError(path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", no_cpuinfo)
+    monkeypatch.setattr(provenance.sys, "platform", "linux")
+    monkeypatch.setattr(provenance.platform, "processor", lambda: "x86_64 test cpu")
+    assert provenance.cpu_model() == "x86_64 test cpu"
+    monkeypatch.setattr(provenance.platform, "processor", lambda: "")
+    assert provenance.cpu_model() is None
+
+
+def test_git_diff_sha256_hashes_the_uncommitted_diff_of_tracked_code(tmp_path):
+    def git(*args):
+        return subprocess.run(
+            ["git", "-C", str(tmp_path), *args], check=True, capture_output=True
+        ).stdout
+
+    git("init", "-q")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "log.txt").write_text("a\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init")
+    empty = hashlib.sha256(b"").hexdigest()
+    assert provenance.git_diff_sha256(tmp_path) == empty
+    # Changes to run outputs are not in the hash (as they do not make the tree dirty).
+    (tmp_path / "runs" / "log.txt").write_text("b\n")
+    assert provenance.git_diff_sha256(tmp_path) == empty
+    (tmp_path / "code.py").write_text("x = 2\n")
+    digest = provenance.git_diff_sha256(tmp_path)
+    # The documented command line gives the same hash.
+    diff = git(
+        "diff", "HEAD", "--no-ext-diff", "--no-color", "--binary", "--", ":(top)",
+        ":(top,exclude)results/reference", ":(top,exclude)results/benchmarks",
+        ":(top,exclude)runs",
+    )  # fmt: skip
+    assert b"x = 2" in diff and b"log.txt" not in diff
+    assert digest == hashlib.sha256(diff).hexdigest() != empty
+    (tmp_path / "code.py").write_text("x = 3\n")
+    assert provenance.git_diff_sha256(tmp_path) not in (digest, empty)
+    # Staged changes count too (the diff is against HEAD).
+    git("add", "code.py")
+    assert provenance.git_diff_sha256(tmp_path) not in (digest, empty, None)
+    assert provenance.git_diff_sha256(tmp_path / "nowhere") is None
+
+
+def test_collect_hashes_the_diff_only_when_dirty(monkeypatch):
+    monkeypatch.setattr(provenance, "git_state", lambda d: ("abc", False))
+    assert provenance.collect()["git_diff_sha256"] is None
+    monkeypatch.setattr(provenance, "git_state", lambda d: ("abc", True))
+    monkeypatch.setattr(provenance, "git_diff_sha256", lambda d: "f" * 64)
+    info = provenance.collect()
+    assert info["git_dirty"] is True and info["git_diff_sha256"] == "f" * 64
