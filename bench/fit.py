@@ -228,16 +228,21 @@ def _linear_newton(graphdef, unravel, rest, stage: Newton, flat0, layout, x, y, 
     """
     index, (dim, k) = layout
     inverse = np.argsort(index)  # flat position -> entry of theta
-    # The subset's examples first (stable order), for ``_subset_hessian``.
-    order = jnp.argsort(w <= 0, stable=True)
-    x, y, w = x[order], y[order], w[order]
+    if k == 1:
+        # The subset's examples first (stable order), for ``_subset_hessian``. Not for several
+        # outputs: there the rows stay the pool's, which the cells of a chunk share when the
+        # task is not standardized per cell (``digits_bin``), and vmap then forms the chunk's
+        # Hessians as one matrix product (0.43 s for 64 ten-class cells on 1,258 rows, 2-core
+        # CPU, against 1.0 s for 64 products on per-cell sorted rows).
+        order = jnp.argsort(w <= 0, stable=True)
+        x, y, w = x[order], y[order], w[order]
     u = jnp.concatenate([x, jnp.ones((x.shape[0], 1), x.dtype)], axis=1)
     # Examples along the last axis for the products that contract over them: XLA's CPU
     # batched matmuls (these are batched over cells by vmap) run several times faster in this
     # layout than when contracting over the leading axis of ``u``.
     ut = u.T
     active = w > 0
-    data_hessian = _subset_hessian(u, active)
+    data_hessian = _subset_hessian(u, active) if k == 1 else lambda c: _kron_hessian(u, ut, c)
     separable = stage.separable_outputs and k > 1
 
     def to_flat(theta):
