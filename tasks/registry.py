@@ -24,7 +24,7 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
     "breast_cancer": (
         "gdbench.tasks.bundled",
         "breast_cancer",
-        "breast cancer, 30 real features, 2 cl.",
+        "breast cancer, 30 real features, 2 classes",
     ),
     "wine": ("gdbench.tasks.bundled", "wine", "wine, 13 real features, 3 classes"),
     "iris": ("gdbench.tasks.bundled", "iris", "iris, 4 real features, 3 classes"),

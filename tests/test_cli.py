@@ -160,25 +160,101 @@ def test_different_config_into_existing_run_is_refused(small_run, capsys):
     pd.testing.assert_frame_equal(results.load(small_run), before)  # nothing lost
 
 
-def test_non_integer_sizes_exit_2_from_argparse():
-    proc = subprocess.run(
-        [sys.executable, "-m", "gdbench.cli", "run", "--sizes", "ten"],
-        capture_output=True,
-        text=True,
-    )
+USAGE_ERRORS = [
+    # (argv, text the one-line error must contain): argparse's own errors, one line as well
+    (
+        ["run", "--sizes", "ten"],
+        "argument --sizes: 'ten' is not a comma-separated list of integers",
+    ),
+    (["run", "--seeds", "ten"], "argument --seeds: 'ten' is not a number of seeds"),
+    (["run", "--devices", "0"], "argument --devices: '0' is not a positive integer"),
+    (["run", "--bogus"], "unrecognized arguments: --bogus"),
+    (["run", "--quality", "--no-quality"], "not allowed with argument"),
+    (["list", "task"], "invalid choice: 'task'"),
+    ([], "the following arguments are required: COMMAND"),
+]
+
+
+@pytest.mark.parametrize("argv, expected", USAGE_ERRORS)
+@pytest.mark.fast
+def test_usage_error_is_one_line_exit_2(argv, expected, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("gdbench: error: ") and expected in err
+    assert "--help" in err and "usage:" not in err
+
+
+def test_non_integer_sizes_exit_2_from_a_real_process():
+    proc = subprocess.run(cli.command("run", "--sizes", "ten"), capture_output=True, text=True)
     assert proc.returncode == 2
-    assert "not a comma-separated list of integers" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("gdbench: error: argument --sizes: 'ten' is not a comma")
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
 
 
 def test_error_exit_status_from_a_real_process():
     proc = subprocess.run(
-        [sys.executable, "-m", "gdbench.cli", "run", "--tasks", "nope"],
+        cli.command("run", "--tasks", "nope"),
         capture_output=True,
         text=True,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "unknown task 'nope'" in proc.stderr
+
+
+def test_run_logs_one_line_per_grid_and_a_summary_when_stderr_is_not_a_terminal(tmp_path):
+    """stderr to a pipe (as to a log file): no carriage-return progress bar, one plain line per
+    finished grid; stdout ends with the one-line summary naming the report command."""
+    out = tmp_path / "logged"
+    proc = subprocess.run(
+        cli.command("run", *SMALL, "--out", str(out)), capture_output=True, text=True, check=True
+    )
+    assert "\r" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert [line.split(":")[1] for line in lines] == [
+        " grid 1/2 iris x gnb",
+        " grid 2/2 iris x logreg",
+    ], proc.stderr
+    assert all(line.startswith("gdbench: grid ") and "compile" in line for line in lines)
+    summary = proc.stdout.strip().splitlines()[-1]
+    assert summary.startswith(f"run written to {out}: 8 cells, 8 ok, ")
+    assert summary.endswith(f"report: gdbench report {out}")
+    # Run again: every grid is stored, and says so.
+    again = subprocess.run(
+        cli.command("run", *SMALL, "--out", str(out)), capture_output=True, text=True, check=True
+    )
+    assert again.stderr.count(": stored (") == 2, again.stderr
+
+
+def test_failed_cells_are_counted_in_the_summary(small_run, capsys, monkeypatch):
+    from gdbench import api
+    from gdbench.results import store
+
+    cells = store.stored_cells(small_run)
+    failed = cells.assign(status=["failed"] + ["ok"] * (len(cells) - 1))
+    monkeypatch.setattr(api, "execute", lambda *args, **kwargs: small_run)  # nothing computed
+    monkeypatch.setattr(store, "stored_cells", lambda run: failed)
+    code, out, _ = run_cli(capsys, "run", *SMALL, "--out", str(small_run), "--no-progress")
+    assert code == 0
+    assert f"run written to {small_run}: 8 cells, 7 ok, 1 not ok (see the report)" in out
+
+
+def test_interrupted_run_says_how_to_resume(tmp_path, capsys, monkeypatch):
+    from gdbench import api
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api, "execute", interrupted)
+    out = tmp_path / "my run"
+    code, _, err = run_cli(capsys, "run", *SMALL, "--out", str(out))
+    assert code == 130
+    assert len(err.strip().splitlines()) == 1
+    assert "finished grids are stored and will be skipped" in err
+    again = " ".join(["gdbench", "run", *SMALL, "--out", f"'{out}'"])
+    assert err.strip().endswith(f"run the same command again: {again}")
 
 
 def test_env_reports_devices_versions_and_peak(capsys, monkeypatch):
