@@ -276,9 +276,12 @@ def _entry(name: str, text: str, indent: int) -> str:
     head = f"  {name:<{indent - 3}} "
     pad = " " * indent
     width = max(_width(), indent + 30)
+    first = ""
     if len(head) > indent:
-        return f"  {name}\n" + textwrap.fill(text, width, initial_indent=pad, subsequent_indent=pad)
-    return textwrap.fill(text, width, initial_indent=head, subsequent_indent=pad)
+        first, head = f"  {name}\n", pad
+    return first + textwrap.fill(
+        text, width, initial_indent=head, subsequent_indent=pad, break_on_hyphens=False
+    )
 
 
 def _cmd_list(args) -> int:

@@ -39,6 +39,31 @@ def test_list_names_every_task_model_and_suite(capsys):
         assert f"  {name} " in out
 
 
+@pytest.mark.fast
+def test_list_tasks_shows_every_family_with_an_example_and_whole_descriptions(capsys):
+    from gdbench import suites
+    from gdbench.tasks import registry as tasks
+
+    code, out, _ = run_cli(capsys, "list")
+    assert code == 0
+    assert max(len(line) for line in out.splitlines()) <= 100  # wrapped, not paragraph-long
+    flat = " ".join(out.split())
+    for example in (
+        "csv:data/table.csv?target=label&name=table",
+        "npz:arrays.npz",
+        "tfds:mnist",
+        "my_tasks.py:make_task",
+        "mypkg.tasks:make_task",
+        "entry point in the group gdbench.tasks",
+    ):
+        assert example in flat
+    for name in tasks.names():  # whole descriptions, nothing cut short
+        assert f"{name} {tasks.describe(name)}" in flat
+    assert " cl." not in flat
+    for suite in suites.SUITES.values():
+        assert f"{suite.name} {' '.join(suite.doc.split())}" in flat
+
+
 def test_run_writes_one_row_per_cell_with_provenance(small_run):
     df = results.load(small_run)
     assert len(df) == 2 * 2 * 2  # tasks x models x sizes x seeds = 1 x 2 x 2 x 2
