@@ -473,7 +473,16 @@ def _cmd_compare(args) -> int:
         )
     except compare.CompareError as e:
         raise UsageError(str(e)) from None
-    text = compare.compare_markdown(result)
+    manifests = [results.read_manifest(run_dir) for run_dir in (args.run_a, args.run_b)]
+    shared = len(frames[0]) - len(result.only_a)
+    if shared == 0:
+        print(
+            f"gdbench: warning: {names[0]} and {names[1]} share no cell (task, model, n_train, "
+            "seed); nothing is compared, only listed (see Configuration differences)",
+            file=sys.stderr,
+        )
+    differences = compare.manifest_differences(*manifests)
+    text = compare.compare_markdown(result, differences=differences)
     if args.out is None:
         print(text, end="")
         return 0

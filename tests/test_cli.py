@@ -282,6 +282,49 @@ def test_interrupted_run_says_how_to_resume(tmp_path, capsys, monkeypatch):
     assert err.strip().endswith(f"run the same command again: {again}")
 
 
+def test_compare_lists_the_runs_configuration_differences(small_run, tmp_path, capsys):
+    import shutil
+
+    from gdbench.results import store
+
+    same, other = tmp_path / "same", tmp_path / "other"
+    shutil.copytree(small_run, same)
+    shutil.copytree(small_run, other)
+    manifest = store.read_manifest(other)
+    jax_version = manifest["provenance"]["versions"]["jax"]
+    manifest["provenance"]["versions"]["jax"] = "9.9.9"
+    manifest["provenance"]["device_kind"] = "NVIDIA H100"
+    manifest["identity"]["code_version"] = "0123abcd"
+    store.write_manifest(other, manifest)
+
+    code, out, err = run_cli(capsys, "compare", str(small_run), str(other))
+    assert code == 0 and err == ""
+    assert "8 cells compared (ok in both runs)" in out
+    section = out.split("## Configuration differences")[1].split("\n## ")[0]
+    assert f"| jax | {jax_version} | 9.9.9 |" in section
+    assert "| device | cpu | NVIDIA H100 |" in section
+    assert "| code version | " in section and "| 0123abcd |" in section
+    assert section.count("\n| ") == 4  # header and the three settings changed, nothing else
+
+    code, out, err = run_cli(capsys, "compare", str(small_run), str(same))
+    assert code == 0 and err == ""
+    assert "The runs' manifests record the same configuration and versions." in out
+
+
+def test_compare_warns_when_the_runs_share_no_cell(small_run, tmp_path, capsys):
+    other = tmp_path / "wine"
+    argv = ["--tasks", "wine", "--models", "gnb", "--sizes", "6", "--seeds", "1", "--out"]
+    assert cli.main(["run", *argv, str(other), "--no-progress"]) == 0
+    capsys.readouterr()
+    code, out, err = run_cli(capsys, "compare", str(small_run), str(other))
+    assert code == 0
+    assert err.startswith("gdbench: warning: small and wine share no cell")
+    assert len(err.strip().splitlines()) == 1
+    assert "0 cells compared" in out
+    assert "| tasks | iris | wine |" in out and "| models | gnb, logreg | gnb |" in out
+    assert "| seeds | 2 (0..1) | 1 (0..0) |" in out and "| sizes | 6, 20 | 6 |" in out
+
+
 def test_env_reports_devices_versions_and_peak(capsys, monkeypatch):
     from gdbench import env
 
