@@ -122,7 +122,7 @@ def execute(
 ) -> Path:
     """``run`` without loading the rows: computes (or resumes) the grid and returns the run
     directory. ``on_start(grid_count)`` is called once the run is prepared and may return the
-    ``on_grid`` callback (the CLI's progress bar)."""
+    ``on_grid`` callback (the CLI's progress)."""
     from gdbench import compile_cache as cache
     from gdbench import plugins, runner, sharding, suites
 
