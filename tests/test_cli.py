@@ -337,10 +337,10 @@ def test_env_reports_devices_versions_and_peak(capsys, monkeypatch):
 def test_second_run_loads_its_programs_from_the_compile_cache(tmp_path, capsys):
     """In one process JAX would reuse programs anyway; a fresh process shows the disk cache."""
     cache = tmp_path / "xla"
-    argv = ["-m", "gdbench.cli", "run", *SMALL, "--no-progress", "--compile-cache", str(cache)]
+    argv = ["run", *SMALL, "--no-progress", "--compile-cache", str(cache)]
     root = Path(__file__).resolve().parents[1]
     for name in ("first", "second"):
-        subprocess.run([sys.executable, *argv, "--out", str(tmp_path / name)], check=True, cwd=root)
+        subprocess.run(cli.command(*argv, "--out", str(tmp_path / name)), check=True, cwd=root)
     grids = {
         name: json.loads((tmp_path / name / "manifest.json").read_text())["grids"]
         for name in ("first", "second")
