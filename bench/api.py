@@ -172,7 +172,7 @@ def execute(
 ) -> Path:
     """``run`` without loading the rows: computes (or resumes) the grid and returns the run
     directory. ``on_start(grid_count)`` is called once the run is prepared and may return the
-    ``on_grid`` callback (the CLI's progress bar). ``command``: how the run was asked for, kept
+    ``on_grid`` callback (the CLI's progress). ``command``: how the run was asked for, kept
     in a new run's manifest (``command``; default: ``sys.argv``)."""
     from gdbench import compile_cache as cache
     from gdbench import plugins, runner, sharding, suites

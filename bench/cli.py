@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
+import shutil
 import sys
+import textwrap
 from pathlib import Path
 
 EXIT_USAGE = 2
@@ -22,7 +25,11 @@ def command(*args: str) -> list[str]:
     ``bench/source_tree.py`` when that is how this process found gdbench."""
     from gdbench import source_tree
 
-    if source_tree.SourceFinder in sys.meta_path:
+    # The finder may be this module's class or that of bench/source_tree.py run as __main__.
+    finders = {
+        (getattr(f, "__module__", None), getattr(f, "__qualname__", None)) for f in sys.meta_path
+    }
+    if finders & {(m, "SourceFinder") for m in ("__main__", source_tree.__name__)}:
         return [sys.executable, str(Path(source_tree.__file__)), "-m", "gdbench.cli", *args]
     return [sys.executable, "-m", "gdbench.cli", *args]
 
@@ -44,6 +51,15 @@ def _int_list(text: str) -> list[int]:
         ) from None
 
 
+def _seed_count(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not a number of seeds (an integer, e.g. 5: seeds 0..4)"
+        ) from None
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -54,10 +70,28 @@ def _positive_int(text: str) -> int:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, ``gdbench: error: ...`` (naming the
+    command's ``--help``), with exit status 2, as every other bad input."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"gdbench: error: {message}; see {self.prog} --help\n")
+
+
+TASKS_HELP = (
+    "comma-separated tasks (override): a name of gdbench list tasks, csv:table.csv?target=y, "
+    "npz:arrays.npz, tfds:mnist, path/to/file.py:function or package.module:function; csv:, "
+    "npz: and tfds: tasks take a short display name for rows, figures and progress: "
+    "csv:table.csv?target=y&name=bc"
+)
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="gdbench",
         description="Benchmark discriminative vs generative classifiers (JAX).",
+        epilog="A first run: gdbench list, then gdbench run (the quick suite, a few minutes on a "
+        "CPU), then the report command it prints. gdbench COMMAND --help for each command.",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -66,19 +100,24 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a suite (or a grid given by flags) into a run directory")
     run.add_argument("--suite", default="quick", help="suite name (default: quick)")
-    run.add_argument("--tasks", type=_csv, help="comma-separated task names (override)")
+    run.add_argument("--tasks", type=_csv, help=TASKS_HELP)
     run.add_argument(
         "--models", type=_csv, help="comma-separated model specs, e.g. logreg?C=1e4,gnb"
     )
     run.add_argument("--sizes", type=_int_list, help="training sizes, e.g. 10,20,40 (override)")
-    run.add_argument("--seeds", type=int, help="number of seeds, 0..N-1 (override)")
+    run.add_argument("--seeds", type=_seed_count, help="number of seeds, 0..N-1 (override)")
     run.add_argument("--out", type=Path, help="run directory (default: runs/<suite>)")
     run.add_argument(
         "--resume",
         action="store_true",
         help="continue the run in --out (also the default when its configuration matches)",
     )
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress output (default: a progress bar on a terminal; when stderr is not a "
+        "terminal, e.g. a log file, one line per finished grid)",
+    )
     quality = run.add_mutually_exclusive_group()
     quality.add_argument(
         "--quality",
@@ -205,6 +244,60 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+#: Task families named by a pattern rather than listed by name: (pattern, example, what).
+TASK_FAMILIES = (
+    (
+        "csv:<path>[?target=<column>][&name=<short>]",
+        "csv:data/table.csv?target=label&name=table",
+        "a CSV table of your own: numeric feature columns; the target is the named column, else "
+        "the first called label, target, class or y, else the last",
+    ),
+    (
+        "npz:<path>[?name=<short>]",
+        "npz:arrays.npz",
+        "arrays of your own: x_train, y_train[, x_test, y_test] (read without pickles)",
+    ),
+    (
+        "tfds:<name>[?binarize=<t>|?dequantize=0][&name=<short>]",
+        "tfds:mnist",
+        "a TensorFlow Datasets image dataset, prepared once by gdbench prepare tfds:<name>",
+    ),
+    (
+        "<path>.py:<function>",
+        "my_tasks.py:make_task",
+        "a function of your own that returns a gdbench.Task (naming it runs its code)",
+    ),
+    (
+        "<package.module>:<function>",
+        "mypkg.tasks:make_task",
+        "the same, from an importable module",
+    ),
+    (
+        "<entry point name>",
+        "my_task",
+        "an installed package's entry point in the group gdbench.tasks",
+    ),
+)
+
+
+def _width() -> int:
+    return max(60, min(100, shutil.get_terminal_size((100, 24)).columns))
+
+
+def _entry(name: str, text: str, indent: int) -> str:
+    """``  name  text`` with ``text`` wrapped to the terminal (at most 100 columns) under
+    itself, or under the name's next line when the name is longer than the indent."""
+    head = f"  {name:<{indent - 3}} "
+    pad = " " * indent
+    width = max(_width(), indent + 30)
+    first = ""
+    if len(head) > indent:
+        first, head = f"  {name}\n", pad
+    return first + textwrap.fill(
+        text, width, initial_indent=head, subsequent_indent=pad, break_on_hyphens=False
+    )
+
+
 def _cmd_list(args) -> int:
     import gdbench.models.registry as mreg
     import gdbench.tasks.registry as treg
@@ -213,17 +306,21 @@ def _cmd_list(args) -> int:
     if args.what in (None, "tasks"):
         print("tasks:")
         for name in treg.names():
-            print(f"  {name:<15} {treg.describe(name)}")
+            print(_entry(name, treg.describe(name), 18))
+        print("task families (--tasks takes these as well):")
+        for pattern, example, what in TASK_FAMILIES:
+            print(_entry(pattern, f"{what}; e.g. {example}", 18))
     if args.what in (None, "models"):
         print("models:")
         width = max(15, *(len(name) for name in mreg.names()))
         for name in mreg.names():
             paradigm = mreg.paradigm_of(name)
-            print(f"  {name:<{width}} {paradigm:<15} {mreg.describe(name)}")
+            print(_entry(f"{name:<{width}} {paradigm}", mreg.describe(name), width + 19))
     if args.what in (None, "suites"):
         print("suites:")
         for s in suites.SUITES.values():
-            print(f"  {s.name:<15} {s.doc}")
+            print(_entry(s.name, s.doc, 18))
+            print()
     return 0
 
 
@@ -266,21 +363,34 @@ def _run_grids(args) -> int:
     out = args.out or Path("runs") / suites.get(args.suite).name
     if args.resume and not (out / "manifest.json").is_file():
         raise UsageError(f"--resume: '{out}' holds no gdbench run to resume")
-    from tqdm import tqdm
-
     bars = []
+    # A bar redrawn with carriage returns on a terminal; in a log (stderr not a terminal) one
+    # plain line per finished grid instead.
+    as_lines = not args.no_progress and not _is_terminal(sys.stderr)
 
     def start(count: int):
-        bar = tqdm(total=count, unit="grid", disable=args.no_progress, file=sys.stderr)
+        if args.no_progress:
+            return None
+        if as_lines:
+            done = [0]
+
+            def log_grid(task, model, timing):
+                done[0] += 1
+                print(
+                    f"gdbench: grid {done[0]}/{count} {_grid_line(task, model, timing)} "
+                    f"({time.perf_counter() - began:.0f} s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+            return log_grid
+        from tqdm import tqdm
+
+        bar = tqdm(total=count, unit="grid", file=sys.stderr)
         bars.append(bar)
 
         def on_grid(task, model, timing):
-            if timing is None:
-                bar.set_postfix_str(f"{task} x {model}: stored")
-            else:
-                bar.set_postfix_str(
-                    f"{task} x {model}: compile {timing.compile_s:.1f}s fit {timing.fit_s:.2f}s"
-                )
+            bar.set_postfix_str(_grid_line(task, model, timing))
             bar.update(1)
 
         return on_grid
@@ -320,6 +430,19 @@ def _run_grids(args) -> int:
         f"{time.perf_counter() - began:.1f} s; report: gdbench report {out}"
     )
     return 0
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _grid_line(task: str, model: str, timing) -> str:
+    if timing is None:
+        return f"{task} x {model}: stored"
+    return f"{task} x {model}: compile {timing.compile_s:.1f}s fit {timing.fit_s:.2f}s"
 
 
 def _cell_counts(run_dir: Path) -> tuple[int, int]:
@@ -365,7 +488,16 @@ def _cmd_compare(args) -> int:
         )
     except compare.CompareError as e:
         raise UsageError(str(e)) from None
-    text = compare.compare_markdown(result)
+    manifests = [results.read_manifest(run_dir) for run_dir in (args.run_a, args.run_b)]
+    shared = len(frames[0]) - len(result.only_a)
+    if shared == 0:
+        print(
+            f"gdbench: warning: {names[0]} and {names[1]} share no cell (task, model, n_train, "
+            "seed); nothing is compared, only listed (see Configuration differences)",
+            file=sys.stderr,
+        )
+    differences = compare.manifest_differences(*manifests)
+    text = compare.compare_markdown(result, differences=differences)
     if args.out is None:
         print(text, end="")
         return 0
@@ -470,8 +602,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return commands[args.command](args)
     except KeyboardInterrupt:
-        print("gdbench: interrupted; finished grids are stored", file=sys.stderr)
+        if args.command == "run":
+            again = shlex.join(["gdbench", *argv])
+            print(
+                "gdbench: interrupted; the finished grids are stored and will be skipped. To "
+                f"resume, run the same command again: {again}",
+                file=sys.stderr,
+            )
+        else:
+            print("gdbench: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into head, less, ... that closed early
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as e:  # noqa: BLE001 - filtered to expected errors below
         if isinstance(e, _expected_errors()):
             print(f"gdbench: error: {e}", file=sys.stderr)

@@ -244,8 +244,8 @@ def default_cache_dir() -> Path:
     """``$GDBENCH_FEATURE_CACHE`` if set, else ``$XDG_CACHE_HOME/gdbench/features``, else
     ``~/.cache/gdbench/features``."""
     env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env)
+    if env and env.strip():
+        return Path(env.strip()).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "gdbench" / "features"
 

@@ -293,6 +293,11 @@ class PreparedRun:
     def grid_count(self) -> int:
         return len(self.tasks) * len(self.specs)
 
+    def key_of(self, task) -> str:
+        """The name ``task`` was given by in the configuration (its spec: the task's own name
+        unless a ``?name=`` display name shortened it)."""
+        return next((k for k, t in self.tasks.items() if t is task), task.name)
+
 
 def prepare(config: RunConfig, out: Path, command: str | list[str] | None = None) -> PreparedRun:
     """Check everything a run needs (data, sizes, directory) and create or reopen its
@@ -309,6 +314,14 @@ def prepare(config: RunConfig, out: Path, command: str | list[str] | None = None
         t = time.perf_counter()
         loaded[name] = task_registry.load(name)
         load_s[name] = time.perf_counter() - t
+    named: dict[str, str] = {}
+    for spec_name, task in loaded.items():
+        if task.name in named:
+            raise task_registry.TaskError(
+                f"tasks '{named[task.name]}' and '{spec_name}' are both called '{task.name}' in "
+                "this run; give each its own display name (?name=...)"
+            )
+        named[task.name] = spec_name
     specs = {m: model_registry.get(m) for m in config.models}  # canonical names already
     for task in loaded.values():
         plan.check_sizes(
@@ -392,11 +405,11 @@ def execute(run: PreparedRun, on_grid: OnGrid | None = None) -> Path:
                 if held:
                     timing = _compute_missing(run, task, spec)
                     if on_grid:
-                        on_grid(task_name, spec.spec, timing)
+                        on_grid(task.name, spec.spec, timing)
                     continue
-            deferred.append((task, spec))
-    for task, spec in deferred:
-        with store.lock(run.out, f"grid-{task.name}__{spec.spec}{suffix}"):
+            deferred.append((task_name, task, spec))
+    for task_name, task, spec in deferred:
+        with store.lock(run.out, f"grid-{task_name}__{spec.spec}{suffix}"):
             timing = _compute_missing(run, task, spec)
         if on_grid:
             on_grid(task.name, spec.spec, timing)
@@ -444,7 +457,7 @@ def _compute_missing(run: PreparedRun, task, spec) -> engine.GridTiming | None:
                 data=run.config.data_parallel,
                 scored_size=max(sizes),
                 robustness=run.config.robustness,
-                ood=run.config.ood_for(task.name),
+                ood=run.config.ood_for(run.key_of(task)),
                 steady=run.config.steady_state,
             )
         rows, timing, samples = result.rows, result.timing, result.samples
@@ -453,7 +466,7 @@ def _compute_missing(run: PreparedRun, task, spec) -> engine.GridTiming | None:
         rows = engine.failed_rows(task, spec, missing, error)
     for row in rows:
         row["cell_key"] = keyed[(row["n_train"], row["seed"])]
-        row["load_s"] = run.load_s.get(task.name, float("nan"))
+        row["load_s"] = run.load_s.get(run.key_of(task), float("nan"))
     keys = [keyed[pair] for pair in missing]
     name = part_name(task.name, spec.spec, keys)
     if processes > 1:

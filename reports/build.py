@@ -202,8 +202,8 @@ def _test_sizes(manifests: dict[str, dict[str, Any]]) -> dict[str, int]:
     for manifest in manifests.values():
         for name, info in (manifest.get("tasks") or {}).items():
             size = info.get("test_size") if isinstance(info, dict) else None
-            if isinstance(size, int) and size > 0:
-                sizes.setdefault(str(name), size)
+            if isinstance(size, int) and size > 0:  # rows name the task by its display name
+                sizes.setdefault(str(info.get("name") or name), size)
     return sizes
 
 

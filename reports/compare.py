@@ -232,10 +232,95 @@ def paired_p_value(diffs: Sequence[float], test: str = "t") -> float:
     return float(sps.wilcoxon(d).pvalue)
 
 
-def compare_markdown(result: RunComparison, max_rows: int = 50) -> str:
-    """A Markdown report of `result`: a summary line, the changed metric rows (largest |diff|
-    first, at most `max_rows`, with a note of how many more), cells in one run only, status
-    and configuration changes, then the timing ratios B/A per (task, model) grid."""
+def _get(manifest: Mapping[str, Any], *path: str) -> Any:
+    value: Any = manifest
+    for key in path:
+        value = value.get(key) if isinstance(value, Mapping) else None
+    return value
+
+
+def _seed_text(seeds: Any) -> Any:
+    if isinstance(seeds, list) and seeds == list(range(len(seeds))):
+        return f"{len(seeds)} (0..{len(seeds) - 1})"
+    return seeds
+
+
+def _sizes_text(manifest: Mapping[str, Any]) -> Any:
+    sizes = _get(manifest, "config", "sizes")
+    if sizes is not None:
+        return sizes
+    per_task = _get(manifest, "identity", "tasks")  # automatic sizes: per task
+    if isinstance(per_task, Mapping):
+        return {t: info.get("sizes") for t, info in per_task.items() if isinstance(info, Mapping)}
+    return None
+
+
+#: The settings `manifest_differences` compares: (label, value from a run's manifest).
+CONFIG_SETTINGS: tuple[tuple[str, Any], ...] = (
+    ("code version", lambda m: _get(m, "identity", "code_version")),
+    ("gdbench version", lambda m: _get(m, "provenance", "gdbench_version")),
+    ("git commit", lambda m: _get(m, "provenance", "git_commit")),
+    ("git dirty", lambda m: _get(m, "provenance", "git_dirty")),
+    ("suite", lambda m: _get(m, "config", "suite")),
+    ("tasks", lambda m: _get(m, "config", "tasks")),
+    ("models", lambda m: _get(m, "config", "models")),
+    ("sizes", _sizes_text),
+    ("seeds", lambda m: _seed_text(_get(m, "config", "seeds"))),
+    ("sample quality", lambda m: _get(m, "config", "quality")),
+    ("robustness", lambda m: _get(m, "config", "robustness")),
+    ("OOD sets", lambda m: _get(m, "config", "ood")),
+    ("steady-state timing", lambda m: _get(m, "config", "steady_state")),
+    ("devices used", lambda m: _get(m, "config", "devices")),
+    ("data parallel", lambda m: _get(m, "config", "data_parallel")),
+    ("device", lambda m: _get(m, "provenance", "device_kind")),
+    ("device count", lambda m: _get(m, "provenance", "device_count")),
+    ("process count", lambda m: _get(m, "provenance", "process_count")),
+    ("host", lambda m: _get(m, "provenance", "hostname")),
+    ("machine", lambda m: _get(m, "provenance", "machine")),
+    ("python", lambda m: _get(m, "provenance", "python")),
+    ("environment (XLA_FLAGS, JAX_*)", lambda m: _get(m, "provenance", "env")),
+)
+
+
+def manifest_differences(
+    manifest_a: Mapping[str, Any], manifest_b: Mapping[str, Any]
+) -> list[tuple[str, str, str]]:
+    """The configuration differences of two runs from their manifests: ``(setting, value in A,
+    value in B)`` for each setting of `CONFIG_SETTINGS` and each library version
+    (``provenance.versions``: jax, jaxlib, numpy, ...) that differs; ``—`` where a manifest
+    records nothing."""
+
+    def text(value: Any) -> str:
+        if value is None:
+            return "—"
+        if isinstance(value, list | tuple):
+            return ", ".join(text(v) for v in value) or "—"
+        if isinstance(value, Mapping):
+            return "; ".join(f"{k}: {text(v)}" for k, v in value.items()) or "—"
+        return str(value)
+
+    out = []
+    settings = list(CONFIG_SETTINGS)
+    versions_a = _get(manifest_a, "provenance", "versions") or {}
+    versions_b = _get(manifest_b, "provenance", "versions") or {}
+    for lib in dict.fromkeys([*versions_a, *versions_b]):
+        settings.append((lib, lambda m, lib=lib: _get(m, "provenance", "versions", lib)))
+    for label, value_of in settings:
+        a, b = text(value_of(manifest_a)), text(value_of(manifest_b))
+        if a != b:
+            out.append((label, a, b))
+    return out
+
+
+def compare_markdown(
+    result: RunComparison,
+    max_rows: int = 50,
+    differences: Sequence[tuple[str, str, str]] | None = None,
+) -> str:
+    """A Markdown report of `result`: a summary line, the runs' configuration differences
+    (`differences`, from `manifest_differences`, when given), the changed metric rows (largest
+    |diff| first, at most `max_rows`, with a note of how many more), cells in one run only,
+    status and configuration changes, then the timing ratios B/A per (task, model) grid."""
     r = result
     changed = r.changed
     lines = [
@@ -253,6 +338,17 @@ def compare_markdown(result: RunComparison, max_rows: int = 50) -> str:
         "the metric's tolerance (accuracy: any change; others: above float32 round-off).",
         "",
     ]
+    if differences is not None:
+        lines += ["## Configuration differences", ""]
+        if differences:
+            lines += [
+                "From the runs' manifests (code and library versions, grid, devices):",
+                "",
+            ]
+            lines += _table(["setting", "A", "B"], [list(d) for d in differences])
+        else:
+            lines += ["The runs' manifests record the same configuration and versions."]
+        lines.append("")
     single = r.metrics[(r.metrics["n_pairs"] == 1) & (r.metrics["diff"] != 0)]
     if len(single):
         lines += [

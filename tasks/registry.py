@@ -8,13 +8,20 @@ dataset, ``gdbench.tasks.tfds_task``). Tasks of your own given as code (``file.p
 entry
 point, a ``Task`` object passed to ``gdbench.run``) are registered in the process by
 ``register`` (``gdbench.plugins`` does it).
+
+A prefixed task takes a short display name as one more query option, ``&name=<short>`` (or
+``?name=<short>`` when it is the only one): ``csv:data/table.csv?target=y&name=bc``. The task
+is then called ``bc`` in its rows' ``task`` column, the report's figures, tables and file names
+and the progress lines; the run's manifest keeps the whole spec (``source`` the file).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import importlib
+import re
 from collections.abc import Callable
 
 from gdbench.tasks.base import Task, TaskError
@@ -24,7 +31,7 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
     "breast_cancer": (
         "gdbench.tasks.bundled",
         "breast_cancer",
-        "breast cancer, 30 real features, 2 cl.",
+        "breast cancer, 30 real features, 2 classes",
     ),
     "wine": ("gdbench.tasks.bundled", "wine", "wine, 13 real features, 3 classes"),
     "iris": ("gdbench.tasks.bundled", "iris", "iris, 4 real features, 3 classes"),
@@ -52,15 +59,19 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
 
 #: name prefix -> (module with ``check(name)`` and ``load(name)``, usage, description)
 PREFIXES: dict[str, tuple[str, str, str]] = {
-    "csv:": ("gdbench.tasks.csv_task", "csv:<path>[?target=<column>]", "a CSV table of your own"),
+    "csv:": (
+        "gdbench.tasks.csv_task",
+        "csv:<path>[?target=<column>][&name=<short>]",
+        "a CSV table of your own",
+    ),
     "npz:": (
         "gdbench.tasks.arrays",
-        "npz:<path>",
+        "npz:<path>[?name=<short>]",
         "arrays of your own (x_train, y_train[, x_test, y_test])",
     ),
     "tfds:": (
         "gdbench.tasks.tfds_task",
-        "tfds:<name>[?binarize=<t>|?dequantize=0]",
+        "tfds:<name>[?binarize=<t>|?dequantize=0][&name=<short>]",
         "a prepared TFDS image dataset, e.g. tfds:mnist",
     ),
 }
@@ -94,6 +105,33 @@ def _family(name: str) -> str | None:
     return next((p for p in PREFIXES if name.startswith(p)), None)
 
 
+#: A display name: a letter, then letters, digits, ``_``, ``-`` or ``.``; at most 64 characters.
+DISPLAY_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
+
+
+def split_display_name(name: str) -> tuple[str, str | None]:
+    """``(spec without its name option, display name or None)`` of a prefixed task name:
+    ``csv:t.csv?target=y&name=bc`` -> ``("csv:t.csv?target=y", "bc")``. Names without a
+    family prefix are returned unchanged."""
+    if _family(name) is None or "?" not in name:
+        return name, None
+    base, _, query = name.partition("?")
+    items = query.split("&")
+    named = [item for item in items if item.startswith("name=")]
+    if not named:
+        return name, None
+    if len(named) > 1:
+        raise TaskError(f"option 'name' is given twice in task '{name}'; give it once")
+    display = named[0][len("name=") :]
+    if not DISPLAY_NAME.fullmatch(display):
+        raise TaskError(
+            f"bad display name '{display}' in task '{name}': a letter, then letters, digits, "
+            "_, - or . (at most 64 characters), e.g. ?name=bc"
+        )
+    rest = "&".join(item for item in items if not item.startswith("name="))
+    return (f"{base}?{rest}" if rest else base), display
+
+
 def check_name(name: str) -> None:
     """Raise ``TaskError`` naming the closest valid task when ``name`` is unknown.
 
@@ -104,7 +142,8 @@ def check_name(name: str) -> None:
         return
     family = _family(name)
     if family:
-        importlib.import_module(PREFIXES[family][0]).check(name)
+        spec, _ = split_display_name(name)
+        importlib.import_module(PREFIXES[family][0]).check(spec)
         return
     close = difflib.get_close_matches(name, names(), n=1, cutoff=0.5)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
@@ -128,7 +167,9 @@ def load(name: str) -> Task:
         return task
     family = _family(name)
     if family:
-        return importlib.import_module(PREFIXES[family][0]).load(name)
+        spec, display = split_display_name(name)
+        task = importlib.import_module(PREFIXES[family][0]).load(spec)
+        return task if display is None else dataclasses.replace(task, name=display)
     module, attr, _ = REGISTRY[name]
     mod = importlib.import_module(module)
     return mod.make(attr) if module == "gdbench.tasks.synthetic" else getattr(mod, attr)()

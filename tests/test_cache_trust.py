@@ -159,3 +159,28 @@ def test_feature_cache_follows_xdg(monkeypatch, tmp_path):
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert quality.default_cache_dir() == tmp_path / "home" / ".cache" / "gdbench" / "features"
+    monkeypatch.setenv(quality.CACHE_ENV, "~/feat")  # as the compilation cache's variable
+    assert quality.default_cache_dir() == tmp_path / "home" / "feat"
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_feature_cache_files_follow_the_umask(tmp_path, mask, mode):
+    """The feature nets' cache holds data (read without pickles), not code: its files get the
+    user's umask, as run data do (the compilation cache is private whatever the umask)."""
+    from gdbench import quality
+
+    params = {
+        "shift": np.zeros(3, np.float32),
+        "scale": np.ones(3, np.float32),
+        "layers": ({"kernel": np.ones((3, 2), np.float32), "bias": np.zeros(2, np.float32)},),
+    }
+    path = tmp_path / "features" / "task-abc.npz"
+    old = os.umask(mask)
+    try:
+        quality._save(path, params, 0.75, "abc")
+    finally:
+        os.umask(old)
+    assert _mode(path) == mode
+    assert _mode(path.parent) == 0o777 & ~mask
+    loaded, accuracy = quality._load(path, "abc")
+    assert accuracy == 0.75 and np.asarray(loaded["layers"][0]["kernel"]).shape == (3, 2)

@@ -39,6 +39,31 @@ def test_list_names_every_task_model_and_suite(capsys):
         assert f"  {name} " in out
 
 
+@pytest.mark.fast
+def test_list_tasks_shows_every_family_with_an_example_and_whole_descriptions(capsys):
+    from gdbench import suites
+    from gdbench.tasks import registry as tasks
+
+    code, out, _ = run_cli(capsys, "list")
+    assert code == 0
+    assert max(len(line) for line in out.splitlines()) <= 100  # wrapped, not paragraph-long
+    flat = " ".join(out.split())
+    for example in (
+        "csv:data/table.csv?target=label&name=table",
+        "npz:arrays.npz",
+        "tfds:mnist",
+        "my_tasks.py:make_task",
+        "mypkg.tasks:make_task",
+        "entry point in the group gdbench.tasks",
+    ):
+        assert example in flat
+    for name in tasks.names():  # whole descriptions, nothing cut short
+        assert f"{name} {tasks.describe(name)}" in flat
+    assert " cl." not in flat
+    for suite in suites.SUITES.values():
+        assert f"{suite.name} {' '.join(suite.doc.split())}" in flat
+
+
 def test_run_writes_one_row_per_cell_with_provenance(small_run):
     df = results.load(small_run)
     assert len(df) == 2 * 2 * 2  # tasks x models x sizes x seeds = 1 x 2 x 2 x 2
@@ -160,25 +185,144 @@ def test_different_config_into_existing_run_is_refused(small_run, capsys):
     pd.testing.assert_frame_equal(results.load(small_run), before)  # nothing lost
 
 
-def test_non_integer_sizes_exit_2_from_argparse():
-    proc = subprocess.run(
-        [sys.executable, "-m", "gdbench.cli", "run", "--sizes", "ten"],
-        capture_output=True,
-        text=True,
-    )
+USAGE_ERRORS = [
+    # (argv, text the one-line error must contain): argparse's own errors, one line as well
+    (
+        ["run", "--sizes", "ten"],
+        "argument --sizes: 'ten' is not a comma-separated list of integers",
+    ),
+    (["run", "--seeds", "ten"], "argument --seeds: 'ten' is not a number of seeds"),
+    (["run", "--devices", "0"], "argument --devices: '0' is not a positive integer"),
+    (["run", "--bogus"], "unrecognized arguments: --bogus"),
+    (["run", "--quality", "--no-quality"], "not allowed with argument"),
+    (["list", "task"], "invalid choice: 'task'"),
+    ([], "the following arguments are required: COMMAND"),
+]
+
+
+@pytest.mark.parametrize("argv, expected", USAGE_ERRORS)
+@pytest.mark.fast
+def test_usage_error_is_one_line_exit_2(argv, expected, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("gdbench: error: ") and expected in err
+    assert "--help" in err and "usage:" not in err
+
+
+def test_non_integer_sizes_exit_2_from_a_real_process():
+    proc = subprocess.run(cli.command("run", "--sizes", "ten"), capture_output=True, text=True)
     assert proc.returncode == 2
-    assert "not a comma-separated list of integers" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("gdbench: error: argument --sizes: 'ten' is not a comma")
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
 
 
 def test_error_exit_status_from_a_real_process():
     proc = subprocess.run(
-        [sys.executable, "-m", "gdbench.cli", "run", "--tasks", "nope"],
+        cli.command("run", "--tasks", "nope"),
         capture_output=True,
         text=True,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "unknown task 'nope'" in proc.stderr
+
+
+def test_run_logs_one_line_per_grid_and_a_summary_when_stderr_is_not_a_terminal(tmp_path):
+    """stderr to a pipe (as to a log file): no carriage-return progress bar, one plain line per
+    finished grid; stdout ends with the one-line summary naming the report command."""
+    out = tmp_path / "logged"
+    proc = subprocess.run(
+        cli.command("run", *SMALL, "--out", str(out)), capture_output=True, text=True, check=True
+    )
+    assert "\r" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert [line.split(":")[1] for line in lines] == [
+        " grid 1/2 iris x gnb",
+        " grid 2/2 iris x logreg",
+    ], proc.stderr
+    assert all(line.startswith("gdbench: grid ") and "compile" in line for line in lines)
+    summary = proc.stdout.strip().splitlines()[-1]
+    assert summary.startswith(f"run written to {out}: 8 cells, 8 ok, ")
+    assert summary.endswith(f"report: gdbench report {out}")
+    # Run again: every grid is stored, and says so.
+    again = subprocess.run(
+        cli.command("run", *SMALL, "--out", str(out)), capture_output=True, text=True, check=True
+    )
+    assert again.stderr.count(": stored (") == 2, again.stderr
+
+
+def test_failed_cells_are_counted_in_the_summary(small_run, capsys, monkeypatch):
+    from gdbench import api
+    from gdbench.results import store
+
+    cells = store.stored_cells(small_run)
+    failed = cells.assign(status=["failed"] + ["ok"] * (len(cells) - 1))
+    monkeypatch.setattr(api, "execute", lambda *args, **kwargs: small_run)  # nothing computed
+    monkeypatch.setattr(store, "stored_cells", lambda run: failed)
+    code, out, _ = run_cli(capsys, "run", *SMALL, "--out", str(small_run), "--no-progress")
+    assert code == 0
+    assert f"run written to {small_run}: 8 cells, 7 ok, 1 not ok (see the report)" in out
+
+
+def test_interrupted_run_says_how_to_resume(tmp_path, capsys, monkeypatch):
+    from gdbench import api
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api, "execute", interrupted)
+    out = tmp_path / "my run"
+    code, _, err = run_cli(capsys, "run", *SMALL, "--out", str(out))
+    assert code == 130
+    assert len(err.strip().splitlines()) == 1
+    assert "finished grids are stored and will be skipped" in err
+    again = " ".join(["gdbench", "run", *SMALL, "--out", f"'{out}'"])
+    assert err.strip().endswith(f"run the same command again: {again}")
+
+
+def test_compare_lists_the_runs_configuration_differences(small_run, tmp_path, capsys):
+    import shutil
+
+    from gdbench.results import store
+
+    same, other = tmp_path / "same", tmp_path / "other"
+    shutil.copytree(small_run, same)
+    shutil.copytree(small_run, other)
+    manifest = store.read_manifest(other)
+    jax_version = manifest["provenance"]["versions"]["jax"]
+    manifest["provenance"]["versions"]["jax"] = "9.9.9"
+    manifest["provenance"]["device_kind"] = "NVIDIA H100"
+    manifest["identity"]["code_version"] = "0123abcd"
+    store.write_manifest(other, manifest)
+
+    code, out, err = run_cli(capsys, "compare", str(small_run), str(other))
+    assert code == 0 and err == ""
+    assert "8 cells compared (ok in both runs)" in out
+    section = out.split("## Configuration differences")[1].split("\n## ")[0]
+    assert f"| jax | {jax_version} | 9.9.9 |" in section
+    assert "| device | cpu | NVIDIA H100 |" in section
+    assert "| code version | " in section and "| 0123abcd |" in section
+    assert section.count("\n| ") == 4  # header and the three settings changed, nothing else
+
+    code, out, err = run_cli(capsys, "compare", str(small_run), str(same))
+    assert code == 0 and err == ""
+    assert "The runs' manifests record the same configuration and versions." in out
+
+
+def test_compare_warns_when_the_runs_share_no_cell(small_run, tmp_path, capsys):
+    other = tmp_path / "wine"
+    argv = ["--tasks", "wine", "--models", "gnb", "--sizes", "6", "--seeds", "1", "--out"]
+    assert cli.main(["run", *argv, str(other), "--no-progress"]) == 0
+    capsys.readouterr()
+    code, out, err = run_cli(capsys, "compare", str(small_run), str(other))
+    assert code == 0
+    assert err.startswith("gdbench: warning: small and wine share no cell")
+    assert len(err.strip().splitlines()) == 1
+    assert "0 cells compared" in out
+    assert "| tasks | iris | wine |" in out and "| models | gnb, logreg | gnb |" in out
+    assert "| seeds | 2 (0..1) | 1 (0..0) |" in out and "| sizes | 6, 20 | 6 |" in out
 
 
 def test_env_reports_devices_versions_and_peak(capsys, monkeypatch):
@@ -193,10 +337,10 @@ def test_env_reports_devices_versions_and_peak(capsys, monkeypatch):
 def test_second_run_loads_its_programs_from_the_compile_cache(tmp_path, capsys):
     """In one process JAX would reuse programs anyway; a fresh process shows the disk cache."""
     cache = tmp_path / "xla"
-    argv = ["-m", "gdbench.cli", "run", *SMALL, "--no-progress", "--compile-cache", str(cache)]
+    argv = ["run", *SMALL, "--no-progress", "--compile-cache", str(cache)]
     root = Path(__file__).resolve().parents[1]
     for name in ("first", "second"):
-        subprocess.run([sys.executable, *argv, "--out", str(tmp_path / name)], check=True, cwd=root)
+        subprocess.run(cli.command(*argv, "--out", str(tmp_path / name)), check=True, cwd=root)
     grids = {
         name: json.loads((tmp_path / name / "manifest.json").read_text())["grids"]
         for name in ("first", "second")

@@ -498,3 +498,69 @@ def test_csv_task_runs_end_to_end(tmp_path, monkeypatch, capsys):
     meta = results.read_manifest(tmp_path / "runs" / "pets")["tasks"][name]
     assert meta["source"] == str(tmp_path / "pets.csv") and meta["version"].startswith("sha256:")
     assert meta["pool_size"] == 63 and meta["num_classes"] == 3
+
+
+# --- display names (?name=, for csv:, npz: and tfds: tasks) --------------------------------
+
+
+def test_display_name_is_split_from_the_spec():
+    from gdbench.tasks import registry
+
+    split = registry.split_display_name
+    assert split("csv:t.csv?target=y&name=bc") == ("csv:t.csv?target=y", "bc")
+    assert split("csv:t.csv?name=bc&target=y") == ("csv:t.csv?target=y", "bc")
+    assert split("csv:t.csv?name=bc") == ("csv:t.csv", "bc")
+    assert split("npz:a.npz?name=arr_1.v2") == ("npz:a.npz", "arr_1.v2")
+    assert split("tfds:mnist?binarize=0.5&name=bmnist") == ("tfds:mnist?binarize=0.5", "bmnist")
+    assert split("csv:t.csv?target=y") == ("csv:t.csv?target=y", None)
+    assert split("iris") == ("iris", None)
+    for bad in ("", "1x", "a/b", "a b", "a:b", "x" * 65, "é"):
+        with pytest.raises(TaskError, match="bad display name") as err:
+            split(f"csv:t.csv?name={bad}")
+        one_line(err)
+    with pytest.raises(TaskError, match="option 'name' is given twice"):
+        split("csv:t.csv?name=a&name=b")
+
+
+def test_display_name_of_npz_and_tfds_tasks(tmp_path):
+    path = tmp_path / "data.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, x_train=rng.normal(size=(20, 2)), y_train=np.arange(20) % 2)
+    task = tasks.load(f"npz:{path}?name=arrays")
+    assert task.name == "arrays" and task.pool_size > 0
+    tasks.check_name("tfds:mnist?binarize=0.5&name=bmnist")  # syntax only, reads nothing
+    with pytest.raises(TaskError, match="unknown option 'nam'"):
+        tasks.check_name("tfds:mnist?nam=x")
+
+
+def test_csv_display_name_names_rows_progress_and_report(tmp_path, monkeypatch, capsys):
+    from gdbench import cli, results
+
+    rng = np.random.default_rng(2)
+    y = rng.choice(["p", "q"], 60)
+    frame = pd.DataFrame(rng.normal(size=(60, 2)) + (y == "q")[:, None], columns=["a", "b"])
+    frame["label"] = y
+    path = write_csv(tmp_path, frame, "long name table.csv")
+    name = f"csv:{path}?target=label&name=tbl"
+    out = tmp_path / "run"
+    argv = ["run", "--tasks", name, "--models", "gnb", "--sizes", "10,20", "--seeds", "2"]
+    assert cli.main([*argv, "--out", str(out)]) == 0
+    err = capsys.readouterr().err  # stderr is not a terminal here: one line per grid
+    assert "gdbench: grid 1/1 tbl x gnb: compile" in err
+    rows = results.load(out)
+    assert set(rows["task"]) == {"tbl"} and (rows["status"] == "ok").all()
+    meta = results.read_manifest(out)["tasks"][name]  # the whole spec is kept
+    assert meta["name"] == "tbl" and meta["source"] == str(path)
+    assert cli.main(["report", str(out), "--out", str(tmp_path / "rep")]) == 0
+    assert (tmp_path / "rep" / "figures" / "learning_curve_tbl.png").is_file()
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "tbl" in md
+    # Two tasks of one display name in one run: refused before anything is computed.
+    other = write_csv(tmp_path, frame, "other.csv")
+    twice = f"{name},csv:{other}?name=tbl"
+    capsys.readouterr()
+    code = cli.main(["run", "--tasks", twice, "--models", "gnb", "--out", str(tmp_path / "r2")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "are both called 'tbl' in this run; give each its own display name" in err
+    assert not (tmp_path / "r2" / "manifest.json").exists()

@@ -9,10 +9,10 @@ finished by such steps) and evaluates, in float64, the objective ``sum_i loss_i 
 same rows in the same coordinates (the cell's standardization when the task is standardized,
 its raw 0/1 features otherwise). A cell marked converged must be within 1e-4 of it
 (relative), and every cell of the ten-class rows and the C = 1 rows must be so marked
-(with the former fixed damping 25 steps left ten-class digits_bin n = 20 6.5e-4 short). The mean test accuracy over
-the row's cells must be within 0.01 of the reference's (per cell, a flat objective on a
-separable subset of 6 examples leaves far test points on either side: 3 of 171 points apart
-at 1.03e-4 of the optimum).
+(with the former fixed damping 25 steps left ten-class digits_bin n = 20 6.5e-4 short). The
+mean test accuracy over the row's cells must be within 0.01 of the reference's (per cell, a
+flat objective on a separable subset of 6 examples leaves far test points on either side: 3
+of 171 points apart at 1.03e-4 of the optimum).
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -47,7 +46,7 @@ def run_args(out: Path, models=MODELS, tasks=TASKS) -> list[str]:
 def start(out: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
-        [sys.executable, "-m", "gdbench.cli", *run_args(out)],
+        cli.command(*run_args(out)),  # this source tree's gdbench, as the in-process runs
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
