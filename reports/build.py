@@ -16,7 +16,17 @@ from typing import Any
 import pandas as pd
 
 from gdbench import results
-from gdbench.reports import cite, curves, figures, hybrids, latex, names, robustness, verdict
+from gdbench.reports import (
+    cite,
+    curves,
+    figures,
+    hybrids,
+    latex,
+    names,
+    paper,
+    robustness,
+    verdict,
+)
 from gdbench.reports.efficiency import efficiency
 from gdbench.reports.html import INDEX_HTML, write_html
 from gdbench.reports.stats import INTERVAL_METHOD, summarize
@@ -110,6 +120,8 @@ def _build(
     written.update({str(p.relative_to(out)): p for p in hybrid.figures})
     written.update({str(p.relative_to(out)): p for p in robust_files})
     written.update({str(p.relative_to(out)): p for p in tex})
+    paper_paths = paper.paper_figures(df, eff.per_size, out, display_names)
+    written.update({str(p.relative_to(out)): p for p in paper_paths})
 
     csv_path = out / RESULTS_CSV
     # per-example outcomes as hex text (bytes.fromhex gives results.schema's packed bits)
@@ -299,9 +311,7 @@ def _efficiency_tex(eff, out: Path) -> list[Path]:
                 f"them); $n$ to best$+{eps}$: the smallest "
                 f"tested size whose mean error is within {eps} of the lowest observed (no "
                 "extrapolation); AULC: mean error on a log $n$ axis. "
-                + " ".join(
-                    f"{_fit_cell(f.replace('ε', str(eps)))}." for f in flags
-                )
+                + " ".join(f"{_fit_cell(f.replace('ε', str(eps)))}." for f in flags)
                 + " (gdbench)"
             ),
             label=latex.label("curve-fits"),
@@ -319,8 +329,10 @@ def _fit_cell(text: str) -> str:
     "$>$398" (the caption says what it means)."""
     text = re.sub(r"\s*\((?:beyond|below) tested sizes\)", "", str(text))
     text = re.sub(r"\s?†", r"$^{\\dagger}$", latex.escape_latex(text))
-    return re.sub(r"\s?‡", r"$^{\\ddagger}$", text).replace("\\textgreater{} ", "$>$").replace(
-        "\\textless{} ", "$<$"
+    return (
+        re.sub(r"\s?‡", r"$^{\\ddagger}$", text)
+        .replace("\\textgreater{} ", "$>$")
+        .replace("\\textless{} ", "$<$")
     )
 
 

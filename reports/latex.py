@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gdbench.reports.names import DEFAULT_NAMES, DisplayNames, to_latex
 from gdbench.reports.stats import (
     INTERVAL_METHOD,
     SEEDS_ONLY_NOTE,
@@ -41,7 +42,6 @@ from gdbench.reports.stats import (
     check_unique_cells,
     summarize,
 )
-from gdbench.reports.names import DEFAULT_NAMES, DisplayNames, to_latex
 from gdbench.reports.tables import fmt_interval, headline_marks
 from gdbench.results.store import safe_name
 
@@ -99,7 +99,8 @@ class TexOptions:
     names: DisplayNames = field(default_factory=lambda: DEFAULT_NAMES)
 
 
-_OPTIONS: ContextVar[TexOptions] = ContextVar("gdbench_tex_options", default=TexOptions())
+_DEFAULT_OPTIONS = TexOptions()
+_OPTIONS: ContextVar[TexOptions | None] = ContextVar("gdbench_tex_options", default=None)
 
 
 @contextmanager
@@ -109,7 +110,7 @@ def tex_options(
     """Within the block, tables are labelled ``tab:<namespace>:...`` and name models, tasks and
     paradigms by `names` (`gdbench.reports.names.DisplayNames`); `gdbench.reports.build_report`
     sets it from the run names and ``--display-names``."""
-    current = _OPTIONS.get()
+    current = options()
     new = TexOptions(
         namespace=current.namespace if namespace is None else namespace,
         names=current.names if names is None else names,
@@ -123,7 +124,7 @@ def tex_options(
 
 def options() -> TexOptions:
     """The `TexOptions` in force."""
-    return _OPTIONS.get()
+    return _OPTIONS.get() or _DEFAULT_OPTIONS
 
 
 def label(kind: str) -> str:
@@ -386,9 +387,9 @@ def headline_tables(df: pd.DataFrame) -> dict[str, str]:
     """One booktabs table per task at the task's largest n_train: {file name: LaTeX source}.
 
     File names are ``headline_<task>.tex`` (task passed through `gdbench.results.store.safe_name`),
-    labels ``tab:<namespace>:headline-<task>`` (`label`). Rows are models (with paradigm and the number of
-    ok seeds, "+k" counting not-ok cells, which are excluded); columns accuracy, NLL (nats),
-    ECE, Brier and bits/dim, each the mean over ok seeds with its 95% interval from
+    labels ``tab:<namespace>:headline-<task>`` (`label`). Rows are models (with paradigm and
+    the number of ok seeds, "+k" counting not-ok cells, which are excluded); columns accuracy,
+    NLL (nats), ECE, Brier and bits/dim, each the mean over ok seeds with its 95% interval from
     `gdbench.reports.stats.summarize` (seeds and the test set's sampling); a column with no value
     for
     the task is left out. Bold: the best mean of each column (max accuracy, min otherwise) and
