@@ -305,7 +305,8 @@ def _efficiency_tex(eff, out: Path) -> list[Path]:
             caption=(
                 "Learning-curve fits $\\mathrm{err}(n) = c + a n^{-b}$, $c$ at least the Bayes "
                 "error where "
-                "the task knows it: asymptote $c$ with its bootstrap 95\\% CI over seeds (refits; "
+                "the task knows it: asymptote $c$ with its bootstrap 95\\% CI over seeds as "
+                "$^{+a}_{-b}$, from $c-b$ to $c+a$ (refits; "
                 f"test-set noise included); $n$ to $c+{eps}$: where the fit comes within {eps} "
                 f"of $c$, never printed beyond the tested sizes ($>$: beyond, $<$: below "
                 f"them); $n$ to best$+{eps}$: the smallest "

@@ -3,9 +3,9 @@
 Every cell is the mean over ok seeds with its 95% interval from `gdbench.reports.stats.summarize`,
 which
 combines the variation over seeds (training subsets) with the test set's sampling
-(`gdbench.reports.stats.INTERVAL_METHOD`): "mean (lo--hi)" for accuracy (Wilson-type, inside [0, 1])
-and
-for intervals clipped to their metric's range, "mean $\\pm$ half-width" otherwise. In the
+(`gdbench.reports.stats.INTERVAL_METHOD`): "mean $^{+a}_{-b}$" (the interval from mean - b to
+mean + a) for accuracy (Wilson-type, inside [0, 1]) and for intervals clipped to their metric's
+range, "mean $\\pm$ half-width" otherwise. In the
 headline tables the best value of each column is bold, and a model that differs significantly
 from the best model is marked: two models' rows with the same seed were trained on identical
 data and evaluated on the same test examples, so the test is paired on both
@@ -447,7 +447,8 @@ def learning_curve_table(df: pd.DataFrame, task: str) -> str:
     mask[:, 2:] = bold.to_numpy()
     caption = (
         f"Test accuracy on {task_tex(task)} by training-set size $n$: mean "
-        f"over seeds and, as (lo--hi), its {_tex_text(INTERVAL_METHOD)}. Bold: best mean per "
+        f"over seeds and, as $^{{+a}}_{{-b}}$ (from mean$-b$ to mean$+a$), its "
+        f"{_tex_text(INTERVAL_METHOD)}. Bold: best mean per "
         "column (ties at the printed precision are all bold)."
     )
     caption += _not_ok_sentence(rows)
@@ -561,9 +562,9 @@ def _headline_caption(
 ) -> str:
     text = (
         f"Results on {task_tex(task)} at $n_{{\\mathrm{{train}}}}={largest}$: "
-        f"mean over ok seeds and its {_tex_text(INTERVAL_METHOD)}; (lo--hi) where the interval "
-        "is asymmetric (NLL in nats; ok cells only; Seeds: ok seeds, +$k$ not-ok cells "
-        "excluded). Bold: best mean per column (highest accuracy, lowest otherwise; values tied "
+        f"mean over ok seeds and its {_tex_text(INTERVAL_METHOD)}; as $^{{+a}}_{{-b}}$ (from "
+        "mean$-b$ to mean$+a$) where the interval is asymmetric (NLL in nats; ok cells only; "
+        "Seeds: ok seeds, +$k$ not-ok cells excluded). Bold: best mean per column (highest accuracy, lowest otherwise; values tied "
         "with it at the printed precision are all bold). $^{*}$: differs from the column's best "
         f"model ($\\alpha={ALPHA:g}$) by a {_tex_text(TEST_METHOD)} across the models of the "
         "column"
