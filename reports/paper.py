@@ -85,22 +85,29 @@ def save_paper_figure(fig: Figure, out_dir: str | Path, stem: str) -> list[Path]
     return written
 
 
-def log_size_axis(ax: Axes, sizes: Sequence[float]) -> None:
-    """A log x axis of training sizes for print: major ticks at powers of ten (and at 2 and 5
-    times them when the sizes span less than two decades), labelled as plain integers; minor
-    ticks unlabelled. Labels stay few and apart at any width."""
+def log_size_axis(ax: Axes, sizes: Sequence[float], max_ticks: int = 6) -> None:
+    """A log x axis of training sizes for print: labelled major ticks at 1, 2 and 5 times
+    powers of ten, or at 1 and 3 times, or at powers of ten only, whichever is the first to give
+    at most `max_ticks` labels inside the sizes' range; labels are plain integers (thin-space
+    thousands), minor ticks unlabelled. Labels stay few and apart at any width."""
     ax.set_xscale("log")
     values = [float(v) for v in sizes if float(v) > 0]
-    span = math.log10(max(values) / min(values)) if len(values) > 1 else 0.0
-    subs = (1.0,) if span >= 2 else (1.0, 2.0, 5.0)
-    ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs, numticks=8))
+    if not values:
+        return
+    lo, hi = min(values) / 1.15, max(values) * 1.15
+    ax.set_xlim(lo, hi)
+    subs: tuple[float, ...] = (1.0,)
+    for candidate in ((1.0, 2.0, 5.0), (1.0, 3.0), (1.0,)):
+        if sum(lo <= t <= hi for t in _ticks(lo, hi, candidate)) <= max_ticks:
+            subs = candidate
+            break
+    inside = [t for t in _ticks(lo, hi, subs) if lo <= t <= hi]
+    if len(inside) < 2:  # less than a decade without a round size: the ends
+        ax.set_xticks([min(values), max(values)])
+    else:
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs, numticks=12))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}".replace(",", r"$\,$")))
     ax.xaxis.set_minor_formatter(NullFormatter())
-    if values:
-        lo, hi = min(values), max(values)
-        ax.set_xlim(lo / 1.15, hi * 1.15)
-        if not any(lo / 1.15 <= t <= hi * 1.15 for t in _ticks(lo, hi, subs)):
-            ax.set_xticks([lo, hi])
 
 
 def _ticks(lo: float, hi: float, subs: Sequence[float]) -> list[float]:
@@ -159,7 +166,7 @@ def learning_curve_figure(
         ax = fig.add_subplot()
         _draw(ax, curves, styles)
         _bayes_line(ax, df[df["task"] == task])
-        log_size_axis(ax, curves["n_train"].unique())
+        log_size_axis(ax, curves["n_train"].unique(), 6 if preset == "column" else 9)
         ax.set_xlabel("training examples")
         ax.set_ylabel("test error")
         ax.grid(True, which="major", alpha=0.3, linewidth=0.5)
@@ -210,7 +217,7 @@ def paradigms_figure(
             g = curves[curves["task"] == task].sort_values(["model", "n_train"])
             _draw(ax, g, styles)
             _bayes_line(ax, df[df["task"] == task])
-            log_size_axis(ax, g["n_train"].unique())
+            log_size_axis(ax, g["n_train"].unique(), 3 if preset == "column" else 5)
             ax.set_title(to_mathtext(names.task(task)), loc="left")
             ax.grid(True, which="major", alpha=0.3, linewidth=0.5)
             if k % cols == 0:
@@ -251,7 +258,7 @@ def crossover_figure(
             gen, _, disc = pair.partition(" vs ")
             label = f"{names.model(gen)} vs {names.model(disc)}" if disc else names.model(pair)
             handles.append(Line2D([], [], color=color, marker="o", label=to_mathtext(label)))
-        log_size_axis(ax, sizes.unique())
+        log_size_axis(ax, sizes.unique(), 6 if preset == "column" else 9)
         ax.set_xlabel("training examples")
         ax.set_ylabel("error difference\n(gen. − disc.)")
         ax.grid(True, which="major", alpha=0.3, linewidth=0.5)
