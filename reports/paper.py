@@ -32,7 +32,13 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from gdbench.reports import latex
-from gdbench.reports.figures import FIGURE_DIR, _bayes_line, _paradigm_map, model_styles
+from gdbench.reports.figures import (
+    FIGURE_DIR,
+    _bayes_line,
+    _paradigm_map,
+    model_styles,
+    wrap_label,
+)
 from gdbench.reports.names import DEFAULT_NAMES, DisplayNames, to_mathtext
 from gdbench.reports.stats import check_unique_cells, error_curves
 from gdbench.results.store import safe_name
@@ -62,6 +68,16 @@ _METADATA = {
     "pdf": {"CreationDate": None, "Creator": None, "Producer": None},
 }
 _LEGEND_ROW_IN = 0.15
+#: Legend entries longer than this many characters are broken into lines (at "?", "&", " vs ").
+LABEL_WIDTH = 28
+
+
+def _wrap(text: str, width: int) -> str:
+    """`wrap_label`, then any line still longer than `width` cut into pieces of `width`."""
+    lines = wrap_label(text, width).split("\n")
+    return "\n".join(
+        line[k : k + width] for line in lines for k in range(0, max(len(line), 1), width)
+    )
 
 
 def _preset_width(preset: str) -> float:
@@ -116,7 +132,14 @@ def _ticks(lo: float, hi: float, subs: Sequence[float]) -> list[float]:
 
 
 def _legend_below(fig: Figure, handles: list, ncols: int) -> None:
+    """The legend below the axes; the figure grows by the extra lines of labels broken into
+    several (`_figure` counts one line per legend row)."""
     if handles:
+        lines = max(h.get_label().count("\n") + 1 for h in handles)
+        if lines > 1:
+            width, height = fig.get_size_inches()
+            rows = -(-len(handles) // ncols)
+            fig.set_size_inches(width, height + rows * (lines - 1) * 0.11)
         fig.legend(
             handles=handles,
             loc="outside lower center",
@@ -135,7 +158,7 @@ def _model_handles(models: Sequence[str], styles: Mapping, names: DisplayNames) 
             color=styles[m]["color"],
             linestyle=styles[m]["linestyle"],
             marker=styles[m]["marker"],
-            label=to_mathtext(names.model(m)),
+            label=to_mathtext(_wrap(names.model(m), LABEL_WIDTH)),
         )
         for m in models
     ]
@@ -218,7 +241,8 @@ def paradigms_figure(
             _draw(ax, g, styles)
             _bayes_line(ax, df[df["task"] == task])
             log_size_axis(ax, g["n_train"].unique(), 3 if preset == "column" else 5)
-            ax.set_title(to_mathtext(names.task(task)), loc="left")
+            title = _wrap(names.task(task), 24 if preset == "column" else 36)
+            ax.set_title(to_mathtext(title), loc="left")
             ax.grid(True, which="major", alpha=0.3, linewidth=0.5)
             if k % cols == 0:
                 ax.set_ylabel("test error")
@@ -257,7 +281,9 @@ def crossover_figure(
                 ax.axvline(float(n_star.iloc[0]), color=color, linestyle="--", linewidth=0.8)
             gen, _, disc = pair.partition(" vs ")
             label = f"{names.model(gen)} vs {names.model(disc)}" if disc else names.model(pair)
-            handles.append(Line2D([], [], color=color, marker="o", label=to_mathtext(label)))
+            handles.append(
+                Line2D([], [], color=color, marker="o", label=to_mathtext(_wrap(label, 36)))
+            )
         log_size_axis(ax, sizes.unique(), 6 if preset == "column" else 9)
         ax.set_xlabel("training examples")
         ax.set_ylabel("error difference\n(gen. − disc.)")
