@@ -534,6 +534,7 @@ def _quality_tex(rows: pd.DataFrame, task: str, size_text: str) -> str:
         escape=False,
         index=False,
         column_format="llrr" + "r" * len(QUALITY),
+        repeat=4,
     )
 
 

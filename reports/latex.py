@@ -165,6 +165,7 @@ def dataframe_to_booktabs(
     float_format: str = "{:.3f}",
     na_rep: str = NA,
     fit_width: bool = True,
+    repeat: int = 0,
 ) -> str:
     """LaTeX source of a paper-ready booktabs table (caption, label) of `frame`.
 
@@ -182,8 +183,11 @@ def dataframe_to_booktabs(
     `COLUMN_WIDTH_PT` (at ``\\small``, else ``\\footnotesize``) and ``table*`` otherwise. With
     `fit_width` (default) a tabular still wider than the line is scaled down to \\linewidth
     (never up), and its natural width is written to the LaTeX log (``gdbench-table``), so
-    that a build can check the scale. Returns the text, ending in a newline, preceded by a
-    comment naming the packages it needs (`PACKAGES`).
+    that a build can check the scale. With `repeat` (> 0), a table too wide for the text even
+    in \\footnotesize is split into blocks stacked in one float, each repeating the first
+    `repeat` columns (e.g. model and paradigm) with the next share of the others. Returns the
+    text, ending in a newline, preceded by a comment naming the packages it needs
+    (`PACKAGES`).
     """
     del column_format
     if not isinstance(frame, pd.DataFrame):
@@ -204,7 +208,9 @@ def dataframe_to_booktabs(
     if not header:
         raise ValueError("cannot write a LaTeX table with no columns")
     bolds = bolds or [[] for _ in cells]
-    return _paper_table(header, cells, bolds, _text(caption, escape), _label(label), fit_width)
+    return _paper_table(
+        header, cells, bolds, _text(caption, escape), _label(label), fit_width, repeat
+    )
 
 
 # --- paper layout -------------------------------------------------------------------------
@@ -215,12 +221,12 @@ COLUMN_WIDTH_PT = 3.3 * 72.27
 TEXT_WIDTH_PT = 6.9 * 72.27
 #: The smallest scale a table may be shrunk by to fit its line.
 MIN_SCALE = 0.9
-#: Estimated average width of a character, in points, at \\small (9 pt) and of the small
-#: text after a number (\\scriptsize, 7 pt); \\footnotesize (8 pt) is 8/9 of \\small.
+#: Estimated average width of a character, in points, at \small (9 pt) and of the small
+#: text after a number (\scriptsize, 7 pt); \footnotesize (8 pt) is 8/9 of \small.
 _CHAR_PT = 4.7
 _AFTER_CHAR_PT = 3.6
 _TABCOLSEP_PT = 4.0
-#: Tables with more body rows than this are set in \\footnotesize.
+#: Tables with more body rows than this are set in \footnotesize.
 LONG_TABLE_ROWS = 40
 # a number, optionally followed (after a space) by more text: an interval, a flag
 _NUMBER = re.compile(r"(-?\d+(?:\.\d+)?)((?:\s.*)?)", re.S)
@@ -315,6 +321,34 @@ def paper_layout(header: list[str], cells: list[list[str]]) -> dict:
     return {"numeric": numeric, "width_pt": width, "env": env, "size": size}
 
 
+def _split_wide(
+    header: list[str], cells: list[list[str]], bolds: list[list[bool]], repeat: int
+) -> tuple[list[list[str]], list[list[str]], list[list[bool]]]:
+    """A table too wide for the text even in \\footnotesize, as blocks stacked vertically:
+    each block repeats the first `repeat` columns and takes the next share of the others
+    (padded with empty columns to the same count). Returns (block headers, stacked cells,
+    stacked bolds); one block when the table fits or `repeat` is 0."""
+    n_values = len(header) - repeat
+    if repeat <= 0 or n_values < 2:
+        return [header], cells, bolds
+    for k in range(1, n_values + 1):
+        per = -(-n_values // k)
+        groups = [list(range(repeat + i * per, min(repeat + (i + 1) * per, len(header))))
+                  for i in range(k)]  # fmt: skip
+        groups = [g for g in groups if g]
+        keys = list(range(repeat))
+        headers, rows, marks = [], [], []
+        for g in groups:
+            pad = per - len(g)
+            headers.append([header[j] for j in keys + g] + [""] * pad)
+            rows += [[r[j] for j in keys + g] + [""] * pad for r in cells]
+            marks += [[b[j] for j in keys + g] + [False] * pad for b in bolds]
+        layout = paper_layout(headers[0], rows)
+        if layout["width_pt"] * 8 / 9 <= TEXT_WIDTH_PT:
+            return headers, rows, marks
+    return [header], cells, bolds
+
+
 def _paper_table(
     header: list[str],
     cells: list[list[str]],
@@ -322,29 +356,30 @@ def _paper_table(
     caption: str,
     label: str,
     fit_width: bool,
+    repeat: int = 0,
 ) -> str:
-    layout = paper_layout(header, cells)
-    spec, head, body = [], [], [[] for _ in cells]
+    headers, cells, bolds = _split_wide(header, cells, bolds, repeat)
+    layout = paper_layout(headers[0], cells)
+    spec, body = [], [[] for _ in cells]
+    spans = []  # physical columns per logical column
     for j, is_num in enumerate(layout["numeric"]):
         column = [row[j] for row in cells]
         if not is_num:
             spec.append("l")
-            head.append(header[j])
+            spans.append(1)
             for out, cell, brow in zip(body, column, bolds, strict=True):
-                out.append(rf"\textbf{{{cell}}}" if brow[j] and cell != NA else cell)
+                out.append(rf"\textbf{{{cell}}}" if brow[j] and cell not in (NA, "") else cell)
             continue
         parsed = [_split_number(c, b[j]) for c, b in zip(column, bolds, strict=True)]
         has_after = any(p and p[1] for p in parsed)
         numbers = [p[0] for p in parsed if p]
         spec.append(f"S[table-format={_s_format(numbers)}]")
+        spans.append(2 if has_after else 1)
         if has_after:
             spec.append(r"@{\,}>{\scriptsize}l")
-            head.append(rf"\multicolumn{{2}}{{c}}{{{header[j]}}}")
-        else:
-            head.append(f"{{{header[j]}}}")
         for out, cell, p in zip(body, column, parsed, strict=True):
             if p is None:  # text in a numeric column (---, <10): braced, centred
-                out.append(f"{{{cell}}}")
+                out.append(f"{{{cell}}}" if cell else "")
                 if has_after:
                     out.append("")
                 continue
@@ -352,6 +387,23 @@ def _paper_table(
             out.append(rf"\bfseries {number}" if bold else number)
             if has_after:
                 out.append(rf"\textbf{{{after}}}" if bold and after else after)
+
+    def head(names: list[str]) -> str:
+        out = []
+        for name, span, is_num in zip(names, spans, layout["numeric"], strict=True):
+            if span == 2:
+                out.append(rf"\multicolumn{{2}}{{c}}{{{name}}}")
+            else:
+                out.append(f"{{{name}}}" if is_num else name)
+        return " & ".join(out) + r" \\"
+
+    per_block = len(cells) // len(headers)
+    rows = []
+    for k, names in enumerate(headers):
+        if k:
+            rows.append(r"\midrule")
+        rows += [head(names), r"\midrule"] if k else []
+        rows += [" & ".join(r) + r" \\" for r in body[k * per_block : (k + 1) * per_block]]
     env, size = layout["env"], layout["size"]
     lines = [
         PREAMBLE.rstrip("\n"),
@@ -364,9 +416,9 @@ def _paper_table(
         *([r"\sbox0{%"] if fit_width else []),
         rf"\begin{{tabular}}{{@{{}}{''.join(spec)}@{{}}}}",
         r"\toprule",
-        " & ".join(head) + r" \\",
+        head(headers[0]),
         r"\midrule",
-        *(" & ".join(row) + r" \\" for row in body),
+        *rows,
         r"\bottomrule",
         r"\end{tabular}",
         *(
@@ -460,6 +512,7 @@ def learning_curve_table(df: pd.DataFrame, task: str) -> str:
         escape=False,
         index=False,
         column_format="ll" + "r" * len(sizes),
+        repeat=2,
     )
 
 
@@ -548,6 +601,7 @@ def _headline(rows: pd.DataFrame, task: str) -> str:
         escape=False,
         index=False,
         column_format="llr" + "r" * len(metrics),
+        repeat=3,
     )
 
 

@@ -207,6 +207,7 @@ def _ood_tex(rows: pd.DataFrame, task: str, ood_task: str) -> str:
         escape=False,
         index=False,
         column_format="llrrrr",
+        repeat=4,
     )
 
 

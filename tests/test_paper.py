@@ -105,6 +105,13 @@ def test_float_is_chosen_by_estimated_width():
     wide = latex.learning_curve_table(_rows(sizes=tuple(range(10, 100, 10))), "digits_2v3")
     assert r"\begin{table*}[tbp]" in wide and r"\end{table*}" in wide
     assert r"S[table-format=1.3]" in wide
+    # too wide for the text even in \footnotesize: stacked blocks, each with Model and Paradigm
+    sizes = tuple(range(10, 250, 10))
+    split = latex.learning_curve_table(_rows(sizes=sizes), "digits_2v3")
+    assert split.count("Model & Paradigm") >= 2
+    assert all(f"$n={n}$" in split for n in sizes)
+    width = float(re.search(r"Estimated natural width (\d+) pt", split)[1])
+    assert width * 8 / 9 <= latex.TEXT_WIDTH_PT
 
 
 # --- figures ------------------------------------------------------------------------------
