@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 SUITE ?= quick
 RUN_DIR ?= runs/$(SUITE)
 
-.PHONY: install run report reference reference-device test browser lint format clean bench docs
+.PHONY: install run report reference reference-device test browser lint format clean bench docs paper
 
 # (Re)install whenever pyproject.toml changes; the stamp records a finished install.
 $(STAMP): pyproject.toml
@@ -96,6 +96,15 @@ browser:
 docs: install
 	$(BIN)/python -m gdbench.reports.docgen README.md docs/*.md
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+# An example two-column paper (pdflatex) of every LaTeX table and the headline figures of the
+# reports in PAPER_REPORTS; fails on a LaTeX error, an overfull box, a table scaled below 0.9 or
+# a label defined twice (reports/paper.py). Needs pdflatex with booktabs, siunitx and geometry.
+PAPER_REPORTS ?= results/reference/quick/report results/reference/ngjordan/report
+PAPER_OUT ?= runs/paper
+paper: install
+	$(BIN)/python -c "import sys; from gdbench.reports.paper import main; sys.exit(main())" \
+	  $(PAPER_OUT) $(PAPER_REPORTS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -198,6 +198,13 @@ def _parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="write a report (Markdown, CSV, figures) of runs")
     rep.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
     rep.add_argument("--out", type=Path, help="report directory (default: RUN_DIR/report)")
+    rep.add_argument(
+        "--display-names",
+        type=Path,
+        metavar="FILE",
+        help="JSON or TOML file of display names for the LaTeX tables and paper figures "
+        '({"models": {...}, "tasks": {...}, "paradigms": {...}}; see docs/reports.md)',
+    )
 
     cmp = sub.add_parser(
         "compare", help="compare two runs cell by cell (paired over seeds) and their timings"
@@ -459,7 +466,7 @@ def _cmd_report(args) -> int:
     from gdbench import reports
 
     out = args.out or args.runs[0] / "report"
-    written = reports.build_report(args.runs, out)
+    written = reports.build_report(args.runs, out, display_names=args.display_names)
     figures = sum(1 for k in written if k.startswith("figures/") and k.endswith(".png"))
     tables = sum(1 for k in written if k.startswith("tables/"))
     print(

@@ -16,7 +16,17 @@ from typing import Any
 import pandas as pd
 
 from gdbench import results
-from gdbench.reports import cite, curves, figures, hybrids, latex, robustness, verdict
+from gdbench.reports import (
+    cite,
+    curves,
+    figures,
+    hybrids,
+    latex,
+    names,
+    paper,
+    robustness,
+    verdict,
+)
 from gdbench.reports.efficiency import efficiency
 from gdbench.reports.html import INDEX_HTML, write_html
 from gdbench.reports.stats import INTERVAL_METHOD, summarize
@@ -40,7 +50,9 @@ class EmptyRunError(ValueError):
 
 
 def build_report(
-    run_dirs: str | Path | Sequence[str | Path], out_dir: str | Path
+    run_dirs: str | Path | Sequence[str | Path],
+    out_dir: str | Path,
+    display_names: names.DisplayNames | str | Path | None = None,
 ) -> dict[str, Path]:
     """Load the rows of `run_dirs` with `gdbench.results.load` and write a report into `out_dir`.
 
@@ -51,22 +63,37 @@ def build_report(
     hybrid lambda sweep (`gdbench.reports.hybrids`), provenance), tables/*.tex (booktabs),
     figures/*.{png,svg,pdf}, results.csv (every row, full precision, with its `run`) and
     references.bib. Returns {path relative to out_dir: path}.
+    The LaTeX tables and the paper figures (figures/paper/, `gdbench.reports.figures.PRESETS`)
+    name models and tasks by `display_names` (a `gdbench.reports.names.DisplayNames`, or the
+    path of a JSON/TOML file for `gdbench.reports.names.load_display_names`; defaults when
+    None); table labels are ``tab:<run>:<table>`` (run names joined by "+").
     Raises `EmptyRunError` when there are no rows, `gdbench.results.NotARunError` for a path that is
     not a run.
     """
+    if not isinstance(display_names, names.DisplayNames):
+        display_names = names.load_display_names(display_names)
     run_list = [run_dirs] if isinstance(run_dirs, str | Path) else list(run_dirs)
     if not run_list:
         raise EmptyRunError("no run directories given")
     df = results.load(run_list)
     if df.empty:
-        names = ", ".join(str(p) for p in run_list)
+        listed = ", ".join(str(p) for p in run_list)
         raise EmptyRunError(
-            f"no result rows in {names}: no grid of it has finished yet; run (or resume) it "
+            f"no result rows in {listed}: no grid of it has finished yet; run (or resume) it "
             "with gdbench run --out DIR first"
         )
     manifests = {Path(p).absolute().name: results.read_manifest(p) for p in run_list}
+    with latex.tex_options(namespace="+".join(manifests), names=display_names):
+        return _build(df, run_list, manifests, Path(out_dir), display_names)
 
-    out = Path(out_dir)
+
+def _build(
+    df: pd.DataFrame,
+    run_list: list,
+    manifests: dict[str, dict[str, Any]],
+    out: Path,
+    display_names: names.DisplayNames,
+) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     summary_md = markdown_summary(df)  # also checks that no cell appears twice
     n_test = _test_sizes(manifests)
@@ -93,6 +120,8 @@ def build_report(
     written.update({str(p.relative_to(out)): p for p in hybrid.figures})
     written.update({str(p.relative_to(out)): p for p in robust_files})
     written.update({str(p.relative_to(out)): p for p in tex})
+    paper_paths = paper.paper_figures(df, eff.per_size, out, display_names)
+    written.update({str(p.relative_to(out)): p for p in paper_paths})
 
     csv_path = out / RESULTS_CSV
     # per-example outcomes as hex text (bytes.fromhex gives results.schema's packed bits)
@@ -218,23 +247,32 @@ def _efficiency_tex(eff, out: Path) -> list[Path]:
     table_dir = out / "tables"
     table_dir.mkdir(parents=True, exist_ok=True)
     if not eff.crossovers.empty:
-        frame = eff.crossovers[["task", "generative", "discriminative", "regime"]].copy()
+        cross = eff.crossovers
+        frame = pd.DataFrame(
+            {
+                "Task": [latex.task_tex(t) for t in cross["task"]],
+                "Generative": [latex.model_tex(m) for m in cross["generative"]],
+                "Discriminative": [latex.model_tex(m) for m in cross["discriminative"]],
+                "Regime": [latex.escape_latex(r).replace("\\_", " ") for r in cross["regime"]],
+            }
+        )
         # censored ends as "<n_min" / ">n_max", never 0 or inf (reports.curves.format_n_star)
-        for column, key in (("n*", "n_star"), ("CI low", "n_star_lo"), ("CI high", "n_star_hi")):
+        for column, key in (("$n^*$", "n_star"), ("CI low", "n_star_lo"), ("CI high", "n_star_hi")):
             frame[column] = [
-                curves.format_n_star(r[key], r["n_min"], r["n_max"])
-                for _, r in eff.crossovers.iterrows()
+                latex.escape_latex(curves.format_n_star(r[key], r["n_min"], r["n_max"]))
+                for _, r in cross.iterrows()
             ]
         text = latex.dataframe_to_booktabs(
             frame,
             caption=(
-                "Crossover size n* of each generative/discriminative pair: where the mean "
+                "Crossover size $n^*$ of each generative/discriminative pair: where the mean "
                 "paired difference in test error (same subsets) changes sign in favour of the "
-                "discriminative model, with a bootstrap 95% CI over seeds; only where n* lies "
-                "inside the tested sizes (an interval end outside them as <smallest or "
-                ">largest size) (gdbench)."
+                "discriminative model, with a bootstrap 95\\% CI over seeds; only where $n^*$ "
+                "lies inside the tested sizes (an interval end outside them as $<$smallest or "
+                "$>$largest size) (gdbench)."
             ),
-            label="tab:gdbench-crossover",
+            label=latex.label("crossover"),
+            escape=False,
             index=False,
             float_format="{:.0f}",
         )
@@ -246,12 +284,18 @@ def _efficiency_tex(eff, out: Path) -> list[Path]:
         eps = 0.01
         frame = pd.DataFrame(
             {
-                "task": fits["task"],
-                "model": fits["model"],
-                "error (largest n)": fits["at_largest"].map(lambda v: f"{v:.3f}"),
-                "asymptote c (95% CI)": [curves.format_asymptote(r) for _, r in fits.iterrows()],
-                f"n to c+{eps}": [curves.format_n_within(r) for _, r in fits.iterrows()],
-                f"n to best+{eps}": [curves.format_n_best(r) for _, r in fits.iterrows()],
+                "Task": [latex.task_tex(t) for t in fits["task"]],
+                "Model": [latex.model_tex(m) for m in fits["model"]],
+                "Error (largest $n$)": fits["at_largest"].map(lambda v: f"{v:.3f}"),
+                "Asymptote $c$ (95\\% CI)": [
+                    _fit_cell(curves.format_asymptote(r)) for _, r in fits.iterrows()
+                ],
+                f"$n$ to $c+{eps}$": [
+                    _fit_cell(curves.format_n_within(r)) for _, r in fits.iterrows()
+                ],
+                f"$n$ to best$+{eps}$": [
+                    _fit_cell(curves.format_n_best(r)) for _, r in fits.iterrows()
+                ],
                 "AULC": fits["aulc"].map(lambda v: f"{v:.3f}"),
             }
         )
@@ -259,22 +303,38 @@ def _efficiency_tex(eff, out: Path) -> list[Path]:
         text = latex.dataframe_to_booktabs(
             frame,
             caption=(
-                "Learning-curve fits err(n) = c + a n^(-b), c at least the Bayes error where "
-                "the task knows it: asymptote c with its bootstrap 95% CI over seeds (refits; "
-                f"test-set noise included); n to c+{eps}: where the fit comes within {eps} of "
-                f"c, never printed beyond the tested sizes; n to best+{eps}: the smallest "
+                "Learning-curve fits $\\mathrm{err}(n) = c + a n^{-b}$, $c$ at least the Bayes "
+                "error where "
+                "the task knows it: asymptote $c$ with its bootstrap 95\\% CI over seeds as "
+                "$^{+a}_{-b}$, from $c-b$ to $c+a$ (refits; "
+                f"test-set noise included); $n$ to $c+{eps}$: where the fit comes within {eps} "
+                f"of $c$, never printed beyond the tested sizes ($>$: beyond, $<$: below "
+                f"them); $n$ to best$+{eps}$: the smallest "
                 f"tested size whose mean error is within {eps} of the lowest observed (no "
-                "extrapolation); AULC: mean error on a log n axis. "
-                + " ".join(f"{f.replace('ε', str(eps))}." for f in flags)
+                "extrapolation); AULC: mean error on a log $n$ axis. "
+                + " ".join(f"{_fit_cell(f.replace('ε', str(eps)))}." for f in flags)
                 + " (gdbench)"
             ),
-            label="tab:gdbench-curve-fits",
+            label=latex.label("curve-fits"),
+            escape=False,
             index=False,
         )
         path = table_dir / "curve_fits.tex"
         path.write_text(text)
         written.append(path)
     return written
+
+
+def _fit_cell(text: str) -> str:
+    """A learning-curve-fit cell in LaTeX: escaped, "> 398 (beyond tested sizes)" as
+    "$>$398" (the caption says what it means)."""
+    text = re.sub(r"\s*\((?:beyond|below) tested sizes\)", "", str(text))
+    text = re.sub(r"\s?†", r"$^{\\dagger}$", latex.escape_latex(text))
+    return (
+        re.sub(r"\s?‡", r"$^{\\ddagger}$", text)
+        .replace("\\textgreater{} ", "$>$")
+        .replace("\\textless{} ", "$<$")
+    )
 
 
 def _report_markdown(

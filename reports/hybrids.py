@@ -506,8 +506,8 @@ def sample_quality_markdown(df: pd.DataFrame, out_dir: str | Path) -> tuple[str,
 def _quality_tex(rows: pd.DataFrame, task: str, size_text: str) -> str:
     frame = pd.DataFrame(
         {
-            "Model": [latex.escape_latex(m) for m in rows["model"]],
-            "Paradigm": [latex.escape_latex(p) for p in rows["paradigm"]],
+            "Model": [latex.model_tex(m) for m in rows["model"]],
+            "Paradigm": [latex.paradigm_tex(p) for p in rows["paradigm"]],
             r"$n_{\mathrm{train}}$": [str(int(n)) for n in rows["n_train"]],
             "Seeds": [str(int(n)) for n in rows["n_ok"]],
         }
@@ -518,7 +518,7 @@ def _quality_tex(rows: pd.DataFrame, task: str, size_text: str) -> str:
             for mean, ci in zip(rows[f"{m}_mean"], rows[f"{m}_ci95"], strict=True)
         ]
     caption = (
-        f"Sample quality on \\texttt{{{latex.escape_latex(task)}}} at "
+        f"Sample quality on {latex.task_tex(task)} at "
         f"$n_{{\\mathrm{{train}}}}={latex.escape_latex(size_text)}$: mean $\\pm$ half-width of "
         r"the 95\% Student-$t$ interval over seeds. FD: Fr\'echet distance in the task's "
         "feature-classifier space; classifier score: "
@@ -530,10 +530,11 @@ def _quality_tex(rows: pd.DataFrame, task: str, size_text: str) -> str:
     return latex.dataframe_to_booktabs(
         frame,
         caption,
-        f"tab:gdbench-quality-{safe_name(task)}",
+        latex.label(f"quality-{safe_name(task)}"),
         escape=False,
         index=False,
         column_format="llrr" + "r" * len(QUALITY),
+        repeat=4,
     )
 
 
@@ -698,9 +699,9 @@ def _sweep_tex(stats: pd.DataFrame, metrics: list[str]) -> str:
     }
     frame = pd.DataFrame(
         {
-            "Task": [latex.escape_latex(t) for t in stats["task"]],
+            "Task": [latex.task_tex(t) for t in stats["task"]],
             r"$\lambda$": [f"{v:g}" for v in stats["lam"]],
-            "Model": [latex.escape_latex(m) for m in stats["model"]],
+            "Model": [latex.model_tex(m) for m in stats["model"]],
             r"$n_{\mathrm{train}}$": [str(int(n)) for n in stats["n_train"]],
         }
     )
@@ -719,7 +720,7 @@ def _sweep_tex(stats: pd.DataFrame, metrics: list[str]) -> str:
     return latex.dataframe_to_booktabs(
         frame,
         caption,
-        "tab:gdbench-lambda-sweep",
+        latex.label("lambda-sweep"),
         escape=False,
         index=False,
         column_format="lrlr" + "r" * len(metrics),

@@ -183,8 +183,8 @@ def _seeds(r: pd.Series) -> str:
 def _ood_tex(rows: pd.DataFrame, task: str, ood_task: str) -> str:
     frame = pd.DataFrame(
         {
-            "Model": [latex.escape_latex(m) for m in rows["model"]],
-            "Paradigm": [latex.escape_latex(p) for p in rows["paradigm"]],
+            "Model": [latex.model_tex(m) for m in rows["model"]],
+            "Paradigm": [latex.paradigm_tex(p) for p in rows["paradigm"]],
             r"$n_{\mathrm{train}}$": [str(int(n)) for n in rows["n_train"]],
             "Seeds": [str(int(n)) for n in rows["n_ok"]],
         }
@@ -195,7 +195,7 @@ def _ood_tex(rows: pd.DataFrame, task: str, ood_task: str) -> str:
             for mean, ci in zip(rows[f"{m}_mean"], rows[f"{m}_ci95"], strict=True)
         ]
     caption = (
-        f"Out-of-distribution detection: \\texttt{{{latex.escape_latex(task)}}} test set "
+        f"Out-of-distribution detection: {latex.task_tex(task)} test set "
         f"against \\texttt{{{latex.escape_latex(ood_task)}}}. AUROC of $\\log p(x)$ "
         "(generative models) and of the maximum softmax probability; 0.5 is chance. Mean "
         r"$\pm$ half-width of the 95\% Student-$t$ interval over seeds (gdbench)."
@@ -203,10 +203,11 @@ def _ood_tex(rows: pd.DataFrame, task: str, ood_task: str) -> str:
     return latex.dataframe_to_booktabs(
         frame,
         caption,
-        f"tab:gdbench-ood-{safe_name(f'{task}-{ood_task}')}",
+        latex.label(f"ood-{safe_name(f'{task}-{ood_task}')}"),
         escape=False,
         index=False,
         column_format="llrrrr",
+        repeat=4,
     )
 
 

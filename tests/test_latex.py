@@ -44,7 +44,7 @@ def row(task, model, n, seed, accuracy, paradigm="discriminative", status="ok", 
     return values
 
 
-def table_rows(tex: str) -> list[list[str]]:
+def physical_rows(tex: str) -> list[list[str]]:
     """Cells of every body row (between \\midrule and \\bottomrule), split on unescaped &."""
     body = tex.split("\\midrule\n", 1)[1].split("\\bottomrule", 1)[0]
     return [
@@ -53,9 +53,60 @@ def table_rows(tex: str) -> list[list[str]]:
     ]
 
 
-def header_cells(tex: str) -> list[str]:
+def physical_header(tex: str) -> list[str]:
     head = tex.split("\\toprule\n", 1)[1].split("\\midrule", 1)[0]
     return [c.strip() for c in UNESCAPED_AMP.split(head.strip().removesuffix("\\\\").strip())]
+
+
+MULTI = re.compile(r"\\multicolumn\{2\}\{c\}\{(.*)\}")
+
+
+def header_cells(tex: str) -> list[str]:
+    """The logical column headers: a number column with its interval column (multicolumn)
+    is one; the braces protecting an S column's header are dropped."""
+    out = []
+    for cell in physical_header(tex):
+        match = MULTI.fullmatch(cell)
+        if match:
+            cell = match[1]
+        elif cell.startswith("{") and cell.endswith("}"):
+            cell = cell[1:-1]
+        out.append(cell)
+    return out
+
+
+def _unbold(cell: str) -> tuple[str, bool]:
+    if cell.startswith("\\bfseries "):
+        return cell[len("\\bfseries ") :], True
+    match = re.fullmatch(r"\\textbf\{(.*)\}((?:\$\^\{[^{}$]*\}\$)?)", cell)
+    if match:
+        return match[1] + match[2], True
+    return cell, False
+
+
+def table_rows(tex: str) -> list[list[str]]:
+    """Logical cells of every body row: a number and the text after it (an interval, as
+    $^{+a}_{-b}$ or $\\pm$ h, and marks) joined by a space, the whole in \\textbf{} when bold
+    (marks after it); braced text of a number column unbraced."""
+    groups = [2 if MULTI.fullmatch(c) else 1 for c in physical_header(tex)]
+    rows = []
+    for cells in physical_rows(tex):
+        out, k = [], 0
+        for width in groups:
+            first, bold = _unbold(cells[k])
+            if first.startswith("{") and first.endswith("}"):
+                first = first[1:-1]
+            after = ""
+            if width == 2:
+                after, bold_after = _unbold(cells[k + 1])
+                bold = bold or bold_after
+            marks = re.search(r"((?:\$\^\{[^{}$]*\}\$)*)$", after).group(1)
+            after = after[: len(after) - len(marks)] if marks else after
+            text = first + (" " + after if after else "")
+            out.append((f"\\textbf{{{text}}}" if bold else text) + marks)
+            k += width
+        rows.append(out)
+    return rows
 
 
 def by_model(tex: str) -> dict[str, dict[str, str]]:
@@ -63,10 +114,16 @@ def by_model(tex: str) -> dict[str, dict[str, str]]:
     return {cells[0]: dict(zip(header, cells, strict=True)) for cells in table_rows(tex)}
 
 
+def compact(mean: float, lo: float, hi: float, decimals: int = 3) -> str:
+    """The cell text of an asymmetric interval: the printed mean, then $^{+up}_{-down}$."""
+    m, low, high = (float(f"{v:.{decimals}f}") for v in (mean, lo, hi))
+    return f"{m:.{decimals}f} $^{{+{high - m:.{decimals}f}}}_{{-{m - low:.{decimals}f}}}$"
+
+
 def assert_balanced(tex: str) -> None:
     """Environments nest, braces balance, each row has columns-1 separators, $ pair up."""
     stack = []
-    for kind, env in re.findall(r"\\(begin|end)\{(\w+)\}", tex):
+    for kind, env in re.findall(r"\\(begin|end)\{(\w+\*?)\}", tex):
         if kind == "begin":
             stack.append(env)
         else:
@@ -78,13 +135,31 @@ def assert_balanced(tex: str) -> None:
         depth += {"{": 1, "}": -1}.get(ch, 0)
         assert depth >= 0
     assert depth == 0
-    spec = re.search(r"\\begin\{tabular\}\{([lcr]+)\}", tex).group(1)
-    lines = [*table_rows(tex), header_cells(tex)]
-    assert all(len(cells) == len(spec) for cells in lines)
+    spec = re.search(r"\\begin\{tabular\}\{@\{\}(.*)@\{\}\}\n", tex).group(1)
+    bare = re.sub(
+        r"[@>]\{[^{}]*(?:\{[^{}]*\}[^{}]*)*\}|S\[[^]]*\]", lambda m: "S" * (m[0][0] == "S"), spec
+    )
+    assert set(bare) <= {"l", "S"}, spec
+    n_physical = len(bare)
+    assert all(len(cells) == n_physical for cells in physical_rows(tex))
+    assert sum(2 if MULTI.fullmatch(c) else 1 for c in physical_header(tex)) == n_physical
     for line in tex.splitlines():
         assert line.replace("\\$", "").count("$") % 2 == 0, line
     assert tex.count("\\toprule") == tex.count("\\midrule") == tex.count("\\bottomrule") == 1
     assert "\\usepackage{booktabs}" in tex.splitlines()[0] and tex.startswith("%")
+    assert "\\usepackage{siunitx}" in tex.splitlines()[0]
+
+
+@pytest.fixture(autouse=True)
+def raw_names():
+    """Model and paradigm names as they are (display names are tested on their own)."""
+    from gdbench.reports.names import DEFAULT_MODELS, DEFAULT_PARADIGMS, DisplayNames
+
+    names = DisplayNames(
+        models={m: m for m in DEFAULT_MODELS}, paradigms={p: p for p in DEFAULT_PARADIGMS}
+    )
+    with latex.tex_options(names=names):
+        yield
 
 
 # --- escaping and the generic table -------------------------------------------------------
@@ -119,7 +194,8 @@ def test_dataframe_to_booktabs_escapes_bolds_and_balances():
     ]
     assert r"\caption{Crossover: 100\% of seeds}" in tex
     assert r"\label{tab:gdbench-cross-x}" in tex
-    assert r"\begin{tabular}{lrr}" in tex
+    assert r"\begin{tabular}{@{}lS[table-format=2]S[table-format=1.3]@{}}" in tex
+    assert r"\bfseries 40" in tex and "{---}" in tex
     with pytest.raises(ValueError, match="bold has shape"):
         latex.dataframe_to_booktabs(frame, "c", "tab:x", bold=np.zeros((3, 2), dtype=bool))
 
@@ -192,13 +268,13 @@ def test_headline_bolds_the_best_per_column_and_ties(tmp_path):
     z, t = sps.norm.ppf(0.975), sps.t.ppf(0.975, len(acc) - 1)
     n_eff = p * (1 - p) / (acc.var(ddof=1) / k) * (z / t) ** 2
     lo, hi = proportion_confint(p * n_eff, n_eff, method="wilson")
-    assert rows["gnb"]["Accuracy $\\uparrow$"] == f"\\textbf{{{p:.3f} ({lo:.3f}--{hi:.3f})}}"
+    assert rows["gnb"]["Accuracy $\\uparrow$"] == f"\\textbf{{{compact(p, lo, hi)}}}"
     # NLL: the 95% t half-width over seeds, from scipy directly
     nll = top.get_group("gnb")["nll"].to_numpy()
     half = t * nll.std(ddof=1) / np.sqrt(k)
     assert rows["gnb"]["NLL $\\downarrow$"].startswith(f"{nll.mean():.3f} $\\pm$ {half:.3f}")
     assert rows["logreg"]["Bits/dim $\\downarrow$"] == "---"
-    assert "n_{\\mathrm{train}}=40" in tex and "\\label{tab:gdbench-headline-gauss}" in tex
+    assert "n_{\\mathrm{train}}=40" in tex and "\\label{tab:gdbench:headline-gauss}" in tex
 
 
 def test_ties_at_printed_precision_are_all_bold():
@@ -219,7 +295,7 @@ def test_all_missing_column_is_omitted_and_failed_cells_are_counted():
     assert_balanced(tex)
     assert "Bits/dim" not in tex
     assert by_model(tex)["logreg"]["Seeds"] == "5 (+1)"
-    assert "\\texttt{logreg} at $n=40$ (1 of 6)" in tex
+    assert "logreg at $n=40$ (1 of 6)" in tex
 
 
 def paired_rows(n_seeds: int, diffs: dict[str, np.ndarray], seed_effect: np.ndarray):
@@ -345,7 +421,7 @@ def test_bound_mark_and_escaped_names():
     assert rows[r"vae\_iw\&k"][r"Bits/dim $\downarrow$"].endswith("$^{*\\dagger}$")
     assert "\\dagger" not in rows["gnb"]["Bits/dim $\\downarrow$"]
     assert "$^{\\dagger}$: an upper bound on bits/dim" in tex
-    assert r"\texttt{csv:my\_data.csv}" in tex
+    assert r"Results on csv:my\_data.csv at" in tex
 
 
 def test_learning_curve_table_values_and_missing_task():
@@ -361,7 +437,7 @@ def test_learning_curve_table_values_and_missing_task():
         p * (1 - p) / (values.var(ddof=1) / 4) * (sps.norm.ppf(0.975) / sps.t.ppf(0.975, 3)) ** 2
     )
     lo, hi = proportion_confint(p * n_eff, n_eff, method="wilson")
-    assert rows["logreg"]["$n=20$"] == f"{p:.3f} ({lo:.3f}--{hi:.3f})"
+    assert rows["logreg"]["$n=20$"] == compact(p, lo, hi)
     assert rows["gnb"]["$n=40$"].startswith("\\textbf{")
     with pytest.raises(ValueError, match="no rows of task 'wine'; tasks present: gauss"):
         latex.learning_curve_table(df, "wine")
@@ -385,7 +461,7 @@ def test_tables_compile_with_pdflatex(tmp_path):
     inputs = "\n".join(f"\\input{{{p}}}" for p in paths)
     doc = tmp_path / "doc.tex"
     doc.write_text(
-        "\\documentclass{article}\\usepackage{booktabs,graphicx}\\begin{document}\n"
+        "\\documentclass{article}\\usepackage{booktabs,siunitx,graphicx}\\begin{document}\n"
         f"{inputs}\n\\end{{document}}\n"
     )
     proc = subprocess.run(

@@ -241,7 +241,8 @@ def test_quality_table_is_the_mean_of_the_rows(built):
                     assert_cell(rows[model][header], *mean_ci(mine[metric]))
     tex = out["tables/sample_quality_gauss_2d.tex"].read_text()
     mean, half = mean_ci(ok_rows("gauss_2d", "gan")["fd"])
-    assert f"{mean:.3f} $\\pm$ {half:.3f}" in tex
+    # the mean in a number column, its half-width in the column beside it
+    assert f"{mean:.3f} & $\\pm$ {half:.3f}" in tex
 
 
 def test_lambda_sweep_table_is_ordered_by_lam_and_matches_rows(built):
@@ -260,7 +261,10 @@ def test_lambda_sweep_table_is_ordered_by_lam_and_matches_rows(built):
         assert_cell(r["NLL (nats)"], *mean_ci(mine["nll"]))
         assert_cell(r["log p(x) (nats)"], *mean_ci(mine["log_lik"]), decimals=2)
     tex = out["tables/lambda_sweep.tex"].read_text()
-    assert tex.index("hybrid?lam=0 ") < tex.index("hybrid?lam=0.25") < tex.index("hybrid?lam=1")
+    # display names: "hybrid?lam=0.25" is "Hybrid (lam=0.25)"
+    assert (
+        tex.index("Hybrid (lam=0)") < tex.index("Hybrid (lam=0.25)") < tex.index("Hybrid (lam=1)")
+    )
 
 
 def test_gan_final_values_are_the_last_trace_column(built):

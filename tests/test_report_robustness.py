@@ -72,7 +72,7 @@ def test_ood_table_and_files(tmp_path):
     (path,) = (tmp_path / "tables").glob("ood_digits__digits_contrast0.3*.tex")
     assert f"tables/{path.name}" in text
     tex = path.read_text()
-    assert "\\toprule" in tex and "gnb\\_shared" in tex
+    assert "\\toprule" in tex and "GNB (shared var.)" in tex  # display names
 
 
 def test_statistics_at_the_largest_size_with_values():

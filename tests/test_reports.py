@@ -20,6 +20,7 @@ from gdbench.reports import figures, latex, stats, tables
 from gdbench.reports.efficiency import efficiency
 from gdbench.reports.html import markdown_to_html
 from gdbench.results import provenance, schema, store
+from tests.test_latex import header_cells, table_rows
 
 TASKS = ("gauss_2d", "breast_cancer")
 MODELS = {"logreg": "discriminative", "gnb": "generative", "vae": "generative"}
@@ -278,7 +279,8 @@ def test_headline_at_pool_has_test_set_intervals_and_mcnemar_marks_in_markdown_a
     assert f"**0.100 ± {half:.3f}**" in md
     tex = latex.headline_tables(df)["headline_bc.tex"]
     row_b = next(line for line in tex.splitlines() if line.startswith("b &"))
-    assert row_b.split("&")[3].strip().endswith("$^{*}$")
+    # Model, Paradigm, Seeds, then the accuracy: its mean (an S column) and its interval
+    assert row_b.split("&")[4].strip().endswith("$^{*}$")
     assert "McNemar" in tex and "Wilson" in tex
     html = markdown_to_html(md, ".", "t")
     assert "<strong>" in html and "McNemar" in html
@@ -524,6 +526,16 @@ def test_build_report_writes_every_format(rows, tmp_path):
             )
             for ext in ("png", "svg", "pdf")
         ),
+        *(
+            f"figures/paper/{stem}_{preset}.{ext}"
+            for stem in (
+                *(f"learning_curve_{t}" for t in TASKS),
+                *(f"crossover_{t}" for t in TASKS),
+                "paradigms",
+            )
+            for preset in ("column", "text")
+            for ext in ("pdf", "png")
+        ),
     }
     assert set(out) == expected
     assert all(p.is_file() and p.stat().st_size > 0 for p in out.values())
@@ -608,17 +620,13 @@ def test_latex_fit_and_crossover_tables_print_no_extrapolated_numbers(rows, tmp_
     run = write_run(tmp_path / "run_a", rows)
     out = reports.build_report([run], tmp_path / "report")
     fits = out["tables/curve_fits.tex"].read_text()
-    assert "n to best+0.01" in fits and "n to c+0.01" in fits
-    body = fits.split("\\midrule")[1].split("\\bottomrule")[0]
-    assert len(body.strip().splitlines()) == rows.groupby(["task", "model"]).ngroups
-    for line in body.strip().splitlines():
-        cells = [c.strip() for c in line.rstrip("\\ ").split("&")]
-        n_within = cells[4]
-        # either a number inside the tested sizes (10..80) or says it is beyond them
-        assert (
-            "beyond tested sizes" in n_within
-            or "below tested sizes" in n_within
-            or (10 <= float(n_within.split(" ")[0]) <= 80)
-        )
+    header = header_cells(fits)
+    assert "$n$ to best$+0.01$" in header and "$n$ to $c+0.01$" in header
+    body = table_rows(fits)
+    assert len(body) == rows.groupby(["task", "model"]).ngroups
+    for cells in body:
+        n_within = dict(zip(header, cells, strict=True))["$n$ to $c+0.01$"]
+        # either a number inside the tested sizes (10..80) or says it is beyond/below them
+        assert n_within.startswith(("$>$", "$<$")) or (10 <= float(n_within.split(" ")[0]) <= 80)
     cross = out["tables/crossover.tex"].read_text()
     assert "inf" not in cross and "nan" not in cross
