@@ -39,7 +39,13 @@ from gdbench.fit import run_plan
 from gdbench.metrics import classification_metrics, example_spread
 from gdbench.models.registry import ModelSpec
 from gdbench.quality_programs import run_quality
-from gdbench.rows import cell_rows, grid_traces, mark_convergence, newton_converged
+from gdbench.rows import (
+    add_cell_columns,
+    add_step_errors,
+    cell_rows,
+    grid_traces,
+    newton_converged,
+)
 from gdbench.tasks.base import Task
 from gdbench.timing import GridTiming, time_program
 
@@ -286,28 +292,13 @@ def run_cells(
             )
         except Exception as err:  # noqa: BLE001 - the grid's results stand without it
             r_error = f"robustness not computed: {type(err).__name__}: {err}"[:300]
-    timing = GridTiming(
+    timing = GridTiming.of_programs(
+        fit_rep,
+        eval_rep,
+        fit_cost,
+        eval_cost,
         compile_s=(t1 - t0) + (t4 - t3) + q_compile + r_compile,
-        fit_s=fit_rep.median_s,
-        predict_s=eval_rep.median_s,
-        flops=fit_cost.flops + eval_cost.flops,
         cached_programs=cached,
-        fit_first_s=fit_rep.first_s,
-        fit_min_s=fit_rep.min_s,
-        fit_max_s=fit_rep.max_s,
-        fit_repeats=fit_rep.count,
-        fit_times_s=fit_rep.times_s,
-        predict_first_s=eval_rep.first_s,
-        predict_min_s=eval_rep.min_s,
-        predict_max_s=eval_rep.max_s,
-        predict_repeats=eval_rep.count,
-        predict_times_s=eval_rep.times_s,
-        fit_flops=fit_cost.flops,
-        static_flops=fit_cost.static_flops + eval_cost.static_flops,
-        bytes_accessed=fit_cost.bytes_accessed + eval_cost.bytes_accessed,
-        peak_bytes=float(np.fmax(fit_cost.peak_bytes, eval_cost.peak_bytes)),
-        unknown_loops=fit_cost.unknown_loops + eval_cost.unknown_loops,
-        cost_note="; ".join(filter(None, [fit_cost.note, eval_cost.note])),
         device_peak=peak.to_json(),
         measure_s=(t3 - t2) + (t6 - t5) + (t7 - t6),
         quality_compile_s=q_compile,
@@ -330,16 +321,8 @@ def run_cells(
     if quality_cols is not None:
         metrics.update(quality_cols)
     rows = cell_rows(task, spec, template, cells, metrics, timing)
-    converged = newton_converged(fitted, cells.count)
-    for i, row in enumerate(rows):
-        row.update({k: v[i] for k, v in robust.items()})
-        mark_convergence(row, None if converged is None else converged[i])
-    for error in (q_error, r_error):  # on the cells it would have scored
-        if not error:
-            continue
-        for row in rows:
-            if row["n_train"] == score_size:
-                row["message"] = "; ".join(filter(None, [row["message"], error]))
+    add_cell_columns(rows, robust, newton_converged(fitted, cells.count))
+    add_step_errors(rows, (q_error, r_error), score_size)
     return GridResult(rows, timing, samples, traces)
 
 

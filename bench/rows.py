@@ -41,6 +41,28 @@ def mark_convergence(row: dict[str, Any], converged: bool | None) -> None:
     row["message"] = "; ".join(filter(None, [row["message"], note]))
 
 
+def add_cell_columns(
+    rows: list[dict[str, Any]], columns: dict[str, Any], converged: np.ndarray | None
+) -> None:
+    """Add to each cell's row its entry of every array in ``columns`` (e.g. the robustness
+    step's) and its ``converged`` flag (``newton_converged``; ``mark_convergence``)."""
+    for i, row in enumerate(rows):
+        row.update({k: v[i] for k, v in columns.items()})
+        mark_convergence(row, None if converged is None else converged[i])
+
+
+def add_step_errors(rows: list[dict[str, Any]], errors, size: int) -> None:
+    """Append each non-empty message of ``errors`` (a step that failed, such as sample quality
+    or robustness) to the message of the rows of training size ``size``, the cells it would
+    have scored."""
+    for error in errors:
+        if not error:
+            continue
+        for row in rows:
+            if row["n_train"] == size:
+                row["message"] = "; ".join(filter(None, [row["message"], error]))
+
+
 def grid_traces(cells: plan.Cells, fitted, size: int | None = None) -> dict[str, Any] | None:
     """The fit program's training traces (e.g. a GAN's losses) for training size ``size``
     (default: the grid's largest).

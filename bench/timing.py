@@ -28,6 +28,9 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import numpy as np
+
+from gdbench.cost import ProgramCost
 
 #: Steady-state timing policy of ``run_cells(steady=True)`` (see ``steady_state``; read at call
 #: time): timed repeats after the result-producing run continue while their total is under
@@ -186,6 +189,35 @@ class GridTiming:
     #: the programs ran (the grid's cells padded to a multiple of ``devices``).
     devices: int = 1
     padded_cells: int = 0
+
+    @classmethod
+    def of_programs(
+        cls, fit: Repeats, evaluate: Repeats, fit_cost: ProgramCost, eval_cost: ProgramCost, **rest
+    ) -> GridTiming:
+        """The grid's measurements from its fit and evaluate programs' times and costs
+        (``time_program``, ``gdbench.cost.program_cost``); ``rest``: the other fields."""
+        return cls(
+            fit_s=fit.median_s,
+            predict_s=evaluate.median_s,
+            flops=fit_cost.flops + eval_cost.flops,
+            fit_first_s=fit.first_s,
+            fit_min_s=fit.min_s,
+            fit_max_s=fit.max_s,
+            fit_repeats=fit.count,
+            fit_times_s=fit.times_s,
+            predict_first_s=evaluate.first_s,
+            predict_min_s=evaluate.min_s,
+            predict_max_s=evaluate.max_s,
+            predict_repeats=evaluate.count,
+            predict_times_s=evaluate.times_s,
+            fit_flops=fit_cost.flops,
+            static_flops=fit_cost.static_flops + eval_cost.static_flops,
+            bytes_accessed=fit_cost.bytes_accessed + eval_cost.bytes_accessed,
+            peak_bytes=float(np.fmax(fit_cost.peak_bytes, eval_cost.peak_bytes)),
+            unknown_loops=fit_cost.unknown_loops + eval_cost.unknown_loops,
+            cost_note="; ".join(filter(None, [fit_cost.note, eval_cost.note])),
+            **rest,
+        )
 
     @property
     def flop_rate(self) -> float:
