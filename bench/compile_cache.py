@@ -44,7 +44,7 @@ import warnings
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 from jax._src import monitoring  # noqa: PLC2701 (JAX's event hooks have no public alias)
@@ -54,6 +54,10 @@ from jax.experimental.compilation_cache.compilation_cache import reset_cache
 from gdbench import lowering
 from gdbench.codeversion import code_version
 from gdbench.results import store
+
+if TYPE_CHECKING:
+    from gdbench.models.registry import ModelSpec
+    from gdbench.tasks.base import Task
 
 ENV_VAR = "GDBENCH_COMPILE_CACHE"
 #: Set to 1 to load a cache that another user owns or can write (see ``trusted``).
@@ -255,6 +259,17 @@ def program_key(name: str, static: Any, args: tuple) -> str:
     }
     text = json.dumps(content, sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def program_static(task: Task, spec: ModelSpec, mesh: jax.sharding.Mesh | None) -> dict:
+    """What a grid's programs are built from besides their arguments, for
+    ``compile_cache.compile_program``: the task (its data checksum, shapes, preprocessing), the
+    model and its hyperparameters, and the device mesh."""
+    return {
+        "task": {**task.metadata(), "image_shape": task.image_shape},
+        "model": [spec.name, spec.spec, spec.paradigm, spec.config_json()],
+        "mesh": None if mesh is None else repr(mesh),
+    }
 
 
 @functools.cache

@@ -49,6 +49,7 @@ from gdbench.metrics import ECE_BINS
 from gdbench.models.registry import ReferenceSpec
 from gdbench.results.schema import COLUMNS, pack_correct
 from gdbench.tasks.base import Task
+from gdbench.timing import GridTiming
 
 #: Estimators whose ``predict_log_proba`` is computed in log space (the others take the log
 #: of ``predict_proba``, which can underflow to 0).
@@ -291,14 +292,14 @@ def _warning_notes(caught: list[warnings.WarningMessage]) -> list[str]:
     return list(notes.values())
 
 
-def _timing(**known: Any) -> engine.GridTiming:
-    """An ``engine.GridTiming`` with the given fields; any other field it declares without a
+def _timing(**known: Any) -> GridTiming:
+    """An ``GridTiming`` with the given fields; any other field it declares without a
     default (a measurement a reference grid does not make) is NaN."""
-    fields = dataclasses.fields(engine.GridTiming)
+    fields = dataclasses.fields(GridTiming)
     names = {f.name for f in fields}
     values = {k: v for k, v in known.items() if k in names}
     for f in fields:
         no_default = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         if f.name not in values and no_default:
             values[f.name] = math.nan
-    return engine.GridTiming(**values)
+    return GridTiming(**values)

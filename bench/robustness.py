@@ -12,7 +12,7 @@ task's own test set), and the AUROC of each score separates the two:
 - ``ood_auroc_logpx``: the model's own ``log p(x)`` (``logsumexp`` of the log joint, in the
   task's original units: minus ``sum log scale`` of the cell's standardization, as the engine
   reports ``log_lik``; the IWAE bound for the VAE), for models whose density is over the task's
-  kind of features (``gdbench.engine.reports_density``); NaN for the others;
+  kind of features (``gdbench.abilities.reports_density``); NaN for the others;
 - ``ood_auroc_msp``: the maximum softmax probability (Hendrycks & Gimpel 2017, "A baseline for
   detecting misclassified and out-of-distribution examples"), for every model; generative
   models get ``p(y | x)`` by Bayes' rule. It is scored by its logarithm, ``max log_softmax``,
@@ -57,10 +57,14 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from gdbench import compile_cache, sharding
+from gdbench import compile_cache, lowering, sharding
+from gdbench.abilities import reports_density
+from gdbench.compile_cache import program_static
 from gdbench.models.registry import ModelSpec
 from gdbench.tasks import ood as ood_sets
 from gdbench.tasks.base import Task
+
+lowering.use_unrolled_threefry()
 
 Array = jax.Array
 
@@ -312,8 +316,6 @@ def run_robustness(
       object strings for ``ood_task`` and ``missing_method``), NaN / "" where not computed;
       the seconds of compiling and of running the program.
     """
-    from gdbench.engine import program_static, reports_density  # engine imports this module
-
     other = load_ood(ood_task, task) if ood_task is not None else None
     for f in fractions:
         hidden_count(f, task.dim)

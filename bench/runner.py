@@ -25,12 +25,14 @@ import jax
 import numpy as np
 import pandas as pd
 
-from gdbench import engine, plan, plugins, reference, sharding
+from gdbench import chunks, engine, plan, plugins, reference, sharding
 from gdbench import models as model_registry
 from gdbench import tasks as task_registry
 from gdbench.codeversion import code_version
 from gdbench.results import SCHEMA_VERSION, provenance, store
+from gdbench.rows import failed_rows
 from gdbench.suites import Suite
+from gdbench.timing import GridTiming
 
 
 class RunDirError(ValueError):
@@ -48,9 +50,9 @@ class RunConfig:
     sizes: tuple[int, ...] | None
     size_count: int
     smallest: int = 10
-    cell_batch: int = engine.DEFAULT_CELL_BATCH
-    #: Score the samples of models that sample (``gdbench.engine.run_quality``); not part of the
-    #: run's identity (the quality columns of a cell are NaN where it was off).
+    cell_batch: int = chunks.DEFAULT_CELL_BATCH
+    #: Score the samples of models that sample (``gdbench.quality_programs.run_quality``); not
+    #: part of the run's identity (the quality columns of a cell are NaN where it was off).
     quality: bool = True
     #: The suite's (generative, discriminative, description) pairs present in this run, in
     #: canonical model spellings; for the report, not part of the run's identity.
@@ -67,7 +69,7 @@ class RunConfig:
     robustness: bool = False
     #: (task, OOD set) pairs (``gdbench.tasks.ood`` specs) for the robustness step.
     ood: tuple[tuple[str, str], ...] = ()
-    #: Time every grid's programs by steady-state repeats (``gdbench.engine.time_program``)
+    #: Time every grid's programs by steady-state repeats (``gdbench.timing.time_program``)
     #: instead of by their result-producing runs; not part of the run's identity (the results
     #: do not depend on it, only ``fit_s``/``predict_s`` and their repeat columns).
     steady_state: bool = False
@@ -378,7 +380,7 @@ def prepare(config: RunConfig, out: Path, command: str | list[str] | None = None
     return PreparedRun(config, out, loaded, specs, load_s)
 
 
-OnGrid = Callable[[str, str, engine.GridTiming | None], None]
+OnGrid = Callable[[str, str, GridTiming | None], None]
 
 
 def execute(run: PreparedRun, on_grid: OnGrid | None = None) -> Path:
@@ -428,7 +430,7 @@ def _real_examples(task, per_class: int) -> np.ndarray:
     return out
 
 
-def _compute_missing(run: PreparedRun, task, spec) -> engine.GridTiming | None:
+def _compute_missing(run: PreparedRun, task, spec) -> GridTiming | None:
     """Compute the grid's cells that are not stored (or stored as failed) and store them."""
     stored = store.stored_cells(run.out)
     done = set(stored.loc[stored["status"] != "failed", "cell_key"])
@@ -463,7 +465,7 @@ def _compute_missing(run: PreparedRun, task, spec) -> engine.GridTiming | None:
         rows, timing, samples = result.rows, result.timing, result.samples
         traces = result.traces
     except Exception as error:  # noqa: BLE001 - recorded as failed cells; the sweep goes on
-        rows = engine.failed_rows(task, spec, missing, error)
+        rows = failed_rows(task, spec, missing, error)
     for row in rows:
         row["cell_key"] = keyed[(row["n_train"], row["seed"])]
         row["load_s"] = run.load_s.get(run.key_of(task), float("nan"))

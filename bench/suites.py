@@ -43,8 +43,8 @@ class Suite:
     #: Also run the robustness step (``gdbench.robustness``): OOD detection against each task's
     #: paired OOD set (``gdbench.tasks.ood.OOD_PAIRS``) and accuracy with missing features.
     robustness: bool = False
-    #: Score the samples of models that sample (``gdbench.engine.run_quality``); ``gdbench run
-    #: --quality`` / ``--no-quality`` override it.
+    #: Score the samples of models that sample (``gdbench.quality_programs.run_quality``);
+    #: ``gdbench run --quality`` / ``--no-quality`` override it.
     quality: bool = True
 
 

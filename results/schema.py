@@ -223,7 +223,7 @@ COLUMNS: dict[str, Column] = {
         "float64",
         "seconds per cell: wall time of the grid's fit program, the median of its timed "
         "repeats (fit_repeats), or when 0 its first, result-producing run after ahead-of-time "
-        "compilation (the default for programs of 10 ms or more; bench.engine.time_program) "
+        "compilation (the default for programs of 10 ms or more; gdbench.timing.time_program) "
         "/ grid_cells",
     ),
     "fit_s_min": Column(

@@ -23,7 +23,7 @@ from scipy import stats
 from scipy.special import log_softmax, softmax
 from sklearn.metrics import accuracy_score, log_loss
 
-from gdbench import engine, fit, metrics, models, plan, tasks
+from gdbench import chunks, engine, fit, metrics, models, plan, tasks
 from gdbench.engine import run_grid
 from gdbench.metrics import classification_metrics
 from gdbench.tasks import synthetic
@@ -378,23 +378,23 @@ def test_chunk_cells_bounds_memory_for_large_pools(monkeypatch):
     # An MNIST-sized pool (a zero-copy view: no memory is allocated).
     big = dataclasses.replace(small, x_pool=np.broadcast_to(np.float32(0), (60_000, 784)))
     monkeypatch.delenv("GDBENCH_CELL_MEMORY", raising=False)
-    assert engine.chunk_cells(small) == engine.DEFAULT_CELL_BATCH
-    per_cell = engine.CELL_COPIES * 4 * 60_000 * 784
-    assert engine.chunk_cells(big) == engine.CELL_MEMORY_DEFAULT // per_cell == 3
+    assert chunks.chunk_cells(small) == chunks.DEFAULT_CELL_BATCH
+    per_cell = chunks.CELL_COPIES * 4 * 60_000 * 784
+    assert chunks.chunk_cells(big) == chunks.CELL_MEMORY_DEFAULT // per_cell == 3
     monkeypatch.setenv("GDBENCH_CELL_MEMORY", str(per_cell * 10))
-    assert engine.chunk_cells(big) == 10
+    assert chunks.chunk_cells(big) == 10
     monkeypatch.setenv("GDBENCH_CELL_MEMORY", "1")
-    assert engine.chunk_cells(big) == 1  # never below one cell
+    assert chunks.chunk_cells(big) == 1  # never below one cell
 
 
 def test_light_models_evaluate_more_cells_at_once_with_the_same_results(monkeypatch):
     task = tasks.load("digits_2v3")
     pairs = [(n, s) for n in (10, 40) for s in range(40)]  # 80 cells: more than one fit chunk
     template = engine.build_template(task, models.get("gnb"))
-    assert engine.eval_chunk(task, template, 64) > 64
-    assert engine.eval_chunk(task, engine.build_template(task, models.get("mlp")), 64) == 64
+    assert chunks.eval_chunk(task, template, 64) > 64
+    assert chunks.eval_chunk(task, engine.build_template(task, models.get("mlp")), 64) == 64
     wide = engine.run_cells(task, models.get("gnb"), pairs, quality=False).rows
-    monkeypatch.setattr(engine, "LIGHT_EVAL_BATCH", 1)  # the fit's chunk of 64 again
+    monkeypatch.setattr(chunks, "LIGHT_EVAL_BATCH", 1)  # the fit's chunk of 64 again
     narrow = engine.run_cells(task, models.get("gnb"), pairs, quality=False).rows
     for a, b in zip(wide, narrow, strict=True):
         for k in ("accuracy", "nll", "brier", "log_lik"):

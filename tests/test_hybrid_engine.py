@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gdbench import cli, engine, models, results, tasks
+from gdbench import cli, engine, models, quality_programs, results, tasks
 from gdbench.results import store
 
 GAN = "gan?hidden=16&steps=200&trace_every=50"  # canonical spelling (keys sorted)
@@ -49,7 +49,7 @@ def test_gan_traces_are_stored_for_the_largest_size(gan_run):
 
 def test_quality_columns_only_at_the_largest_size_and_only_for_samplers(gan_run):
     df = results.load(gan_run)
-    quality = list(engine.QUALITY_COLUMNS)
+    quality = list(quality_programs.QUALITY_COLUMNS)
     gan = df[df["model"] == GAN]
     assert gan[gan["n_train"] == 40][quality].notna().all().all()
     assert gan[gan["n_train"] == 20][quality].isna().all().all()
@@ -88,7 +88,7 @@ def test_no_quality_flag_skips_the_quality_programs(tmp_path):
     argv = ["run", "--tasks", "gauss_nb", "--models", "gnb", "--sizes", "20", "--seeds", "2"]
     assert cli.main([*argv, "--out", str(out), "--no-progress", "--no-quality"]) == 0
     df = results.load(out)
-    assert df[list(engine.QUALITY_COLUMNS)].isna().all().all()
+    assert df[list(quality_programs.QUALITY_COLUMNS)].isna().all().all()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["config"]["quality"] is False
     (grid,) = manifest["grids"].values()

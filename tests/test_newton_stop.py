@@ -1,6 +1,6 @@
 """Newton solves that stop at convergence (``Newton.tol``, ``gdbench.fit._iterate_newton``; the
 ``newton_tol`` option of ``logreg`` and ``linsvm``, off by default) and the FLOPs counted for
-them (``gdbench.engine.program_cost``).
+them (``gdbench.cost.program_cost``).
 
 With ``tol > 0`` a cell stops after a step that moved no parameter by more than
 ``tol (1 + max |parameter|)``; ``tol = 0`` runs every step as a ``lax.scan``. Checked here:
@@ -27,8 +27,10 @@ from flax import nnx
 
 from gdbench import engine, fit, models, plan, tasks
 from gdbench.benchmarks.grid import cell_keys
+from gdbench.cost import newton_step_counts, program_cost
 from gdbench.models.base import Newton
 from gdbench.models.registry import ModelSpecError
+from gdbench.rows import grid_traces, newton_converged
 
 
 def _halving(x):
@@ -84,12 +86,12 @@ def test_run_plan_reports_each_newton_stage_and_the_engine_keeps_it_out_of_trace
     assert set(traces) == set(steps) | converged
     assert 1 <= steps[f"{fit.NEWTON_STEPS}0"] < 25
     fitted = (None, None, None, None, {k: jnp.asarray([v]) for k, v in traces.items()})
-    assert engine.newton_step_counts(fitted, 1) == {
+    assert newton_step_counts(fitted, 1) == {
         0: steps[f"{fit.NEWTON_STEPS}0"],
         1: steps[f"{fit.NEWTON_STEPS}1"],
     }
-    assert engine.grid_traces(cells, fitted) is None
-    assert engine.newton_converged(fitted, 1).shape == (1,)
+    assert grid_traces(cells, fitted) is None
+    assert newton_converged(fitted, 1).shape == (1,)
 
 
 def _fit_program(task, spec, pairs):
@@ -114,22 +116,22 @@ def test_flops_count_the_convergence_loop_by_the_steps_taken():
     stopping, fitted, count = _fit_program(task, models.get("logreg?newton_tol=1e-4"), pairs)
     # newton_rtol=0: every cell takes all 25 steps, as a lax.scan.
     every, _, _ = _fit_program(task, models.get("logreg?newton_rtol=0"), pairs)
-    steps = engine.newton_step_counts(fitted, count)
+    steps = newton_step_counts(fitted, count)
     assert set(steps) == {0} and 1 < steps[0] < 25
 
-    full = engine.program_cost(every)  # a lax.scan: XLA knows its trip count
+    full = program_cost(every)  # a lax.scan: XLA knows its trip count
     assert full.unknown_loops == 0
-    at_budget = engine.program_cost(stopping, {0: 25.0})
+    at_budget = program_cost(stopping, {0: 25.0})
     assert at_budget.unknown_loops == 0
     assert at_budget.flops == pytest.approx(full.flops, rel=0.05)  # the same 25 steps
 
-    counted = engine.program_cost(stopping, steps)
-    once = engine.program_cost(stopping, {0: 1.0})
+    counted = program_cost(stopping, steps)
+    once = program_cost(stopping, {0: 1.0})
     per_step = (at_budget.flops - once.flops) / 24
     assert counted.flops == pytest.approx(once.flops + (steps[0] - 1) * per_step, rel=1e-6)
     assert counted.flops < full.flops * (steps[0] + 1) / 25
 
-    unnamed = engine.program_cost(stopping)  # steps unknown: the body once, flagged
+    unnamed = program_cost(stopping)  # steps unknown: the body once, flagged
     assert unnamed.unknown_loops == 1
     assert unnamed.flops == pytest.approx(once.flops, rel=1e-6)
 

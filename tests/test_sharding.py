@@ -53,9 +53,9 @@ import json, sys
 import jax, jax.numpy as jnp, numpy as np
 from gdbench import models
 from gdbench import tasks
-from gdbench import engine, plan, sharding
+from gdbench import engine, plan, sharding, timing
 
-engine.SLOW_S = 0.0  # no steady-state repeats: the warm-up run's results are what is compared
+timing.SLOW_S = 0.0  # no steady-state repeats: the warm-up run's results are what is compared
 task = tasks.load(sys.argv[1])
 pairs = [(n, s) for n in json.loads(sys.argv[2]) for s in range(int(sys.argv[3]))]
 out = {"devices": jax.local_device_count(), "grids": {}}
@@ -122,11 +122,24 @@ print(json.dumps(out))
 """
 
 
+def _same_gdbench(code_or_args: list[str]) -> list[str]:
+    """``-c CODE ...`` or ``-m MODULE ...`` run against the gdbench this process imports: this
+    source tree through ``bench/source_tree.py`` when that is how it was found (as
+    ``cli.command`` does), else the installed copy."""
+    launcher = cli.command()[1]
+    if launcher == "-m":
+        return code_or_args
+    if code_or_args[0] == "-m":
+        return [launcher, *code_or_args]
+    install = f"import runpy; runpy.run_path({launcher!r})['install']()\n"
+    return ["-c", install + code_or_args[1], *code_or_args[2:]]
+
+
 def _run_python(code_or_args: list[str], devices: int, timeout: float = 240) -> str:
     env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
     env["JAX_PLATFORMS"] = "cpu"
     proc = subprocess.run(
-        [sys.executable, *code_or_args],
+        [sys.executable, *_same_gdbench(code_or_args)],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -215,7 +228,7 @@ def test_two_processes_write_their_own_parts_and_merge_to_the_single_process_row
         subprocess.Popen(
             [
                 sys.executable,
-                *_run_args(dist),
+                *_same_gdbench(_run_args(dist)),
                 *("--coordinator", f"127.0.0.1:{port}", "--num-processes", "2"),
                 *("--process-id", str(i)),
             ],

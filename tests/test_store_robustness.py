@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from gdbench import cli, engine, results, runner
+from gdbench import chunks, cli, engine, results, runner
 from gdbench.results import store
 
 TASKS = ["iris", "wine"]
@@ -134,7 +134,7 @@ def test_cell_keys_cover_data_model_size_seed_and_code(tmp_path):
 def test_a_failing_grid_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
     real = engine.run_cells
 
-    def flaky(task, spec, pairs, cell_batch=engine.DEFAULT_CELL_BATCH, **options):
+    def flaky(task, spec, pairs, cell_batch=chunks.DEFAULT_CELL_BATCH, **options):
         if spec.name == "lda":
             raise RuntimeError("RESOURCE_EXHAUSTED: out of memory\nmore detail")
         return real(task, spec, pairs, cell_batch, **options)

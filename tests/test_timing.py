@@ -19,9 +19,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gdbench import compile_cache, engine, env, models, tasks
-from gdbench.engine import program_cost, run_grid, steady_state
+from gdbench import compile_cache, engine, env, models, tasks, timing
+from gdbench import cost as xla_cost
+from gdbench.cost import program_cost
+from gdbench.engine import run_grid
 from gdbench.results import schema
+from gdbench.timing import steady_state
 
 # --- cost analysis ---------------------------------------------------------------------------
 
@@ -91,7 +94,7 @@ def test_failed_loop_analysis_gives_nan_not_an_undercount(monkeypatch):
     def broken(compiled, newton_steps=None):
         raise ValueError("unparsable")
 
-    monkeypatch.setattr(engine, "_loop_aware_cost", broken)
+    monkeypatch.setattr(xla_cost, "_loop_aware_cost", broken)
     a = jnp.ones((8, 8))
     looped = _compile(lambda x: jax.lax.scan(lambda c, _: (c @ c, None), x, None, length=4)[0], a)
     cost = program_cost(looped)
@@ -140,7 +143,7 @@ class FakeClock:
 )
 def test_repeats_follow_the_budget(monkeypatch, step, budget, max_repeats, expected):
     clock = FakeClock(step)
-    monkeypatch.setattr(engine, "time", types.SimpleNamespace(perf_counter=clock.perf_counter))
+    monkeypatch.setattr(timing, "time", types.SimpleNamespace(perf_counter=clock.perf_counter))
     rep = steady_state(clock.work, first_s=step, budget_s=budget, max_repeats=max_repeats)
     assert rep.count == expected == clock.runs == len(rep.times_s)
     assert rep.times_s == pytest.approx([step] * expected)
@@ -169,11 +172,11 @@ def test_default_timing_is_the_result_producing_run(monkeypatch):
     """By default a program that took at least SHORT_S is not run again: its result-producing
     run is the measurement; with steady=True it gets the steady-state repeats."""
     clock = FakeClock(0.3)
-    monkeypatch.setattr(engine, "time", types.SimpleNamespace(perf_counter=clock.perf_counter))
-    rep = engine.time_program(clock.work, first_s=0.35)
+    monkeypatch.setattr(timing, "time", types.SimpleNamespace(perf_counter=clock.perf_counter))
+    rep = timing.time_program(clock.work, first_s=0.35)
     assert clock.runs == 0 and rep.count == 0
     assert rep.median_s == rep.min_s == rep.max_s == rep.first_s == 0.35
-    rep = engine.time_program(clock.work, first_s=0.35, steady=True)
+    rep = timing.time_program(clock.work, first_s=0.35, steady=True)
     assert rep.count == clock.runs == 2  # 0.3, then 0.6 >= REPEAT_BUDGET_S stops
     assert rep.median_s == pytest.approx(0.3) and rep.first_s == 0.35
 
@@ -181,15 +184,15 @@ def test_default_timing_is_the_result_producing_run(monkeypatch):
 def test_short_programs_are_repeated_within_a_short_budget(monkeypatch):
     """A program under SHORT_S is repeated while the repeats' total is under SHORT_S (at most
     MAX_REPEATS times): what timing adds stays about 2 x SHORT_S per program."""
-    step = engine.SHORT_S / 3.5
+    step = timing.SHORT_S / 3.5
     clock = FakeClock(step)
-    monkeypatch.setattr(engine, "time", types.SimpleNamespace(perf_counter=clock.perf_counter))
-    rep = engine.time_program(clock.work, first_s=2 * step)
+    monkeypatch.setattr(timing, "time", types.SimpleNamespace(perf_counter=clock.perf_counter))
+    rep = timing.time_program(clock.work, first_s=2 * step)
     assert rep.count == clock.runs == 4  # 1, 2, 3 steps < SHORT_S go on; 4 stops
     assert rep.median_s == pytest.approx(step) and rep.first_s == 2 * step
     tiny = FakeClock(1e-6)
-    monkeypatch.setattr(engine, "time", types.SimpleNamespace(perf_counter=tiny.perf_counter))
-    assert engine.time_program(tiny.work, first_s=1e-6).count == engine.MAX_REPEATS
+    monkeypatch.setattr(timing, "time", types.SimpleNamespace(perf_counter=tiny.perf_counter))
+    assert timing.time_program(tiny.work, first_s=1e-6).count == timing.MAX_REPEATS
 
 
 def test_bad_repeat_settings_raise():
@@ -356,14 +359,14 @@ def test_run_cells_times_the_result_producing_run_unless_steady_state_is_asked()
     pairs = [(n, s) for n in (10, 30) for s in range(3)]
     default = engine.run_cells(task, spec, pairs, quality=False)
     steady = engine.run_cells(task, spec, pairs, quality=False, steady=True)
-    for result, short_s in ((default, engine.SHORT_S), (steady, engine.SLOW_S)):
+    for result, short_s in ((default, timing.SHORT_S), (steady, timing.SLOW_S)):
         t = result.timing
         for first, repeats in (
             (t.fit_first_s, t.fit_repeats),
             (t.predict_first_s, t.predict_repeats),
         ):
-            below = first < short_s if short_s == engine.SHORT_S else first <= short_s
-            assert (repeats >= 1) == below and repeats <= engine.MAX_REPEATS
+            below = first < short_s if short_s == timing.SHORT_S else first <= short_s
+            assert (repeats >= 1) == below and repeats <= timing.MAX_REPEATS
         if t.fit_repeats == 0:
             assert t.fit_s == t.fit_first_s
     keep = ("n_train", "seed", "accuracy", "nll", "brier")

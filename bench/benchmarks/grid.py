@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gdbench import engine, plan
+from gdbench import chunks, engine, plan
 from gdbench.benchmarks.common import median
 from gdbench.models.registry import ModelSpec
 from gdbench.tasks.base import Task
@@ -68,7 +68,7 @@ class CompiledGrid:
         task: Task,
         spec: ModelSpec,
         pairs: list[tuple[int, int]],
-        cell_batch: int = engine.DEFAULT_CELL_BATCH,
+        cell_batch: int = chunks.DEFAULT_CELL_BATCH,
     ):
         self.task, self.spec, self.pairs = task, spec, list(pairs)
         self.cells = plan.make_cells_for(
@@ -76,9 +76,9 @@ class CompiledGrid:
         )
         template = engine.build_template(task, spec)
         # The chunks run_cells uses: bounded by memory, light evaluations in larger chunks.
-        fit_chunk = engine.chunk_cells(task, cell_batch)
+        fit_chunk = chunks.chunk_cells(task, cell_batch)
         fit_grid, eval_grid = engine.build_programs(
-            task, spec, template, fit_chunk, engine.eval_chunk(task, template, fit_chunk)
+            task, spec, template, fit_chunk, chunks.eval_chunk(task, template, fit_chunk)
         )
         self._eval_grid = eval_grid
         self.fit_args = (

@@ -353,14 +353,11 @@ def run(quick: bool = False, repeats: int = 3) -> dict[str, Any]:
 
 
 def _xla_flops(grid) -> float:
-    """XLA's loop-aware FLOP count of the grid's compiled fit program, if the engine offers
-    one (``gdbench.engine.program_cost``); else NaN."""
-    from gdbench import engine
+    """XLA's loop-aware FLOP count of the grid's compiled fit program
+    (``gdbench.cost.program_cost``); NaN if it cannot be computed."""
+    from gdbench.cost import program_cost
 
-    cost = getattr(engine, "program_cost", None)
-    if cost is None:
-        return math.nan
     try:
-        return float(cost(grid.fit_compiled).flops)
+        return float(program_cost(grid.fit_compiled).flops)
     except Exception:  # noqa: BLE001 - informational only
         return math.nan

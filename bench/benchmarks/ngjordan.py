@@ -21,7 +21,7 @@ Measured:
 - whole process: ``gdbench run ... --no-compile-cache`` from a cold start as a subprocess
   against ``python -m gdbench.benchmarks.sklearn_loop`` as a subprocess (imports, data loading
   and, for gdbench, compilation, result storage and the engine's own timing (repeats of
-  programs under 10 ms only, ``gdbench.engine.time_program``) and cost analysis included;
+  programs under 10 ms only, ``gdbench.timing.time_program``) and cost analysis included;
   its sample-quality step is turned off with ``--no-quality``, since the baseline scores no
   samples). Target >= 3x. Also with a warm persistent compilation cache
   (filled by one more run into an empty cache directory first).

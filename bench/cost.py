@@ -1,0 +1,255 @@
+"""XLA's static cost of a compiled program: FLOPs and bytes accessed with every while-loop body
+counted as often as the loop runs (XLA's own ``cost_analysis()`` counts a loop body once, which
+undercounts a ``lax.scan`` of 400 steps 400-fold), and peak memory from XLA's memory analysis.
+
+The loop-aware count parses the optimized HLO text and re-analyses each loop body as a module
+of its own, through JAX's private ``jaxlib._hlo`` and ``jax._src.lib._jax`` bindings: this module
+is the only place that uses them, and ``program_cost`` reports NaN with a note if they fail.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from typing import Any
+
+import numpy as np
+
+from gdbench.fit import NEWTON_SCOPE, NEWTON_STEPS
+
+
+@dataclasses.dataclass(frozen=True)
+class ProgramCost:
+    """XLA's static cost of one compiled program.
+
+    ``flops`` and ``bytes_accessed``: XLA's cost analysis (HloCostAnalysis) of the optimized
+    program, every while-loop body counted as often as its known trip count (NaN when that
+    cannot be computed). ``static_flops``: XLA's ``cost_analysis()`` as reported, loop bodies
+    counted once. ``unknown_loops``: while loops without a known trip count, counted once
+    each (``flops`` is then a lower bound). ``peak_bytes``: XLA's memory analysis, the peak
+    of live buffers (arguments, outputs and temporaries), bytes; NaN if not reported.
+    ``note``: why a value is NaN, else "".
+    """
+
+    flops: float
+    bytes_accessed: float
+    peak_bytes: float
+    static_flops: float
+    unknown_loops: int = 0
+    note: str = ""
+
+
+_COMPUTATION = re.compile(r"^(ENTRY\s+)?%(\S+)\s+\(.*\{\s*$")
+_WHILE_BODY = re.compile(r"\swhile\(.*?\bbody=%([\w.\-]+)")
+_TRIP_COUNT = re.compile(r'"known_trip_count":\{"n":"(\d+)"\}')
+#: A while loop of the ``i``-th fit stage's Newton solve (``gdbench.fit.NEWTON_SCOPE``): its
+#: trip count is data-dependent (a convergence stop); the op name ends with the loop's own
+#: "/while" inside the stage's scope (a loop nested deeper would show more components).
+_NEWTON_LOOP = re.compile(r'op_name="[^"]*\b' + re.escape(NEWTON_SCOPE) + r'(\d+)\)?/while"')
+#: Attributes of an HLO instruction that name the computations it calls.
+_CALLED = re.compile(
+    r"\b(?:calls|to_apply|body|condition|branch_computations|true_computation"
+    r"|false_computation|called_computations)=(\{[^}]*\}|%[\w.\-]+)"
+)
+_NAME = re.compile(r"%([\w.\-]+)")
+
+
+def _called(line: str) -> list[str]:
+    """Names of the computations an HLO instruction line calls."""
+    return [name for group in _CALLED.findall(line) for name in _NAME.findall(group)]
+
+
+def _static_cost(compiled) -> dict:
+    try:
+        cost = compiled.cost_analysis()
+    except Exception:  # noqa: BLE001 - not every backend reports costs
+        return {}
+    if isinstance(cost, list | tuple):
+        cost = cost[0] if cost else {}
+    return dict(cost or {})
+
+
+def _peak_bytes(compiled) -> float:
+    """Peak bytes of live buffers from XLA's memory analysis; NaN if the backend has none.
+
+    ``peak_memory_in_bytes`` (XLA's heap simulation over the buffer assignment) when reported,
+    else argument + output + temporary - aliased bytes (all buffers live at once)."""
+    try:
+        stats = compiled.memory_analysis()
+    except Exception:  # noqa: BLE001 - not every backend reports memory
+        return math.nan
+    if stats is None:
+        return math.nan
+    peak = getattr(stats, "peak_memory_in_bytes", 0) or 0
+    if peak > 0:
+        return float(peak)
+    parts = ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes")
+    total = sum(getattr(stats, p, 0) or 0 for p in parts) - (stats.alias_size_in_bytes or 0)
+    return float(total) if total > 0 else math.nan
+
+
+def _module_text(compiled, metadata: bool = False) -> tuple[str, Any]:
+    """Optimized HLO text of the program (constants in full; op metadata if ``metadata``) and
+    its client."""
+    from jaxlib import _hlo
+
+    options = _hlo.HloPrintOptions()
+    options.print_metadata = metadata
+    options.print_large_constants = True
+    executable = compiled.runtime_executable()
+    return executable.hlo_modules()[0].to_string(options), executable.client
+
+
+def _loop_aware_cost(compiled, newton_steps: dict[int, float] | None = None):
+    """(FLOPs, bytes accessed, loops without known trip count) of a compiled program.
+
+    XLA's HloCostAnalysis visits a while loop's body once. Here the optimized module is split
+    into its computations; the cost of a loop body (itself a module with the body as entry)
+    is added (trip count - 1) more times, recursively for nested loops. The trip count is the
+    ``known_trip_count`` XLA's loop analysis annotates (every ``lax.scan`` has one), or for
+    the convergence loop of fit stage ``i``'s Newton solve ``newton_steps[i]``: the steps its
+    cells took, on average (``newton_step_counts``). Other loops count once (a lower bound).
+    """
+    from jax._src.lib import _jax
+    from jaxlib import _hlo
+
+    text, client = _module_text(compiled)
+    lines = text.splitlines()
+    newton_steps = newton_steps or {}
+    newton_bodies: dict[str, int] = {}  # loop body -> fit stage, from the ops' metadata
+    unknown_trip = any(" while(" in line and not _TRIP_COUNT.search(line) for line in lines)
+    if newton_steps and unknown_trip:  # else every loop has its count: no metadata pass
+        for line in _module_text(compiled, metadata=True)[0].splitlines():
+            body, stage = _WHILE_BODY.search(line), _NEWTON_LOOP.search(line)
+            if body and stage and int(stage.group(1)) in newton_steps:
+                newton_bodies[body.group(1)] = int(stage.group(1))
+    comps: dict[str, list[str]] = {}
+    entry, current = None, None
+    for line in lines[1:]:
+        if current is None:
+            m = _COMPUTATION.match(line)
+            if m:
+                current = m.group(2)
+                comps[current] = [line]
+                entry = current if m.group(1) else entry
+            continue
+        comps[current].append(line)
+        if line == "}":
+            current = None
+    if entry is None:
+        raise ValueError("no ENTRY computation in the HLO module text")
+    calls = {
+        name: {r for line in body[1:] for r in _called(line) if r in comps}
+        for name, body in comps.items()
+    }
+    head = lines[0].split(",")[0]  # "HloModule <name>": layouts and schedule belong to entry
+
+    def reachable(root: str) -> list[str]:
+        seen, stack = [], [root]
+        while stack:
+            name = stack.pop()
+            if name not in seen:
+                seen.append(name)
+                stack.extend(sorted(calls[name] - {name}))
+        return seen
+
+    loop_once: dict[str, tuple[float, float]] = {}
+
+    def cost_once(root: str) -> tuple[float, float]:
+        """XLA's cost of computation ``root`` as a module's entry (its loops counted once)."""
+        if root not in loop_once:
+            parts = [head, ""]
+            for name in reversed(reachable(root)):
+                body = comps[name]
+                first = re.sub(r"^ENTRY\s+", "", body[0])
+                parts += [("ENTRY " if name == root else "") + first, *body[1:], ""]
+            module = _hlo.hlo_module_from_text("\n".join(parts))
+            cost = _jax.hlo_module_cost_analysis(client, module)
+            loop_once[root] = (
+                float(cost.get("flops", 0.0)),
+                float(cost.get("bytes accessed", 0.0)),
+            )
+        return loop_once[root]
+
+    extra_memo: dict[str, tuple[float, float, int]] = {}
+
+    def extra(name: str) -> tuple[float, float, int]:
+        """Cost of ``name`` with loops run their trip counts, minus its loop-once cost."""
+        if name in extra_memo:
+            return extra_memo[name]
+        flops, nbytes, unknown = 0.0, 0.0, 0
+        for line in comps[name][1:]:
+            m = _WHILE_BODY.search(line)
+            if m is None:
+                for ref in {r for r in _called(line) if r in comps and r != name}:
+                    f, b, u = extra(ref)
+                    flops, nbytes, unknown = flops + f, nbytes + b, unknown + u
+                continue
+            body = m.group(1)
+            trip = _TRIP_COUNT.search(line)
+            if trip:
+                n = int(trip.group(1))
+            elif body in newton_bodies:
+                n = newton_steps[newton_bodies[body]]
+            else:
+                n, unknown = 1, unknown + 1
+            once_f, once_b = cost_once(body)
+            f, b, u = extra(body)
+            flops += n * (once_f + f) - once_f
+            nbytes += n * (once_b + b) - once_b
+            unknown += u
+        extra_memo[name] = (flops, nbytes, unknown)
+        return extra_memo[name]
+
+    once_f, once_b = cost_once(entry)
+    f, b, unknown = extra(entry)
+    return once_f + f, once_b + b, unknown
+
+
+def program_cost(compiled, newton_steps: dict[int, float] | None = None) -> ProgramCost:
+    """FLOPs, bytes accessed and peak memory of a compiled program (``jax.stages.Compiled``).
+
+    See ``ProgramCost``; ``newton_steps``: the Newton stages' mean steps taken, for a fit
+    program (``newton_step_counts``). A program without while loops gets XLA's
+    ``cost_analysis()`` numbers directly; if the loop-aware analysis fails for a program with
+    loops, its FLOPs and bytes are NaN (with the reason in ``note``) rather than the
+    loop-once undercount."""
+    static = _static_cost(compiled)
+    static_flops = float(static.get("flops", math.nan)) if static else math.nan
+    static_bytes = float(static.get("bytes accessed", math.nan)) if static else math.nan
+    peak = _peak_bytes(compiled)
+    try:
+        flops, nbytes, unknown = _loop_aware_cost(compiled, newton_steps)
+    except Exception as error:  # noqa: BLE001 - an unparsable module: report, do not crash
+        note = f"loop-aware cost analysis failed: {type(error).__name__}: {error}"[:300]
+        try:
+            has_loops = " while(" in _module_text(compiled)[0]
+        except Exception:  # noqa: BLE001
+            has_loops = True
+        if has_loops:
+            return ProgramCost(math.nan, math.nan, peak, static_flops, 0, note)
+        return ProgramCost(static_flops, static_bytes, peak, static_flops, 0, "")
+    return ProgramCost(flops, nbytes, peak, static_flops, unknown)
+
+
+def scaled(cost: ProgramCost, factor: float) -> ProgramCost:
+    """``cost`` with its FLOPs and bytes multiplied by ``factor`` (peak memory unchanged)."""
+    if factor == 1:
+        return cost
+    return dataclasses.replace(
+        cost,
+        flops=cost.flops * factor,
+        bytes_accessed=cost.bytes_accessed * factor,
+        static_flops=cost.static_flops * factor,
+    )
+
+
+def newton_step_counts(fitted, count: int) -> dict[int, float]:
+    """Mean Newton steps taken per fit stage over the grid's ``count`` cells (the fit
+    program's ``gdbench.fit.NEWTON_STEPS`` traces; padding cells after them left out)."""
+    return {
+        int(name[len(NEWTON_STEPS) :]): float(np.mean(np.asarray(value)[:count]))
+        for name, value in fitted[4].items()
+        if name.startswith(NEWTON_STEPS)
+    }
