@@ -74,7 +74,7 @@ class Newton:
         the decrement ``-g . d`` of the Newton direction is at most ``rtol |objective|``
         (near the optimum twice the gap to it). On the linear path (``linear_scores``) each
         cell iterates until the test holds, then takes one more step, at most ``steps``
-        steps; the damping of ``H + lambda I`` starts at ``1e-7 (1 + tr H / P)`` and rises
+        steps; the damping of ``H + lambda I`` starts at ``1e-6 (1 + tr H / P)`` and rises
         100-fold after a factorization that failed in float32 (Levenberg-Marquardt).
         Elsewhere Newton takes its ``steps`` and is then tested.
       lbfgs_rtol: L-BFGS's own stop (the same test on its quasi-Newton direction, which

@@ -9,7 +9,9 @@ classes use one weight vector per class (the symmetric softmax parameterization)
 
 The solver is the engine's (``gdbench.fit.newton``): damped Newton steps, each cell until the
 decrement test ``newton_rtol`` (1e-6 of the objective, near the optimum twice the gap to it)
-holds and one step more, at most ``newton_steps`` (25); ``newton_rtol=0`` takes all
+holds and one step more, at most ``newton_steps`` (100 for two classes, where a step costs
+little and separable subsets at C = 1e4 need more than 25 to reach the optimum's
+neighbourhood; 25 for more classes); ``newton_rtol=0`` takes all
 ``newton_steps`` in every cell. With ``newton_method=lbfgs`` (several classes only) L-BFGS
 (at most ``lbfgs_steps`` iterations, to ``lbfgs_rtol``) precedes the Newton steps. A cell
 whose solve did not meet the test is marked in its row (``converged`` False, and the message
@@ -68,7 +70,7 @@ class LogisticRegression(Model):
         *,
         rngs: nnx.Rngs,
         C: float = 1.0,
-        newton_steps: int = 25,
+        newton_steps: int | None = None,
         newton_tol: float = 0.0,
         newton_rtol: float = 1e-6,
         lbfgs_steps: int = 2000,
@@ -85,7 +87,9 @@ class LogisticRegression(Model):
             raise ValueError(f"logreg solver must be 'newton' or 'adam', got '{solver}'")
         self.num_classes = num_classes
         self.C = float(C)
-        self.newton_steps = newton_steps
+        if newton_steps is None:
+            newton_steps = 100 if num_classes == 2 else 25
+        self.newton_steps = int(newton_steps)
         self.newton_tol = float(newton_tol)
         self.newton_rtol = float(newton_rtol)
         self.lbfgs_steps = int(lbfgs_steps)
