@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gdbench.reports.names import DEFAULT_NAMES, DisplayNames, to_latex
+from gdbench.reports.names import DEFAULT_NAMES, DisplayNames, split_superscripts
 from gdbench.reports.stats import (
     INTERVAL_METHOD,
     SEEDS_ONLY_NOTE,
@@ -151,6 +151,16 @@ def escape_latex(text: object) -> str:
     """`text` as LaTeX source that typesets it literally: the specials \\ & % $ # _ { } ~ ^
     < > | are escaped and line breaks become spaces."""
     return _SPECIALS_RE.sub(lambda m: _SPECIALS[m.group()], str(text))
+
+
+def to_latex(text: str) -> str:
+    """A display name as LaTeX: escaped, ``^k`` (an integer) as a superscript."""
+    pieces = split_superscripts(text)
+    out = [escape_latex(pieces[0])]
+    for k in range(1, len(pieces), 2):
+        exponent = pieces[k].replace("-", "$-$")
+        out.append(rf"\textsuperscript{{{exponent}}}{escape_latex(pieces[k + 1])}")
+    return "".join(out)
 
 
 def dataframe_to_booktabs(

@@ -151,21 +151,14 @@ def load_display_names(path: str | Path | None) -> DisplayNames:
     return DisplayNames(**tables)
 
 
-def to_latex(text: str) -> str:
-    """A display name as LaTeX: escaped, ``^k`` (an integer) as a superscript."""
-    from gdbench.reports.latex import escape_latex
-
-    pieces = _SUPERSCRIPT.split(str(text))
-    out = [escape_latex(pieces[0])]
-    for k in range(1, len(pieces), 2):
-        exponent = pieces[k].replace("-", "$-$")
-        out.append(rf"\textsuperscript{{{exponent}}}{escape_latex(pieces[k + 1])}")
-    return "".join(out)
+def split_superscripts(text: str) -> list[str]:
+    """`text` split at its ``^k`` superscripts: plain text at even positions, exponents at odd."""
+    return _SUPERSCRIPT.split(str(text))
 
 
 def to_mathtext(text: str) -> str:
     """A display name for matplotlib: dollar signs literal, ``^k`` as a mathtext superscript."""
-    pieces = _SUPERSCRIPT.split(str(text).replace("$", r"\$"))
+    pieces = split_superscripts(str(text).replace("$", r"\$"))
     out = [pieces[0]]
     for k in range(1, len(pieces), 2):
         out.append(f"$^{{{pieces[k]}}}${pieces[k + 1]}")

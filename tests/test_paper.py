@@ -18,7 +18,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from gdbench import results
 from gdbench.reports import build_report, latex, paper
-from gdbench.reports.names import DisplayNames, load_display_names, to_latex, to_mathtext
+from gdbench.reports.latex import to_latex
+from gdbench.reports.names import DisplayNames, load_display_names, to_mathtext
 
 REFERENCE = Path(__file__).resolve().parent.parent / "results" / "reference"
 PAPER_RUNS = ("quick", "robustness")  # two reference runs whose tables go into one paper
