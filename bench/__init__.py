@@ -15,7 +15,19 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import os
 from typing import Any
+
+#: XLA's CPU backend in jaxlib 0.10 hands fused elementwise-and-reduce computations to
+#: YNNPACK, which summed wrongly over a batch (``vmap``) of 64 rows: lanes 26 and later of
+#: ``sum(w * (one_hot(y) * s).sum(-1))`` came out as other numbers (tests/test_xla_cpu.py),
+#: which made L-BFGS and Newton's line search and convergence test act on wrong objective
+#: values. gdbench limits those library fusions to matrix products (XLA's own code does the
+#: rest), before JAX starts, unless ``XLA_FLAGS`` already chooses them. The flag enters the
+#: compile cache's key and every run's manifest with ``XLA_FLAGS``.
+YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
+if YNN_FLAG not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {YNN_FLAG}=dot".strip()
 
 try:
     __version__ = importlib.metadata.version("gdbench")

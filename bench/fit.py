@@ -367,9 +367,8 @@ def resolve_method(stage: Newton, shape: tuple[int, int]) -> str:
     return "newton"
 
 
-#: Step lengths L-BFGS tries along each direction, all at once (the longest that satisfies
-#: Armijo's condition is taken, else the best if it decreases the objective).
-_LBFGS_LENGTHS = 2.0 ** -jnp.array([0.0, 1.0, 2.0, 4.0, 7.0, 12.0])
+#: The most halvings of L-BFGS's step (from 1) in search of Armijo's condition.
+_LBFGS_HALVINGS = 20
 
 
 def _pool_scaling(x):
@@ -394,12 +393,13 @@ def _linear_lbfgs(graphdef, unravel, rest, stage: Newton, flat0, layout, x, y, w
     Each iteration: the two-loop recursion (``stage.memory`` pairs; Nocedal & Wright 2006,
     Algorithm 7.4; the first direction is the steepest descent of unit length, later ones
     scaled by ``s.y / y.y``), then backtracking from step 1 by halves to Armijo's condition
-    (``c1 = 1e-4``, at most 30 halvings) on scores that move linearly along the direction (one
-    product per iteration, not per trial). Pairs with ``s.y <= 1e-10 |y|^2`` are skipped. A
-    cell stops when converged (``_decrement_converged`` with ``stage.lbfgs_rtol``, checked on the
-    new direction before each step), when no step length decreases the objective (float32
-    exhausted), or after ``stage.lbfgs_steps`` iterations; under ``vmap`` each cell keeps its
-    own result and its chunk runs until its slowest cell stops.
+    (``c1 = 1e-4``, at most ``_LBFGS_HALVINGS`` halvings, one trial each) on scores that move
+    linearly along the direction (one product per iteration, not per trial). Pairs with
+    ``s.y <= 1e-10 |y|^2`` are skipped. A cell stops when converged (``_decrement_converged``
+    with ``stage.lbfgs_rtol``, checked on the new direction before each step), when no step
+    length decreases the objective (float32 exhausted), or after ``stage.lbfgs_steps``
+    iterations; under ``vmap`` each cell keeps its own result and its chunk runs until its
+    slowest cell stops.
 
     Returns ``(flat parameters, iterations, converged)``.
     """
@@ -513,17 +513,40 @@ def _linear_lbfgs(graphdef, unravel, rest, stage: Newton, flat0, layout, x, y, w
         def trial(t):
             return data_loss(st["scores"] + t * moved) + penalty(vec + t * d)
 
-        lengths = _LBFGS_LENGTHS.astype(dtype)
-        values = jax.vmap(trial)(lengths)
-        values = jnp.where(jnp.isfinite(values), values, jnp.inf)
-        armijo = values <= f + 1e-4 * lengths * slope
-        pick = jnp.where(jnp.any(armijo), jnp.argmax(armijo), jnp.argmin(values))
-        t, value = lengths[pick], values[pick]
+        def accepted(t, value):
+            return jnp.isfinite(value) & (value <= f + 1e-4 * t * slope)
+
+        # Backtracking by halves from step 1, one trial per pass: under ``vmap`` the passes
+        # run until every lane of the chunk is done, and a cell no longer iterating counts
+        # as done (its frozen state must not keep the chunk searching).
+        one = jnp.ones((), dtype)
+        first = trial(one)
+        first = jnp.where(jnp.isfinite(first), first, jnp.inf)
+        search0 = (one, first, one, first, accepted(one, first) | ~running(st), jnp.int32(0))
+
+        def searching(c):
+            return ~c[4] & (c[5] < _LBFGS_HALVINGS)
+
+        def halve(c):
+            t, _, best_t, best, _, count = c
+            t = t / 2
+            value = trial(t)
+            value = jnp.where(jnp.isfinite(value), value, jnp.inf)
+            better = value < best
+            best_t, best = jnp.where(better, t, best_t), jnp.where(better, value, best)
+            return t, value, best_t, best, accepted(t, value), count + 1
+
+        t, value, best_t, best, armijo, _ = jax.lax.while_loop(searching, halve, search0)
+        # Armijo's step, else the best trial if it decreases the objective.
+        t, value = jnp.where(armijo, t, best_t), jnp.where(armijo, value, best)
         ok = jnp.isfinite(value) & (value < f)
         t = jnp.where(ok, t, 0.0)
         new_vec = vec + t * d
         new_scores = st["scores"] + t * moved
-        new_f, new_g = value_grad(new_vec, new_scores)
+        # The objective there is the line search's value (the same scores and parameters);
+        # only the gradient is new.
+        new_g = value_grad(new_vec, new_scores)[1]
+        new_f = value
         s_new, y_new = new_vec - vec, new_g - g
         sy, yy = jnp.vdot(s_new, y_new), jnp.vdot(y_new, y_new)
         keep = ok & (sy > 1e-10 * yy) & (yy > 0)
