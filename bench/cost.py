@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from gdbench.fit import NEWTON_SCOPE, NEWTON_STEPS
+from gdbench.fit import LBFGS, NEWTON_SCOPE, NEWTON_STEPS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,8 +45,11 @@ _WHILE_BODY = re.compile(r"\swhile\(.*?\bbody=%([\w.\-]+)")
 _TRIP_COUNT = re.compile(r'"known_trip_count":\{"n":"(\d+)"\}')
 #: A while loop of the ``i``-th fit stage's Newton solve (``gdbench.fit.NEWTON_SCOPE``): its
 #: trip count is data-dependent (a convergence stop); the op name ends with the loop's own
-#: "/while" inside the stage's scope (a loop nested deeper would show more components).
-_NEWTON_LOOP = re.compile(r'op_name="[^"]*\b' + re.escape(NEWTON_SCOPE) + r'(\d+)\)?/while"')
+#: "/while" inside the stage's scope (a loop nested deeper would show more components); the
+#: L-BFGS loop that precedes it, inside the scope's ``LBFGS`` part.
+_NEWTON_LOOP = re.compile(
+    r'op_name="[^"]*\b' + re.escape(NEWTON_SCOPE) + r"(\d+)\)?(" + re.escape(LBFGS) + r')?/while"'
+)
 #: Attributes of an HLO instruction that name the computations it calls.
 _CALLED = re.compile(
     r"\b(?:calls|to_apply|body|condition|branch_computations|true_computation"
@@ -101,7 +104,7 @@ def _module_text(compiled, metadata: bool = False) -> tuple[str, Any]:
     return executable.hlo_modules()[0].to_string(options), executable.client
 
 
-def _loop_aware_cost(compiled, newton_steps: dict[int, float] | None = None):
+def _loop_aware_cost(compiled, newton_steps: dict[int | str, float] | None = None):
     """(FLOPs, bytes accessed, loops without known trip count) of a compiled program.
 
     XLA's HloCostAnalysis visits a while loop's body once. Here the optimized module is split
@@ -117,13 +120,14 @@ def _loop_aware_cost(compiled, newton_steps: dict[int, float] | None = None):
     text, client = _module_text(compiled)
     lines = text.splitlines()
     newton_steps = newton_steps or {}
-    newton_bodies: dict[str, int] = {}  # loop body -> fit stage, from the ops' metadata
+    newton_bodies: dict[str, int | str] = {}  # loop body -> its key, from the ops' metadata
     unknown_trip = any(" while(" in line and not _TRIP_COUNT.search(line) for line in lines)
     if newton_steps and unknown_trip:  # else every loop has its count: no metadata pass
         for line in _module_text(compiled, metadata=True)[0].splitlines():
             body, stage = _WHILE_BODY.search(line), _NEWTON_LOOP.search(line)
-            if body and stage and int(stage.group(1)) in newton_steps:
-                newton_bodies[body.group(1)] = int(stage.group(1))
+            key = _loop_key("".join(stage.groups(""))) if stage else None
+            if body and key in newton_steps:
+                newton_bodies[body.group(1)] = key
     comps: dict[str, list[str]] = {}
     entry, current = None, None
     for line in lines[1:]:
@@ -207,7 +211,7 @@ def _loop_aware_cost(compiled, newton_steps: dict[int, float] | None = None):
     return once_f + f, once_b + b, unknown
 
 
-def program_cost(compiled, newton_steps: dict[int, float] | None = None) -> ProgramCost:
+def program_cost(compiled, newton_steps: dict[int | str, float] | None = None) -> ProgramCost:
     """FLOPs, bytes accessed and peak memory of a compiled program (``jax.stages.Compiled``).
 
     See ``ProgramCost``; ``newton_steps``: the Newton stages' mean steps taken, for a fit
@@ -245,11 +249,18 @@ def scaled(cost: ProgramCost, factor: float) -> ProgramCost:
     )
 
 
-def newton_step_counts(fitted, count: int) -> dict[int, float]:
+def _loop_key(suffix: str) -> int | str:
+    """The key of a solver loop in ``newton_steps``: fit stage ``i``'s Newton loop is ``i``,
+    the L-BFGS loop before it ``f"{i}{gdbench.fit.LBFGS}"``."""
+    return int(suffix) if suffix.isdigit() else suffix
+
+
+def newton_step_counts(fitted, count: int) -> dict[int | str, float]:
     """Mean Newton steps taken per fit stage over the grid's ``count`` cells (the fit
-    program's ``gdbench.fit.NEWTON_STEPS`` traces; padding cells after them left out)."""
+    program's ``gdbench.fit.NEWTON_STEPS`` traces; padding cells after them left out), and
+    the mean L-BFGS iterations before them (key ``f"{i}{gdbench.fit.LBFGS}"``)."""
     return {
-        int(name[len(NEWTON_STEPS) :]): float(np.mean(np.asarray(value)[:count]))
+        _loop_key(name[len(NEWTON_STEPS) :]): float(np.mean(np.asarray(value)[:count]))
         for name, value in fitted[4].items()
         if name.startswith(NEWTON_STEPS)
     }

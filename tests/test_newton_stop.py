@@ -136,6 +136,21 @@ def test_flops_count_the_convergence_loop_by_the_steps_taken():
     assert unnamed.flops == pytest.approx(once.flops, rel=1e-6)
 
 
+def test_flops_count_the_lbfgs_loop_by_its_iterations():
+    task = tasks.load("wine")  # three classes: L-BFGS, then Newton steps
+    compiled, fitted, count = _fit_program(task, models.get("logreg"), [(60, 0), (60, 1)])
+    steps = newton_step_counts(fitted, count)
+    key = f"0{fit.LBFGS}"
+    assert set(steps) == {0, key} and steps[key] > 2 and steps[0] >= 1
+    once = program_cost(compiled, {0: steps[0], key: 1.0})
+    twice = program_cost(compiled, {0: steps[0], key: 2.0})
+    counted = program_cost(compiled, steps)
+    per_iteration = twice.flops - once.flops
+    assert per_iteration > 0
+    assert counted.flops == pytest.approx(once.flops + (steps[key] - 1) * per_iteration, rel=1e-6)
+    assert counted.unknown_loops == 0
+
+
 @pytest.mark.parametrize("name", ["logreg", "linsvm"])
 def test_a_stopping_tolerance_keeps_every_cells_accuracy(name: str):
     task = tasks.load("wine")

@@ -1,4 +1,4 @@
-"""``logreg``: multinomial logistic regression with an L2 penalty, fitted by Newton's method.
+"""``logreg``: multinomial logistic regression with an L2 penalty, fitted to its optimum.
 
 Objective (scikit-learn's convention, so ``C`` means the same as in
 ``sklearn.linear_model.LogisticRegression``): ``sum_i w_i (-log p(y_i|x_i)) + ||W||^2 / (2C)``;
@@ -12,8 +12,10 @@ decrement test ``newton_rtol`` (1e-6 of the objective, near the optimum twice th
 holds and one step more, at most ``newton_steps`` (100 for two classes, where a step costs
 little and separable subsets at C = 1e4 need more than 25 to reach the optimum's
 neighbourhood; 25 for more classes); ``newton_rtol=0`` takes all
-``newton_steps`` in every cell. With ``newton_method=lbfgs`` (several classes only) L-BFGS
-(at most ``lbfgs_steps`` iterations, to ``lbfgs_rtol``) precedes the Newton steps. A cell
+``newton_steps`` in every cell. With several classes (``newton_method=auto``, the default, or
+``lbfgs``) L-BFGS (at most ``lbfgs_steps`` iterations, to ``lbfgs_rtol``) precedes the Newton
+steps, which then only certify and finish the solve (``gdbench.fit.resolve_method``;
+``newton_method=newton``: Newton from the start). A cell
 whose solve did not meet the test is marked in its row (``converged`` False, and the message
 says so).
 
@@ -59,7 +61,8 @@ def _softplus(s: Array) -> Array:
 
 
 class LogisticRegression(Model):
-    """L2-penalized multinomial logistic regression (Newton/IRLS with a fixed step count)."""
+    """L2-penalized multinomial logistic regression, solved to the decrement test (see the
+    module docstring: Newton, after L-BFGS with several classes)."""
 
     paradigm = "discriminative"
 
