@@ -531,23 +531,28 @@ def _linear_lbfgs(graphdef, unravel, rest, stage: Newton, flat0, layout, x, y, w
         d, slope = jax.lax.cond(slope < 0, lambda: (d, slope), lambda: (-g, -jnp.vdot(g, g)))
         moved = scores_of(d)  # how the scores move per unit step (linear)
 
+        base, base_penalty = score_loss(st["scores"], y), penalty(vec)
+
+        # The change of the objective, summed from each example's change (as Newton's line
+        # search): near the optimum a step changes it by less than float32's rounding of the
+        # whole sum, and comparing totals stalled L-BFGS there.
         def trial(t):
-            return data_loss(st["scores"] + t * moved) + penalty(vec + t * d)
+            change = _weighted_sum(score_loss(st["scores"] + t * moved, y) - base, w)
+            return change + (penalty(vec + t * d) - base_penalty)
 
         lengths = _LBFGS_LENGTHS.astype(dtype)
-        values = jax.vmap(trial)(lengths)
-        values = jnp.where(jnp.isfinite(values), values, jnp.inf)
-        armijo = values <= f + 1e-4 * lengths * slope
-        pick = jnp.where(jnp.any(armijo), jnp.argmax(armijo), jnp.argmin(values))
-        t, value = lengths[pick], values[pick]
-        ok = jnp.isfinite(value) & (value < f)
+        changes = jax.vmap(trial)(lengths)
+        changes = jnp.where(jnp.isfinite(changes), changes, jnp.inf)
+        armijo = changes <= 1e-4 * lengths * slope
+        pick = jnp.where(jnp.any(armijo), jnp.argmax(armijo), jnp.argmin(changes))
+        t, change = lengths[pick], changes[pick]
+        ok = jnp.isfinite(change) & (change < 0)
         t = jnp.where(ok, t, 0.0)
         new_vec = vec + t * d
         new_scores = st["scores"] + t * moved
-        # The objective there is the line search's value (the same scores and parameters);
-        # only the gradient is new.
+        # The objective there from the line search's change; only the gradient is new.
         new_g = value_grad(new_vec, new_scores)[1]
-        new_f = value
+        new_f = f + change
         s_new, y_new = new_vec - vec, new_g - g
         sy, yy = jnp.vdot(s_new, y_new), jnp.vdot(y_new, y_new)
         keep = ok & (sy > 1e-10 * yy) & (yy > 0)

@@ -82,7 +82,7 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
     "logreg": (
         "gdbench.models.discriminative.logistic",
         "LogisticRegression",
-        "L2 logistic regression, Newton solver",
+        "L2 logistic regression, solved to its optimum (Newton; L-BFGS first for >2 classes)",
     ),
     "linsvm": (
         "gdbench.models.discriminative.svm",

@@ -28,7 +28,7 @@ from scipy.special import log_softmax
 from sklearn.linear_model import LogisticRegression
 
 from gdbench import models, tasks
-from gdbench.fit import NEWTON_CONVERGED, NEWTON_STEPS, run_plan
+from gdbench.fit import LBFGS, NEWTON_CONVERGED, NEWTON_STEPS, run_plan
 from gdbench.models.base import Adversarial
 from gdbench.models.hybrid.gan import GAN
 from gdbench.models.registry import ModelSpecError
@@ -118,9 +118,9 @@ def test_run_plan_without_an_adversarial_stage_records_no_training_curves():
     spec = models.get("logreg")
     build = lambda rngs: spec.build(task.dim, task.num_classes, rngs)  # noqa: E731
     _, traces = _fit(build, x, task.y_pool, np.ones(len(x)), jax.random.key(0))
-    # Only the Newton stage's step count and convergence (kept out of the training traces by
-    # the engine).
-    assert set(traces) == {f"{NEWTON_STEPS}0", f"{NEWTON_CONVERGED}0"}
+    # Only the Newton stage's step counts (three classes: L-BFGS's too) and convergence (kept
+    # out of the training traces by the engine).
+    assert set(traces) == {f"{NEWTON_STEPS}0", f"{NEWTON_STEPS}0{LBFGS}", f"{NEWTON_CONVERGED}0"}
 
 
 # ---------------------------------------------------------------------------------------------
