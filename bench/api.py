@@ -20,6 +20,7 @@ The command line is a thin layer over these functions; they take the same names 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -217,21 +218,43 @@ def report(run_dirs: str | Path | Sequence[str | Path], out: str | Path | None =
     return build_report(run_dirs, Path(out) if out is not None else Path(first) / "report")
 
 
+class NoSharedCellsWarning(UserWarning):
+    """``gdbench.compare`` of two runs that have no cell (task, model, n_train, seed) in
+    common: nothing is compared, only listed."""
+
+
 def compare(run_a: str | Path, run_b: str | Path, metrics: Sequence[str] | None = None):
     """Two runs side by side on the cells they share (``gdbench.reports.compare.RunComparison``;
-    ``compare_markdown`` renders it as the CLI prints it)."""
+    ``compare_markdown`` renders it as the CLI prints it), with the runs' configuration
+    differences from their manifests (``RunComparison.differences``).
+
+    Raises ``ValueError`` (one line) when a run has no result rows or a metric is unknown;
+    warns (``NoSharedCellsWarning``) when the runs share no cell."""
     from gdbench.reports import compare as cmp
     from gdbench.results import store
 
+    frames = []
+    for run_dir in (run_a, run_b):
+        rows = store.load(run_dir)
+        if rows.empty:
+            raise ValueError(f"no result rows in {run_dir}: no grid of it has finished yet")
+        frames.append(rows)
     names = tuple(Path(p).absolute().name for p in (run_a, run_b))
     if names[0] == names[1]:
         names = (str(run_a), str(run_b))
-    return cmp.compare_runs(
-        store.load(run_a),
-        store.load(run_b),
-        metrics=tuple(metrics) if metrics else cmp.QUALITY_METRICS,
-        names=names,
+    result = cmp.compare_runs(
+        *frames, metrics=tuple(metrics) if metrics else cmp.QUALITY_METRICS, names=names
     )
+    manifests = [store.read_manifest(run_dir) for run_dir in (run_a, run_b)]
+    result.differences = tuple(cmp.manifest_differences(*manifests))
+    if len(frames[0]) == len(result.only_a):  # every cell of A is A's alone
+        warnings.warn(
+            f"{names[0]} and {names[1]} share no cell (task, model, n_train, seed); nothing "
+            "is compared, only listed (see Configuration differences)",
+            NoSharedCellsWarning,
+            stacklevel=2,
+        )
+    return result
 
 
 class ReproduceError(ValueError):

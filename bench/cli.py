@@ -14,6 +14,7 @@ import shlex
 import shutil
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 EXIT_USAGE = 2
@@ -477,34 +478,23 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_compare(args) -> int:
-    from gdbench import results
+    from gdbench import api
     from gdbench.reports import compare
 
-    frames = []
-    for run_dir in (args.run_a, args.run_b):
-        rows = results.load(run_dir)
-        if rows.empty:
-            raise UsageError(f"no result rows in {run_dir}: no grid of it has finished yet")
-        frames.append(rows)
-    names = tuple(Path(p).absolute().name for p in (args.run_a, args.run_b))
-    if names[0] == names[1]:
-        names = (str(args.run_a), str(args.run_b))
-    try:
-        result = compare.compare_runs(
-            *frames, metrics=args.metrics or compare.QUALITY_METRICS, names=names
-        )
-    except compare.CompareError as e:
-        raise UsageError(str(e)) from None
-    manifests = [results.read_manifest(run_dir) for run_dir in (args.run_a, args.run_b)]
-    shared = len(frames[0]) - len(result.only_a)
-    if shared == 0:
-        print(
-            f"gdbench: warning: {names[0]} and {names[1]} share no cell (task, model, n_train, "
-            "seed); nothing is compared, only listed (see Configuration differences)",
-            file=sys.stderr,
-        )
-    differences = compare.manifest_differences(*manifests)
-    text = compare.compare_markdown(result, differences=differences)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", api.NoSharedCellsWarning)
+        try:
+            result = api.compare(args.run_a, args.run_b, args.metrics)
+        except (compare.CompareError, ValueError) as e:
+            raise UsageError(str(e)) from None
+    for warning in caught:
+        if issubclass(warning.category, api.NoSharedCellsWarning):
+            print(f"gdbench: warning: {warning.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+    text = compare.compare_markdown(result)
     if args.out is None:
         print(text, end="")
         return 0

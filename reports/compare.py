@@ -95,6 +95,9 @@ class RunComparison:
     - `status_changed`: cells in both runs whose status differs (`status_a`, `status_b`).
     - `config_changed`: cells in both runs whose `model_config` or `preprocess` differs.
     - `n_cells`: cells ok in both runs (the ones compared); `name_a`, `name_b`: run labels.
+    - `differences`: the runs' configuration differences from their manifests
+      (`manifest_differences`: ``(setting, value in A, value in B)``), or None when the
+      comparison was made from rows alone (`compare_runs`; `gdbench.compare` fills it).
     """
 
     metrics: pd.DataFrame
@@ -109,6 +112,7 @@ class RunComparison:
     alpha: float = 0.05
     test: str = "t"
     metric_names: tuple[str, ...] = field(default=QUALITY_METRICS)
+    differences: tuple[tuple[str, str, str], ...] | None = None
 
     @property
     def changed(self) -> pd.DataFrame:
@@ -318,10 +322,13 @@ def compare_markdown(
     differences: Sequence[tuple[str, str, str]] | None = None,
 ) -> str:
     """A Markdown report of `result`: a summary line, the runs' configuration differences
-    (`differences`, from `manifest_differences`, when given), the changed metric rows (largest
+    (`differences`, from `manifest_differences`; default `result.differences`; none listed
+    when both are None), the changed metric rows (largest
     |diff| first, at most `max_rows`, with a note of how many more), cells in one run only,
     status and configuration changes, then the timing ratios B/A per (task, model) grid."""
     r = result
+    if differences is None:
+        differences = r.differences
     changed = r.changed
     lines = [
         f"# gdbench comparison: `{r.name_a}` (A) vs `{r.name_b}` (B)",

@@ -325,6 +325,34 @@ def test_compare_warns_when_the_runs_share_no_cell(small_run, tmp_path, capsys):
     assert "| seeds | 2 (0..1) | 1 (0..0) |" in out and "| sizes | 6, 20 | 6 |" in out
 
 
+def test_python_compare_returns_the_differences_and_warns_when_nothing_is_shared(
+    small_run, tmp_path
+):
+    import shutil
+
+    import gdbench
+    from gdbench.api import NoSharedCellsWarning
+    from gdbench.results import store
+
+    other = tmp_path / "other"
+    shutil.copytree(small_run, other)
+    manifest = store.read_manifest(other)
+    manifest["provenance"]["versions"]["jax"] = "9.9.9"
+    store.write_manifest(other, manifest)
+    result = gdbench.compare(small_run, other)
+    assert result.n_cells == 8
+    assert [d[0] for d in result.differences] == ["jax"]
+    assert result.differences[0][2] == "9.9.9"
+
+    wine = tmp_path / "wine"
+    argv = ["--tasks", "wine", "--models", "gnb", "--sizes", "6", "--seeds", "1", "--out"]
+    assert cli.main(["run", *argv, str(wine), "--no-progress"]) == 0
+    with pytest.warns(NoSharedCellsWarning, match="share no cell"):
+        result = gdbench.compare(small_run, wine)
+    assert result.n_cells == 0 and len(result.only_b) == 1
+    assert ("tasks", "iris", "wine") in result.differences
+
+
 def test_env_reports_devices_versions_and_peak(capsys, monkeypatch):
     from gdbench import env
 
