@@ -58,7 +58,7 @@ import numpy as np
 from flax import nnx
 
 from gdbench import compile_cache, lowering, sharding
-from gdbench.abilities import reports_density
+from gdbench.abilities import marginalizes_missing, reports_density
 from gdbench.compile_cache import program_static
 from gdbench.models.registry import ModelSpec
 from gdbench.tasks import ood as ood_sets
@@ -322,7 +322,7 @@ def run_robustness(
     count = cells.count
     scored = cells.sizes.max() if size is None else size
     idx = np.flatnonzero(cells.sizes == scored) if largest_only else np.arange(count)
-    can_marginalize = callable(getattr(template, "marginal_logits", None))
+    can_marginalize = marginalizes_missing(template)
     if missing_method not in (None, MARGINALIZE, IMPUTE):
         raise RobustnessError(
             f"unknown missing_method '{missing_method}'; valid: {MARGINALIZE}, {IMPUTE}"

@@ -28,6 +28,7 @@ import pandas as pd
 from gdbench import chunks, engine, plan, plugins, reference, sharding
 from gdbench import models as model_registry
 from gdbench import tasks as task_registry
+from gdbench.abilities import needs_image
 from gdbench.codeversion import code_version
 from gdbench.results import SCHEMA_VERSION, provenance, store
 from gdbench.rows import failed_rows
@@ -330,7 +331,7 @@ def prepare(config: RunConfig, out: Path, command: str | list[str] | None = None
             sizes_for(config, task), config.seeds, task.pool_size, task.num_classes, task.name
         )
         for spec in specs.values():
-            if getattr(spec.cls, "needs_image", False) and task.image_shape is None:
+            if needs_image(spec.cls) and task.image_shape is None:
                 raise plan.PlanError(
                     f"model '{spec.spec}' needs an image task (e.g. digits, digits_bin, "
                     f"tfds:mnist); task '{task.name}' has no image shape"

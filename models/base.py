@@ -21,12 +21,18 @@ training subset, 0 one outside it, so that one program serves every (size, seed)
 Classification always goes through ``predict_logits(x) -> [B, C]``. For generative models this
 is the log joint ``log p(x, y=c)``; the engine turns logits into probabilities with
 ``log_softmax`` for both families alike (Bayes' rule for the generative ones).
+
+Beyond that required protocol (``Model``), each optional ability is a typed protocol of its own
+(``Sampler``, ``Density``, ``MarginalizesMissing``, ``ImageInput``): a model has the ability when
+its class implements the protocol, and ``gdbench.models.registry.check_protocol`` rejects a
+class at spec time, in one line naming what is missing, when it implements one only in part.
+``gdbench.abilities`` is where the engine asks.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -264,7 +270,10 @@ class ClassPrior:
 class GenerativeModel(ClassPrior, Model):
     """A class-conditional density model p(x|y) p(y) that classifies by Bayes' rule.
 
-    Subclasses implement ``class_log_probs`` (or ``log_prob``), ``log_prior`` and ``sample``.
+    Subclasses implement ``class_log_probs`` (or ``log_prob``); ``log_prior`` comes from the
+    class frequencies (``ClassPrior``). A subclass that draws data also implements ``sample``
+    (``Sampler``); one that does not is still a density and a classifier, without the
+    sample-quality columns.
     """
 
     paradigm: ClassVar[Paradigm] = "generative"
@@ -294,10 +303,6 @@ class GenerativeModel(ClassPrior, Model):
         """``log p(x) = logsumexp_c log p(x, c)``, ``[B]`` in nats."""
         return jax.nn.logsumexp(self.predict_logits(x), axis=-1)
 
-    def sample(self, key: Array, y: int | Array, n: int) -> Array:
-        """``n`` draws from ``p(x | y)``, ``[n, D]``, in the model's input space."""
-        raise NotImplementedError
-
 
 def class_counts(y: Array, w: Array, num_classes: int) -> tuple[Array, Array]:
     """Weighted one-hot labels ``[N, C]`` and per-class weight totals ``[C]``."""
@@ -310,3 +315,79 @@ def weighted_feature_variance(x: Array, w: Array) -> Array:
     total = jnp.maximum(w.sum(), 1.0)
     mean = (w[:, None] * x).sum(0) / total
     return (w[:, None] * (x - mean) ** 2).sum(0) / total
+
+
+# Optional abilities: typed protocols a model class implements, or not.
+
+
+@runtime_checkable
+class Sampler(Protocol):
+    """Draws new data of a class: the report shows the samples, and on tasks whose features the
+    model's density covers (or for a hybrid with a sampler of its own) the engine scores them
+    (``fd``, ``classifier_score``, ``precision``, ``recall``, ``cas``)."""
+
+    def sample(self, key: Array, y: int | Array, n: int) -> Array:
+        """``n`` draws from ``p(x | y)``, ``[n, D]``, in the model's input space."""
+        ...
+
+
+@runtime_checkable
+class Density(Protocol):
+    """A joint likelihood: ``predict_logits`` is ``log p(x, y=c)``, so that ``logsumexp`` over
+    the classes is ``log p(x)`` (the ``log_lik`` column, on tasks whose features are of the
+    model's ``input_support``). Required of paradigm ``"generative"``. ``likelihood_is_bound``
+    (optional, default False) says ``log_prob`` is a lower bound (ELBO, IWAE), not exact."""
+
+    def log_prob(self, x: Array, y: Array) -> Array:
+        """``log p(x | y)``, ``[B]`` nats."""
+        ...
+
+    def log_prior(self) -> Array:
+        """``log p(y=c)``, ``[C]``."""
+        ...
+
+
+@runtime_checkable
+class MarginalizesMissing(Protocol):
+    """Classifies with features missing by marginalizing them out (the robustness columns'
+    ``missing_method="marginalize"``); models without it get the training mean imputed."""
+
+    def marginal_logits(self, x: Array, mask: Array) -> Array:
+        """``log p(x_obs, y=c)``, ``[B, C]``; ``mask`` ``[B, D]`` is 1 where observed."""
+        ...
+
+
+@runtime_checkable
+class ImageInput(Protocol):
+    """Needs its input as images (``needs_image = True``: the engine passes ``task.image_shape``
+    to the constructor as ``image_shape`` and refuses tasks without one at spec time)."""
+
+    needs_image: bool
+
+
+#: The optional abilities by the name errors and docs use.
+ABILITIES: dict[str, type] = {
+    "sampling": Sampler,
+    "density": Density,
+    "missing features": MarginalizesMissing,
+    "image input": ImageInput,
+}
+
+
+def ability_members(protocol: type) -> tuple[str, ...]:
+    """The members a class must have to implement ``protocol`` (its methods and attributes)."""
+    names = [*getattr(protocol, "__annotations__", {})]
+    names += [k for k, v in vars(protocol).items() if callable(v) and not k.startswith("_")]
+    return tuple(dict.fromkeys(names))
+
+
+def has_ability(model: Any, protocol: type) -> bool:
+    """Whether ``model`` (an instance or a class) implements ``protocol``: every member defined,
+    methods callable; ``ImageInput`` also asks ``needs_image`` to be true."""
+    for name in ability_members(protocol):
+        value = getattr(model, name, None)
+        if value is None or (name in vars(protocol) and not callable(value)):
+            return False
+    if protocol is ImageInput:
+        return bool(model.needs_image)
+    return True

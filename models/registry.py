@@ -22,6 +22,8 @@ import re
 import types
 from typing import Any
 
+from gdbench.models import base
+
 #: name -> (module, class, one-line description). Order is the display order.
 REGISTRY: dict[str, tuple[str, str, str]] = {
     "gnb": (
@@ -262,8 +264,10 @@ def register(name: str, cls: type, source: str = "") -> None:
 def check_protocol(cls: Any, name: str) -> None:
     """Raise ``ModelSpecError`` (one line, naming what is missing) unless ``cls`` is a model
     class: a class with a ``paradigm`` in ``PARADIGMS``, ``fit_plan()`` and
-    ``predict_logits(x)``; a generative one also ``log_prob(x, y)`` and ``log_prior()``; a
-    constructor ``(dim, num_classes, *, rngs, ...)``."""
+    ``predict_logits(x)``; a generative one also the ``Density`` protocol (``log_prob(x, y)``,
+    ``log_prior()``); a constructor ``(dim, num_classes, *, rngs, ...)``; and each optional
+    ability it has (``gdbench.models.base.ABILITIES``) implemented as its protocol types it:
+    methods callable with the protocol's arguments, ``needs_image`` a bool."""
     if not isinstance(cls, type):
         raise ModelSpecError(f"model '{name}' is not a class but a {type(cls).__name__}")
     missing = [m for m in ("fit_plan", "predict_logits") if not callable(getattr(cls, m, None))]
@@ -275,11 +279,44 @@ def check_protocol(cls: Any, name: str) -> None:
     params = inspect.signature(cls.__init__).parameters
     if "rngs" not in params or len(params) < 4:
         missing.append("a constructor (self, dim, num_classes, *, rngs, ...)")
+    missing += _ability_errors(cls)
     if missing:
         raise ModelSpecError(
             f"model '{name}' ({cls.__module__}.{cls.__qualname__}) does not follow the model "
             f"protocol (models.base.Model): missing {'; '.join(missing)}"
         )
+
+
+def _ability_errors(cls: type) -> list[str]:
+    """What the class gets wrong of the optional abilities it has: a protocol method that is
+    not callable or does not take the protocol's arguments, a ``needs_image`` not a bool."""
+    errors = []
+    for ability, protocol in base.ABILITIES.items():
+        for member in base.ability_members(protocol):
+            value = getattr(cls, member, None)
+            if value is None:
+                continue
+            expected = vars(protocol).get(member)
+            if expected is None:  # a data member (ImageInput.needs_image)
+                if not isinstance(value, bool):
+                    errors.append(f"{member} as a bool ({ability}; it has {value!r})")
+                continue
+            want = [p for p in inspect.signature(expected).parameters if p != "self"]
+            if not callable(value) or not _takes(value, len(want)):
+                errors.append(f"{member}({', '.join(want)}) ({ability}, {protocol.__name__})")
+    return errors
+
+
+def _takes(method: Any, count: int) -> bool:
+    """Whether the (unbound) method can be called with ``self`` and ``count`` positional
+    arguments."""
+    try:
+        inspect.signature(method).bind(*([None] * (count + 1)))
+    except TypeError:
+        return False
+    except ValueError:  # no signature (a builtin): trust it
+        return True
+    return True
 
 
 def names() -> list[str]:
