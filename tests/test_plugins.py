@@ -90,23 +90,58 @@ def test_objects_through_the_python_api(tmp_path):
     report = gdbench.report(tmp_path / "api")
     assert report["index.html"].is_file()
     comparison = gdbench.compare(tmp_path / "api", tmp_path / "api")
-    assert comparison is not None
+    assert comparison.n_cells == 12 and comparison.changed.empty
+    assert comparison.differences == ()  # one run against itself: the same configuration
 
 
-def test_entry_point(tmp_path, monkeypatch):
+def test_entry_point(user_dir, tmp_path, monkeypatch):
+    """An installed package's entry points (groups ``gdbench.models`` and ``gdbench.tasks``),
+    resolved by name and run."""
     site = tmp_path / "site"
     package = site / "myplug"
     package.mkdir(parents=True)
     shutil.copy(EXAMPLE, package / "__init__.py")
+    shutil.copy(user_dir / "my_task.py", package / "tasks.py")
     dist = site / "myplug-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: myplug\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[gdbench.models]\nnearest = myplug:NearestMean\n")
+    (dist / "entry_points.txt").write_text(
+        "[gdbench.models]\nnearest = myplug:NearestMean\n\n"
+        "[gdbench.tasks]\nmyblobs = myplug.tasks:blobs\n"
+    )
     monkeypatch.syspath_prepend(str(site))
     assert "nearest" in plugins.entry_point_names(plugins.MODEL_GROUP)
+    assert "myblobs" in plugins.entry_point_names(plugins.TASK_GROUP)
     spec = model_registry.get(plugins.resolve_model("nearest?scale=2"))
     assert spec.cls.__name__ == "NearestMean" and spec.spec == "nearest?scale=2"
     assert spec.paradigm == "generative" and spec.source
+    rows = gdbench.run(
+        tasks=["myblobs"],
+        models=["nearest"],
+        sizes=[150],
+        seeds=1,
+        out=tmp_path / "ep",
+        compile_cache=None,
+    )
+    assert len(rows) == 1 and rows.status.iloc[0] == "ok" and rows.task.iloc[0] == "myblobs"
+    task = task_registry.load(plugins.resolve_task("myblobs"))
+    assert rows.accuracy.iloc[0] == pytest.approx(_independent_accuracy(task))
+
+
+def test_module_specs_from_the_python_path(user_dir, tmp_path, monkeypatch):
+    """``module:Class`` and ``module:function`` specs of modules importable from ``sys.path``
+    (a folder of the user's, not a file path), on the command line."""
+    monkeypatch.syspath_prepend(str(user_dir))
+    out = tmp_path / "mod"
+    argv = ["run", "--tasks", "my_task:blobs", "--models", "nearest_mean:NearestMean"]
+    assert (
+        cli.main([*argv, "--sizes", "150", "--seeds", "1", "--out", str(out), "--no-progress"]) == 0
+    )
+    rows = gdbench.load(out)
+    assert len(rows) == 1 and rows.status.iloc[0] == "ok"
+    assert rows.model.iloc[0] == "nearest_mean:NearestMean"
+    task = task_registry.load(plugins.resolve_task(f"{user_dir / 'my_task.py'}:blobs"))
+    assert rows.accuracy.iloc[0] == pytest.approx(_independent_accuracy(task))
 
 
 def test_editing_the_file_changes_the_key_and_refuses_resume(user_dir, tmp_path):
@@ -145,6 +180,56 @@ def test_protocol_errors_name_what_is_missing(tmp_path, capsys):
     assert "has no 'Missing'" in capsys.readouterr().err
     assert cli.main([*argv, "--models", f"{tmp_path / 'nope.py'}:X"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_optional_abilities_are_typed_protocols_checked_at_spec_time(user_dir, tmp_path, capsys):
+    from gdbench.abilities import draws_samples, marginalizes_missing, needs_image
+    from gdbench.models import base
+
+    for name in model_registry.REGISTRY:  # every built-in model implements what it has
+        model_registry.check_protocol(model_registry.get(name).cls, name)
+    abilities = {
+        name: {
+            ability
+            for ability, protocol in base.ABILITIES.items()
+            if base.has_ability(model_registry.get(name).cls, protocol)
+        }
+        for name in ("gnb", "logreg", "vae", "gan", "cnn")
+    }
+    assert abilities["gnb"] == {"sampling", "density", "missing features"}
+    assert abilities["logreg"] == set()
+    assert abilities["vae"] == {"sampling", "density"}
+    assert abilities["gan"] == {"sampling"}
+    assert abilities["cnn"] == {"image input"}
+    assert needs_image(model_registry.get("cnn").cls)
+    assert marginalizes_missing(model_registry.get("lda").cls)
+
+    mine = user_dir / "abilities.py"
+    mine.write_text(
+        (user_dir / "nearest_mean.py").read_text() + "\n\nclass BadSampler(NearestMean):\n"
+        "    def sample(self, key):\n"
+        "        return key\n"
+        "\n\nclass NoSampler(NearestMean):\n"
+        "    sample = None\n"
+        "\n\nclass OddImages(NearestMean):\n"
+        "    needs_image = 'yes'\n"
+    )
+    argv = ["run", "--tasks", "iris", "--sizes", "20", "--seeds", "1", "--out", str(tmp_path / "r")]
+    assert cli.main([*argv, "--models", f"{mine}:BadSampler"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "missing sample(key, y, n) (sampling, Sampler)" in err
+    assert cli.main([*argv, "--models", f"{mine}:OddImages"]) == 2
+    assert "needs_image as a bool (image input; it has 'yes')" in capsys.readouterr().err
+    # A generative model without a sampler is a density and a classifier, without samples.
+    cls = plugins.load_reference(f"{mine}:NoSampler")[0]
+    task = task_registry.load("iris")
+    assert not draws_samples(cls, task)
+    assert draws_samples(plugins.load_reference(f"{mine}:NearestMean")[0], task)
+    out = tmp_path / "nosampler"
+    assert cli.main([*argv[:-1], str(out), "--models", f"{mine}:NoSampler", "--no-progress"]) == 0
+    rows = gdbench.load(out)
+    assert (rows.status == "ok").all() and np.isfinite(rows.log_lik).all()
+    assert rows.fd.isna().all()
 
 
 def test_npz_task(tmp_path):
