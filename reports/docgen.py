@@ -18,6 +18,9 @@ data; ``--check`` writes nothing and exits 1 when a block differs from what the 
 - ``benchmarks``: the table of ``results/benchmarks/latest.json`` (``make bench``), with the
   machine, load and command it was made with.
 - ``schema-columns``: the columns of a result row, from ``gdbench.results.schema.COLUMNS``.
+- ``robustness-ood`` and ``robustness-missing``: the committed ``robustness`` reference run's
+  OOD-detection AUROCs and accuracies with features missing, per task and model, at the
+  largest training size (mean over its seeds, with the range where the seeds differ).
 """
 
 from __future__ import annotations
@@ -157,10 +160,80 @@ def schema_columns() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _robustness_rows(root: Path = REFERENCE):
+    """The ``robustness`` reference run's ok rows at each task's largest training size, and a
+    sentence saying which run and size they are."""
+    from gdbench.results import store
+
+    run = root / "robustness"
+    rows = store.load(run)
+    rows = rows[rows.status == "ok"]
+    largest = rows.groupby("task").n_train.transform("max")
+    rows = rows[rows.n_train == largest]
+    seeds = rows.groupby(["task", "model"]).seed.nunique().max()
+    sizes = ", ".join(f"`{t}` n = {n:,}" for t, n in rows.groupby("task").n_train.max().items())
+    source = (
+        f"From the committed `robustness` reference run (`results/reference/robustness/`), at "
+        f"the largest training size ({sizes}), mean over {seeds} seeds (range where they differ)."
+    )
+    return rows, source
+
+
+def _mean_range(values) -> str:
+    values = values.dropna()
+    if values.empty:
+        return "—"
+    low, high, mean = values.min(), values.max(), values.mean()
+    if high - low < 5e-4:
+        return f"{mean:.3f}"
+    return f"{mean:.3f} ({low:.3f}–{high:.3f})"
+
+
+def robustness_ood(root: Path = REFERENCE) -> str:
+    """The ``robustness-ood`` block: AUROC of log p(x) and of max-softmax per task, OOD set and
+    model (the rows' ``ood_auroc_logpx``, ``ood_auroc_msp``)."""
+    rows, source = _robustness_rows(root)
+    rows = rows[rows.ood_task.fillna("") != ""]
+    lines = [
+        source,
+        "",
+        "| task | OOD set | model | AUROC, log p(x) | AUROC, max-softmax |",
+        "|---|---|---|---|---|",
+    ]
+    for (task, ood, model), group in rows.groupby(["task", "ood_task", "model"], sort=True):
+        lines.append(
+            f"| `{task}` | `{ood}` | `{model}` | {_mean_range(group.ood_auroc_logpx)} "
+            f"| {_mean_range(group.ood_auroc_msp)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def robustness_missing(root: Path = REFERENCE) -> str:
+    """The ``robustness-missing`` block: test accuracy with every feature and with 25, 50 and
+    75 % of them missing, per task and model, with how the model handled them."""
+    rows, source = _robustness_rows(root)
+    rows = rows[rows.missing_method.fillna("") != ""]
+    lines = [
+        source,
+        "",
+        "| task | model | method | all features | 25 % missing | 50 % missing | 75 % missing |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (task, model), group in rows.groupby(["task", "model"], sort=True):
+        method = "/".join(sorted(set(group.missing_method)))
+        cells = " | ".join(
+            _mean_range(group[c]) for c in ("accuracy", "acc_miss25", "acc_miss50", "acc_miss75")
+        )
+        lines.append(f"| `{task}` | `{model}` | {method} | {cells} |")
+    return "\n".join(lines) + "\n"
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
     "reference-runs": reference_runs,
     "benchmarks": benchmarks,
     "schema-columns": schema_columns,
+    "robustness-ood": robustness_ood,
+    "robustness-missing": robustness_missing,
 }
 
 

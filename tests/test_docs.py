@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -74,22 +75,75 @@ def test_check_reports_a_stale_page(tmp_path, capsys):
     assert docgen.main(["--check", str(page)]) == 0
 
 
-@pytest.mark.skipif(
-    shutil.which("mkdocs") is None and not (Path(sys.executable).parent / "mkdocs").exists(),
-    reason="mkdocs is not installed (pip install -e '.[docs]')",
+MKDOCS_MISSING = (
+    shutil.which("mkdocs") is None and not (Path(sys.executable).parent / "mkdocs").exists()
 )
-def test_site_builds_strict(tmp_path):
-    """``mkdocs build --strict``: a broken link or an unresolvable API reference fails."""
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    """The documentation site built by ``mkdocs build --strict`` (once for this module)."""
+    if MKDOCS_MISSING:
+        pytest.skip("mkdocs is not installed (pip install -e '.[docs]')")
+    out = tmp_path_factory.mktemp("docs") / "site"
     mkdocs = Path(sys.executable).parent / "mkdocs"
     cmd = [str(mkdocs) if mkdocs.exists() else "mkdocs", "build", "--strict", "--quiet"]
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
     proc = subprocess.run(
-        [*cmd, "--site-dir", str(tmp_path / "site")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=env,
+        [*cmd, "--site-dir", str(out)], cwd=ROOT, capture_output=True, text=True, env=env
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    api = (tmp_path / "site" / "api" / "index.html").read_text()
+    return out
+
+
+def test_site_builds_strict(site):
+    """``mkdocs build --strict``: a broken link or an unresolvable API reference fails."""
+    api = (site / "api" / "index.html").read_text()
     assert "predict_logits" in api  # the model protocol's docstrings reached the page
+
+
+#: Appended to a built page: once loaded, writes what the browser made of it into the DOM.
+DOCS_PROBE = """<script>
+window.addEventListener("load", function () {
+  var header = document.querySelector("header.md-header");
+  var h1 = document.querySelector("article h1");
+  var rows = document.querySelectorAll("article table tbody tr").length;
+  var p = document.createElement("pre");
+  p.textContent = "DOCSPROBE header=" + (header ? getComputedStyle(header).position : "none") +
+    " rows=" + rows + " sheets=" + document.styleSheets.length +
+    " h1=" + (h1 ? h1.textContent.trim() : "") + " END";
+  document.body.appendChild(p);
+});
+</script>"""
+
+
+def test_a_docs_page_renders_in_headless_chromium(site, tmp_path):
+    """The metrics page in a real browser: the theme's stylesheets load from the site's
+    relative paths (Material's header is sticky only with its CSS), and the generated table
+    of result columns is there, one row per column of ``results.schema.COLUMNS``."""
+    from gdbench.results.schema import COLUMNS
+    from tests.test_html import CHROMIUM_HINT, chromium, run_chromium
+
+    binary = chromium()
+    if binary is None:
+        pytest.skip(CHROMIUM_HINT)
+    page = site / "metrics" / "index.html"
+    probed = page.with_name("probed.html")  # beside it: the same relative paths
+    probed.write_text(page.read_text().replace("</body>", DOCS_PROBE + "</body>"))
+    done = run_chromium(
+        binary, tmp_path / "profile", "--virtual-time-budget=5000", "--dump-dom", probed.as_uri()
+    )
+    found = re.search(r"DOCSPROBE header=(\S+) rows=(\d+) sheets=(\d+) h1=(.*?) END", done.stdout)
+    assert found, f"probe not in the DOM (rc {done.returncode}): {done.stderr[-2000:]}"
+    position, rows, sheets, h1 = found.groups()
+    assert position == "sticky" and int(sheets) >= 2
+    assert h1.startswith("Metrics")
+    assert int(rows) >= len(COLUMNS)
+
+
+def test_pages_name_no_issue():
+    """The docs speak to users: no page refers to the project's issue tracker."""
+    pattern = re.compile(r"\b[Ii]ssues?\b|(^|[^\w/&])#[0-9]{1,3}\b")
+    for page in PAGES:
+        for number, line in enumerate(page.read_text().splitlines(), 1):
+            assert not pattern.search(line), f"{page.name}:{number}: {line}"
