@@ -293,6 +293,21 @@ def test_shared_variance_nb_pools_the_per_class_variances():
     assert summary["identical_fraction"] == 1.0
 
 
+def test_converged_loop_solves_gdbench_problem_on_unstandardized_binary_pixels():
+    """``digits_bin`` keeps its 0/1 pixels (``preprocess`` none): the loop must too, or its
+    L2 penalty acts on other coordinates and its "converged" fit is another problem's (0 % of
+    identical accuracies against gdbench's ten-class logreg when it standardized)."""
+    task = tasks.load("digits_bin")
+    assert task.preprocess != "standardize"
+    cells = _cells(task, [(90, 0), (90, 1), (400, 0)])
+    theirs = sklearn_loop.fit_cells(task, cells, "logreg-tight?C=1")
+    pairs = [(int(n), int(seed)) for n, seed in zip(cells.sizes, cells.seeds, strict=True)]
+    result = engine.run_cells(task, models.get("logreg"), pairs, quality=False)
+    ours = [r["accuracy"] for r in result.rows]
+    summary = ngjordan.agreement(ours, theirs["accuracy"], len(task.y_test))
+    assert summary["identical_fraction"] == 1.0
+
+
 def test_suite_loop_covers_the_suite_and_scores_with_predict_proba(tmp_path):
     """The suite's loop as a process: every task and model of ``ngjordan`` (narrowed to two
     seeds and two sizes), sizes as gdbench chooses them without --sizes, cells sampled evenly;

@@ -2,10 +2,12 @@
 
 For every (task, model) and every (size, seed) cell of ``gdbench.plan`` (the cell's training
 subset is where its training weight is positive: exactly the examples gdbench's model fits on),
-the loop standardizes as gdbench's engine does (mean and standard deviation of the cell's
-training subset, population variance; a feature whose variance is <= 1e-12 keeps scale 1; the
-same transform applied to the test set), fits the scikit-learn estimator on the subset, and
-scores it on the task's test set.
+the loop standardizes as gdbench's engine does (on tasks whose ``preprocess`` is
+``standardize``: mean and standard deviation of the cell's training subset, population
+variance; a feature whose variance is <= 1e-12 keeps scale 1; the same transform applied to
+the test set; other tasks, ``digits_bin``'s 0/1 pixels, as they are: the L2 penalty then acts
+on the same coordinates on both sides, so the converged loop solves gdbench's problem), fits
+the scikit-learn estimator on the subset, and scores it on the task's test set.
 
 Estimators (the gdbench model each stands for):
 
@@ -170,7 +172,10 @@ def fit_cells(
         for i in index:
             train = cells.w_train[i] > 0
             scaled = cells.w_train[i] + cells.w_val[i] > 0
-            mean, scale = plan.standardizer(x_pool[scaled])
+            if task.preprocess == "standardize":
+                mean, scale = plan.standardizer(x_pool[scaled])
+            else:  # as the engine: raw features (digits_bin's 0/1 pixels)
+                mean, scale = 0.0, 1.0
             est = estimator(model, max_iter).fit((x_pool[train] - mean) / scale, task.y_pool[train])
             proba = est.predict_proba((x_test - mean) / scale)
             # Every class is in every subset (``plan.seed_order``): columns are the labels.
