@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from gdbench.models.base import (
     Density,
+    GenerativeModel,
     ImageInput,
     MarginalizesMissing,
     Sampler,
@@ -14,10 +15,15 @@ from gdbench.tasks.base import Task
 
 
 def reports_density(model, task: Task) -> bool:
-    """Whether the model's log p(x) is a likelihood of this task's data: a generative model
-    (``Density``) whose ``input_support`` (default ``"real"``) is the task's kind of features."""
+    """Whether the model's log p(x) is a likelihood of this task's data: a normalized joint
+    density (``Density``: a ``GenerativeModel``, whatever its paradigm, e.g. the ``hybrid``
+    blend, or a class of paradigm ``"generative"``) whose ``input_support`` (default
+    ``"real"``) is the task's kind of features."""
+    generative = isinstance(model, GenerativeModel) or (
+        isinstance(model, type) and issubclass(model, GenerativeModel)
+    )
     return (
-        getattr(model, "paradigm", None) == "generative"
+        (generative or getattr(model, "paradigm", None) == "generative")
         and has_ability(model, Density)
         and getattr(model, "input_support", "real") == task.feature_kind
     )
@@ -29,7 +35,10 @@ def draws_samples(model, task: Task) -> bool:
     ``jem``)."""
     if not has_ability(model, Sampler):
         return False
-    if getattr(model, "paradigm", None) == "generative":
+    generative = isinstance(model, GenerativeModel) or (
+        isinstance(model, type) and issubclass(model, GenerativeModel)
+    )
+    if generative or getattr(model, "paradigm", None) == "generative":
         return reports_density(model, task)
     return True
 
