@@ -1,4 +1,4 @@
-"""Compiled programs kept on disk, on by default for ``gdbench run``: two layers.
+"""Compiled programs kept on disk, on by default for ``gdbench run``: two layers, and a memo.
 
 A grid's fit and evaluate programs depend only on the task, the model's configuration, the cell
 batch, the code and the JAX/XLA versions, so a second run of a suite (or a resumed one) loads
@@ -11,10 +11,13 @@ depend on it: a program loaded from the cache is the executable XLA compiled bef
   the serialized executable, keyed by everything the traced program is a function of
   (``program_key``: the code version, i.e. every source file of ``bench``/``models``/``tasks``
   and the numerical libraries' versions; the program's name and static description: task with
-  its data checksum, model with its hyperparameters, chunk sizes, mesh; the arguments' tree,
+  its data checksum (``grid_static``: for a grid's fit and evaluate programs, its shapes and
+  preprocessing only), model with its hyperparameters, chunk sizes, mesh; the arguments' tree,
   shapes, dtypes and shardings; the JAX configuration, ``XLA_FLAGS``, the threefry lowering,
   the devices and the host CPU's model and flags). A hit skips tracing and lowering as well as
   compiling, which is most of what a warm run spent on programs with JAX's cache alone.
+- **In the process** (``compile_program``'s memo, with the disk cache on or off): a program
+  asked for again, by the same grid or another whose program it is, is not compiled again.
 - **JAX's persistent compilation cache** (keyed by the lowered program itself) in ``DIR``, for
   the small programs outside the grids (array creation, PRNG keys). Every program is cached,
   however fast it compiled (JAX's default skips those under one second). The grid programs
@@ -31,6 +34,7 @@ is accepted with ``GDBENCH_TRUST_CACHE=1``.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import hashlib
@@ -90,6 +94,12 @@ _UNKEYED = (
 _lock = threading.Lock()
 _counts = {_HIT_EVENT: 0, _REQUEST_EVENT: 0}
 _programs = {"hits": 0, "dir": None}
+#: Programs this process compiled or loaded, by ``program_key`` (most recent last): two grids
+#: whose programs are the same program (``grid_static``: two tasks of the same shapes, such as
+#: ``digits_0v1`` and ``digits_2v3``, or ``gauss_nb`` and ``gauss_corr``, with one model) compile
+#: it once per process, with the disk cache on or off. At most ``MEMO_PROGRAMS`` are kept.
+_memo: collections.OrderedDict[str, jax.stages.Compiled] = collections.OrderedDict()
+MEMO_PROGRAMS = 64
 _listening = False
 
 
@@ -106,8 +116,9 @@ def enable(path: str | Path | None) -> Path | None:
     """Use `path` as the compilation cache, both layers (None: leave it off). Returns the path.
 
     Counting of cache hits starts here (see `counts`). The programs layer is trimmed to
-    ``MAX_PROGRAM_BYTES`` here (``evict``)."""
+    ``MAX_PROGRAM_BYTES`` here (``evict``). The in-process memo of programs is emptied."""
     _listen()
+    clear_memo()
     if path is None:
         jax.config.update("jax_enable_compilation_cache", False)
         _programs["dir"] = None
@@ -226,10 +237,34 @@ def compile_program(
     something else turned that on). A stored program that cannot be read back (truncated,
     written by another JAX) is compiled again and replaced.
     """
+    key = program_key(name, static, args)
+    with _lock:
+        compiled = _memo.get(key)
+        if compiled is not None:
+            _memo.move_to_end(key)
+    if compiled is not None:
+        return compiled, True
+    compiled, cached = _compile_or_load(fn, args, key)
+    with _lock:
+        _memo[key] = compiled
+        while len(_memo) > MEMO_PROGRAMS:
+            _memo.popitem(last=False)
+    return compiled, cached
+
+
+def clear_memo() -> None:
+    """Forget the programs this process compiled or loaded (``compile_program``'s memo): the
+    next request goes to the disk cache or compiles."""
+    with _lock:
+        _memo.clear()
+
+
+def _compile_or_load(fn: Callable, args: tuple, key: str) -> tuple[jax.stages.Compiled, bool]:
+    """``compile_program`` past the in-process memo: the disk cache, or a compilation."""
     programs_dir = _programs["dir"]
     if programs_dir is None:
         return _compile_counting(fn, args)
-    path = programs_dir / f"{program_key(name, static, args)}.xla"
+    path = programs_dir / f"{key}.xla"
     compiled = _load(path)
     if compiled is not None:
         with _lock:
@@ -259,6 +294,19 @@ def program_key(name: str, static: Any, args: tuple) -> str:
     }
     text = json.dumps(content, sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def grid_static(task: Task, spec: ModelSpec, mesh: jax.sharding.Mesh | None) -> dict:
+    """``program_static`` for a grid's fit and evaluate programs (``gdbench.engine``), which read
+    the task's data only through their arguments: the task enters by what the programs are
+    built from (dimensions, classes, feature kind, preprocessing, image shape), not by its name
+    or data, so tasks of the same shapes share the programs (``compile_program``'s memo)."""
+    shape = ("dim", "num_classes", "feature_kind", "preprocess")
+    return {
+        "task": {**{k: task.metadata()[k] for k in shape}, "image_shape": task.image_shape},
+        "model": [spec.name, spec.spec, spec.paradigm, spec.config_json()],
+        "mesh": None if mesh is None else repr(mesh),
+    }
 
 
 def program_static(task: Task, spec: ModelSpec, mesh: jax.sharding.Mesh | None) -> dict:

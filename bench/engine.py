@@ -33,7 +33,7 @@ from gdbench import compile_cache, env, lowering, plan, sharding
 from gdbench import robustness as robustness_step
 from gdbench.abilities import draws_samples, reports_density
 from gdbench.chunks import DEFAULT_CELL_BATCH, chunk_cells, eval_chunk
-from gdbench.compile_cache import program_static
+from gdbench.compile_cache import grid_static
 from gdbench.cost import newton_step_counts, program_cost, scaled
 from gdbench.fit import run_plan
 from gdbench.metrics import classification_metrics, example_spread
@@ -226,7 +226,7 @@ def run_cells(
     fit_chunk = chunk_cells(task, cell_batch)
     chunks = (fit_chunk, eval_chunk(task, template, fit_chunk))
     fit_grid, eval_grid = build_programs(task, spec, template, *chunks)
-    static = {**program_static(task, spec, mesh), "chunks": chunks}
+    static = {**grid_static(task, spec, mesh), "chunks": chunks}
     index = sharding.pad_index(cells.count, mesh)  # 0..count-1, then copies of cell 0
     keys = jax.vmap(jax.random.key)(jnp.asarray(cells.seeds, dtype=jnp.uint32))
     keys = jax.vmap(jax.random.fold_in)(keys, jnp.asarray(cells.sizes, dtype=jnp.uint32))

@@ -178,15 +178,19 @@ def test_unreadable_program_is_compiled_again(tmp_path):
         assert not cached
         (entry,) = (tmp_path / "xla" / compile_cache.PROGRAMS).iterdir()
         os.utime(entry, (1e9, 1e9))
+        assert compile_cache.compile_program(_double, (x,), "double", {})[0] is compiled  # memo
+        compile_cache.clear_memo()  # from here on, the disk layer
         loaded, cached = compile_cache.compile_program(_double, (x,), "double", {})
         assert cached
         assert entry.stat().st_mtime > 1e9  # a load marks the entry as recently used
         np.testing.assert_array_equal(loaded(x), compiled(x))
         entry.write_bytes(zlib.compress(b"not a program"))
+        compile_cache.clear_memo()
         with pytest.warns(UserWarning, match="unreadable"):
             again, cached = compile_cache.compile_program(_double, (x,), "double", {})
         assert not cached
         np.testing.assert_array_equal(again(x), compiled(x))
+        compile_cache.clear_memo()
         assert compile_cache.compile_program(_double, (x,), "double", {})[1]  # rewritten
     finally:
         compile_cache.enable(before)
@@ -206,3 +210,40 @@ def test_evict_keeps_the_most_recently_used_programs_within_the_bound(tmp_path):
     assert left == ["middle.xla", "new.xla", "writing-now.tmp"]
     assert compile_cache.evict(tmp_path, max_bytes=250) == []
     assert [p.name for p in compile_cache.evict(tmp_path, max_bytes=0)] == ["middle.xla", "new.xla"]
+
+
+def _toy_task(name: str, seed: int, preprocess: str = "standardize"):
+    from gdbench.tasks.base import Task
+
+    rng = np.random.default_rng(seed)
+    y = np.tile(np.arange(2), 60)
+    x = rng.normal(size=(120, 4)) + (1.0 + seed) * y[:, None]
+    return Task.from_arrays(name, x[:80], y[:80], x[80:], y[80:], preprocess=preprocess)
+
+
+def test_tasks_of_the_same_shapes_share_a_grids_programs():
+    """Two tasks with the same shapes and preprocessing but other data run the same fit and
+    evaluate programs: the second grid takes them from the process's memo, and its rows are
+    those of a fresh compilation (the programs read the data only through their arguments)."""
+    from gdbench import engine
+    from gdbench.models import registry
+
+    before = compile_cache.directory()
+    compile_cache.enable(None)
+    try:
+        spec = registry.get("logreg")
+        pairs = [(n, s) for n in (10, 40) for s in range(3)]
+        first = engine.run_cells(_toy_task("toy_a", 0), spec, pairs, quality=False)
+        shared = engine.run_cells(_toy_task("toy_b", 1), spec, pairs, quality=False)
+        assert first.timing.cached_programs == 0 and shared.timing.cached_programs == 2
+        compile_cache.clear_memo()
+        fresh = engine.run_cells(_toy_task("toy_b", 1), spec, pairs, quality=False)
+        assert fresh.timing.cached_programs == 0
+        for a, b in zip(shared.rows, fresh.rows, strict=True):
+            assert a["task"] == b["task"] == "toy_b"
+            assert a["accuracy"] == b["accuracy"] and a["nll"] == b["nll"]
+        assert [r["accuracy"] for r in shared.rows] != [r["accuracy"] for r in first.rows]
+        other = engine.run_cells(_toy_task("toy_c", 1, "none"), spec, pairs, quality=False)
+        assert other.timing.cached_programs == 0  # another preprocessing: another program
+    finally:
+        compile_cache.enable(before)
