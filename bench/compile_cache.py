@@ -300,11 +300,14 @@ def grid_static(task: Task, spec: ModelSpec, mesh: jax.sharding.Mesh | None) -> 
     """``program_static`` for a grid's fit and evaluate programs (``gdbench.engine``), which read
     the task's data only through their arguments: the task enters by what the programs are
     built from (dimensions, classes, feature kind, preprocessing, image shape), not by its name
-    or data, so tasks of the same shapes share the programs (``compile_program``'s memo)."""
+    or data, so tasks of the same shapes share the programs (``compile_program``'s memo); the
+    model by its configuration without the ``traced_hyperparameters``, which the programs take
+    as arguments (``gdbench.engine.traced_args``)."""
     shape = ("dim", "num_classes", "feature_kind", "preprocess")
     return {
         "task": {**{k: task.metadata()[k] for k in shape}, "image_shape": task.image_shape},
-        "model": [spec.name, spec.spec, spec.paradigm, spec.config_json()],
+        # Without the traced hyperparameters' values: the programs take them as arguments.
+        "model": [spec.name, spec.paradigm, spec.program_json()],
         "mesh": None if mesh is None else repr(mesh),
     }
 

@@ -115,14 +115,16 @@ def build_programs(
     density = reports_density(template, task)
     sampler = draws_samples(template, task)
 
-    def fit_cell(key, w_train, w_val, x_pool, y_pool):
+    def fit_cell(key, w_train, w_val, x_pool, y_pool, traced):
         if standardize:
             shift, scale = _standardizer(x_pool, w_train + w_val)
         else:
             shift, scale = jnp.zeros(dim), jnp.ones(dim)
         z = (x_pool - shift) / scale
         k_init, k_fit = jax.random.split(key)
-        model = spec.build(dim, num_classes, nnx.Rngs(k_init), task.feature_kind, task.image_shape)
+        model = spec.build(
+            dim, num_classes, nnx.Rngs(k_init), task.feature_kind, task.image_shape, traced
+        )
         affine = (x_pool, shift, scale)  # z as the shared pool: see bench.fit.newton
         traces = run_plan(model, z, y_pool, w_train, w_val, k_fit, affine) or {}
         return nnx.state(model), shift, scale, key, traces
@@ -156,9 +158,11 @@ def build_programs(
         out["params_finite"] = _all_finite(state)
         return out
 
-    def fit_grid(keys, w_train, w_val, x_pool, y_pool):
+    def fit_grid(keys, w_train, w_val, x_pool, y_pool, traced=None):
+        """``traced``: the model's ``traced_hyperparameters`` as arrays (``traced_args``);
+        None bakes the spec's values into the program as constants."""
         cells = (keys, w_train, w_val)
-        fn = lambda c: fit_cell(*c, x_pool, y_pool)  # noqa: E731
+        fn = lambda c: fit_cell(*c, x_pool, y_pool, traced)  # noqa: E731
         return sharding.map_cells(fn, cells, cell_batch)
 
     def eval_grid(fitted, x_test, y_test):
@@ -235,7 +239,7 @@ def run_cells(
         # Keys travel as raw key data (host arrays: resharding typed key arrays compiles a
         # program of its own) and become keys again inside the program.
         keys = np.asarray(jax.random.key_data(keys))[index]
-        fit_grid = sharding.shard_cells(_with_key_data(fit_grid), mesh, 3, 2)
+        fit_grid = sharding.shard_cells(_with_key_data(fit_grid), mesh, 3, 3)
         eval_grid = sharding.shard_cells(eval_grid, mesh, cell_args=1, shared_args=2)
         n_pool, n_test = task.pool_size, len(task.y_test)
         by_cell = sharding.cell_sharding(mesh)
@@ -246,7 +250,7 @@ def run_cells(
     cell_in = sharding.timed_put((keys, cells.w_train[index], cells.w_val[index]), cell_put)
     shared_in = sharding.timed_put((task.x_pool, task.y_pool, task.x_test, task.y_test), shared_put)
     input_s = cell_in.seconds + shared_in.seconds
-    fit_args = (*cell_in.arrays, *shared_in.arrays[:2])
+    fit_args = (*cell_in.arrays, *shared_in.arrays[:2], traced_args(spec))
     test = shared_in.arrays[2:]
 
     t0 = time.perf_counter()
@@ -324,6 +328,13 @@ def run_cells(
     add_cell_columns(rows, robust, newton_converged(fitted, cells.count))
     add_step_errors(rows, (q_error, r_error), score_size)
     return GridResult(rows, timing, samples, traces)
+
+
+def traced_args(spec: ModelSpec) -> dict[str, jax.Array]:
+    """The fit program's ``traced`` argument: the spec's ``traced_hyperparameters`` as float32
+    scalars, so that specs differing only in them (``logreg`` and ``logreg?C=10000``) run one
+    compiled program (its key, ``grid_static``, leaves their values out)."""
+    return {k: jnp.asarray(v, jnp.float32) for k, v in spec.traced.items()}
 
 
 def _with_key_data(fit_grid: Callable) -> Callable:

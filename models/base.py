@@ -238,6 +238,12 @@ class Model(nnx.Module):
     needs_validation: ClassVar[bool] = False
     #: How the model turns scores into class probabilities, recorded with the results.
     calibration: ClassVar[str] = "native"
+    #: Float hyperparameters that enter the fit only through arithmetic on arrays (no Python
+    #: branch on their value, e.g. ``logreg``'s ``C``). The engine passes them to a grid's
+    #: programs as arguments, so models that differ only in them share one compiled program;
+    #: the constructor then receives a traced scalar for each inside the program (and a
+    #: Python float everywhere else).
+    traced_hyperparameters: ClassVar[tuple[str, ...]] = ()
 
     def predict_logits(self, x: Array) -> Array:
         """Unnormalised class log-probabilities, ``[B, C]``."""

@@ -222,6 +222,21 @@ class ModelSpec:
         source = {"source": self.source} if self.source else {}
         return json.dumps({**config, "calibration": self.cls.calibration, **source})
 
+    @property
+    def traced(self) -> dict[str, float]:
+        """The values of the class's ``traced_hyperparameters`` (defaults included), which the
+        engine passes to the grid programs as arguments."""
+        names = getattr(self.cls, "traced_hyperparameters", ())
+        return {k: float(self.config[k]) for k in names}
+
+    def program_json(self) -> str:
+        """``config_json`` without the traced hyperparameters: what a grid program is built
+        from (two specs that differ only in those share their programs)."""
+        config = json.loads(self.config_json())
+        for k in self.traced:
+            config.pop(k, None)
+        return json.dumps({"model": self.name, **config}, sort_keys=True)
+
     def build(
         self,
         dim: int,
@@ -229,12 +244,15 @@ class ModelSpec:
         rngs,
         feature_kind: str | None = None,
         image_shape: tuple[int, ...] | None = None,
+        traced: dict[str, Any] | None = None,
     ):
         """An instance for a task of ``dim`` features and ``num_classes`` classes. A model whose
         constructor takes ``feature_kind`` ("real", "binary", "integer") is told the task's;
         one whose constructor takes ``image_shape`` is told the task's ``(H, W)`` or
-        ``(H, W, C)`` (None for a task that is not an image task)."""
+        ``(H, W, C)`` (None for a task that is not an image task). ``traced``: values (traced
+        scalars inside a grid program) that replace the ``traced_hyperparameters``."""
         kwargs = dict(self.hparams)
+        kwargs.update(traced or {})
         params = self._params()
         if feature_kind is not None and "feature_kind" in params:
             kwargs["feature_kind"] = feature_kind

@@ -26,8 +26,6 @@ penalty applied as AdamW's decoupled weight decay ``weight_decay`` (``C`` is the
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -42,10 +40,17 @@ def binary_aware_logits(scores: Array, num_classes: int) -> Array:
     return scores
 
 
-def check_newton_options(name: str, C: float, newton_tol: float) -> None:
+def as_hyperparameter(value) -> float | Array:
+    """A float hyperparameter as stored on the model: a Python float, or the traced scalar the
+    engine passes inside a grid program (``Model.traced_hyperparameters``)."""
+    return value if isinstance(value, jax.Array) else float(value)
+
+
+def check_newton_options(name: str, C: float | Array, newton_tol: float) -> None:
     """Reject what a Newton-fitted linear model (``logreg``, ``linsvm``) cannot take: ``C <= 0``
-    (a non-convex objective) and a negative ``newton_tol``."""
-    if not C > 0 or not newton_tol >= 0:
+    (a non-convex objective) and a negative ``newton_tol``. A traced ``C`` was checked when the
+    spec was made (the registry builds every model once with its Python values)."""
+    if (not isinstance(C, jax.Array) and not C > 0) or not newton_tol >= 0:
         raise ValueError(
             f"{name} needs C > 0 and newton_tol >= 0, got C={C}, newton_tol={newton_tol}"
         )
@@ -64,6 +69,7 @@ class LogisticRegression(Model):
     module docstring: Newton, after L-BFGS with several classes)."""
 
     paradigm = "discriminative"
+    traced_hyperparameters = ("C",)
 
     def __init__(
         self,
@@ -88,7 +94,7 @@ class LogisticRegression(Model):
         if solver not in ("newton", "adam"):
             raise ValueError(f"logreg solver must be 'newton' or 'adam', got '{solver}'")
         self.num_classes = num_classes
-        self.C = float(C)
+        self.C = as_hyperparameter(C)
         if newton_steps is None:
             newton_steps = 100 if num_classes == 2 else 25
         self.newton_steps = int(newton_steps)
@@ -165,6 +171,5 @@ class LogisticRegression(Model):
         return self.score_loss(x @ self.w[...] + self.b[...], y)
 
     def penalty(self) -> Array:
-        if math.isinf(self.C):
-            return jnp.zeros(())
+        # C = inf (no penalty) gives 0: a finite sum divided by inf.
         return 0.5 * jnp.sum(self.w[...] ** 2) / self.C

@@ -21,7 +21,11 @@ import jax.numpy as jnp
 from flax import nnx
 
 from gdbench.models.base import Array, Model, Newton
-from gdbench.models.discriminative.logistic import binary_aware_logits, check_newton_options
+from gdbench.models.discriminative.logistic import (
+    as_hyperparameter,
+    binary_aware_logits,
+    check_newton_options,
+)
 
 
 class PlattParam(nnx.Variable):
@@ -32,6 +36,7 @@ class LinearSVM(Model):
     """Squared-hinge linear SVM (one-vs-rest) with Platt scaling on a validation split."""
 
     paradigm = "discriminative"
+    traced_hyperparameters = ("C",)
     needs_validation = True
     calibration = "platt(validation split)"
 
@@ -47,7 +52,7 @@ class LinearSVM(Model):
     ):
         del rngs
         self.num_classes = num_classes
-        self.C = float(C)
+        self.C = as_hyperparameter(C)
         self.newton_steps = newton_steps
         self.newton_tol = float(newton_tol)
         check_newton_options("linsvm", self.C, self.newton_tol)
