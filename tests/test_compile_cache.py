@@ -247,3 +247,30 @@ def test_tasks_of_the_same_shapes_share_a_grids_programs():
         assert other.timing.cached_programs == 0  # another preprocessing: another program
     finally:
         compile_cache.enable(before)
+
+
+def test_specs_differing_in_a_traced_hyperparameter_share_a_program_that_uses_it():
+    """``logreg`` and ``logreg?C=0.01`` run one compiled program (``C`` is an argument,
+    ``Model.traced_hyperparameters``), and the shared program fits the second spec's ``C``: its
+    rows equal a fresh compilation's and differ from the first spec's."""
+    from gdbench import engine
+    from gdbench.models import registry
+
+    before = compile_cache.directory()
+    compile_cache.enable(None)
+    try:
+        task = _toy_task("toy_c", 0)
+        pairs = [(n, s) for n in (10, 40) for s in range(3)]
+        weak = engine.run_cells(task, registry.get("logreg"), pairs, quality=False)
+        strong_spec = registry.get("logreg?C=0.01")
+        shared = engine.run_cells(task, strong_spec, pairs, quality=False)
+        assert weak.timing.cached_programs == 0 and shared.timing.cached_programs == 2
+        compile_cache.clear_memo()
+        fresh = engine.run_cells(task, strong_spec, pairs, quality=False)
+        assert fresh.timing.cached_programs == 0
+        for a, b, c in zip(shared.rows, fresh.rows, weak.rows, strict=True):
+            assert a["model"] == b["model"] == "logreg?C=0.01"
+            np.testing.assert_allclose(a["nll"], b["nll"], rtol=1e-6)
+            assert abs(a["nll"] - c["nll"]) > 1e-3  # a stronger penalty: another fit
+    finally:
+        compile_cache.enable(before)
