@@ -14,16 +14,23 @@ from gdbench.models.base import (
 from gdbench.tasks.base import Task
 
 
+def _generative(model) -> bool:
+    """Whether the model (an instance or a class) is generative: a ``GenerativeModel``
+    instance or subclass, whatever its paradigm, or of paradigm ``"generative"``."""
+    if isinstance(model, GenerativeModel):
+        return True
+    if isinstance(model, type) and issubclass(model, GenerativeModel):
+        return True
+    return getattr(model, "paradigm", None) == "generative"
+
+
 def reports_density(model, task: Task) -> bool:
     """Whether the model's log p(x) is a likelihood of this task's data: a normalized joint
     density (``Density``: a ``GenerativeModel``, whatever its paradigm, e.g. the ``hybrid``
     blend, or a class of paradigm ``"generative"``) whose ``input_support`` (default
     ``"real"``) is the task's kind of features."""
-    generative = isinstance(model, GenerativeModel) or (
-        isinstance(model, type) and issubclass(model, GenerativeModel)
-    )
     return (
-        (generative or getattr(model, "paradigm", None) == "generative")
+        _generative(model)
         and has_ability(model, Density)
         and getattr(model, "input_support", "real") == task.feature_kind
     )
@@ -35,10 +42,7 @@ def draws_samples(model, task: Task) -> bool:
     ``jem``)."""
     if not has_ability(model, Sampler):
         return False
-    generative = isinstance(model, GenerativeModel) or (
-        isinstance(model, type) and issubclass(model, GenerativeModel)
-    )
-    if generative or getattr(model, "paradigm", None) == "generative":
+    if _generative(model):
         return reports_density(model, task)
     return True
 

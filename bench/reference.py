@@ -48,6 +48,7 @@ from gdbench import engine, plan
 from gdbench.metrics import ECE_BINS
 from gdbench.models.registry import ReferenceSpec
 from gdbench.results.schema import COLUMNS, pack_correct
+from gdbench.rows import NO_METRICS, cell_row, density_columns
 from gdbench.tasks.base import Task
 from gdbench.timing import GridTiming
 
@@ -158,7 +159,7 @@ def cell_data(
 def run_cells(task: Task, spec: ReferenceSpec, pairs: list[tuple[int, int]]) -> engine.GridResult:
     """Fit and evaluate the (size, seed) cells ``pairs`` of one (task, sk: model).
 
-    Returns an ``engine.GridResult``: one row per cell in the result schema (``fit_s`` and
+    Returns an ``engine.GridResult``: one row per cell (``gdbench.rows.cell_row``; ``fit_s`` and
     ``predict_s`` each cell's own wall seconds, ``predict_per_s`` the grid's test examples per
     second of prediction, ``compile_s`` 0.0, ``flops`` NaN, ``log_lik`` NaN) and a timing whose
     ``fit_s`` / ``predict_s`` are the sums over the cells (seconds, one timed pass over the
@@ -173,8 +174,28 @@ def run_cells(task: Task, spec: ReferenceSpec, pairs: list[tuple[int, int]]) -> 
     rows = []
     for i in range(cells.count):
         n, seed = int(cells.sizes[i]), int(cells.seeds[i])
-        row = _run_cell(task, spec, cells.w_train[i] + cells.w_val[i], seed)
-        rows.append({**_identity(task, spec, n, seed, config), **row, "grid_cells": cells.count})
+        cell = _run_cell(task, spec, cells.w_train[i] + cells.w_val[i], seed)
+        rows.append(
+            cell_row(
+                task,
+                spec,
+                n,
+                seed,
+                0,  # no validation part of its own: all n examples are fitted
+                config=config,
+                metrics=cell.metrics,
+                density=density_columns(task),  # log-likelihoods are not reported
+                measured={
+                    "fit_s": cell.fit_s,
+                    "predict_s": cell.predict_s,
+                    "compile_s": 0.0,
+                    "flops": math.nan,
+                },
+                grid_cells=cells.count,
+                status=cell.status,
+                message=cell.message,
+            )
+        )
     fit_s = float(np.nansum([r["fit_s"] for r in rows]))
     predict_s = float(np.nansum([r["predict_s"] for r in rows]))
     if "predict_per_s" in COLUMNS:  # per grid, as the engine's rows: test examples per second
@@ -214,16 +235,19 @@ def _warm_up(task: Task, spec: ReferenceSpec, weights: np.ndarray, seed: int) ->
             pass
 
 
-def _run_cell(task: Task, spec: ReferenceSpec, weights: np.ndarray, seed: int) -> dict[str, Any]:
-    nan = math.nan
-    empty = {
-        **dict.fromkeys(("accuracy", "nll", "ece", "brier"), nan),
-        "n_test": 0,
-        "test_correct": b"",
-        **dict.fromkeys(("nll_sd", "brier_sd", "ece_sd"), nan),
-        "fit_s": nan,
-        "predict_s": nan,
-    }
+@dataclasses.dataclass(frozen=True)
+class _Cell:
+    """What one cell's fit and prediction gave: its classification columns (``NO_METRICS``
+    when it failed or diverged), its wall seconds (NaN when not reached), status and message."""
+
+    metrics: dict[str, Any]
+    fit_s: float
+    predict_s: float
+    status: str
+    message: str
+
+
+def _run_cell(task: Task, spec: ReferenceSpec, weights: np.ndarray, seed: int) -> _Cell:
     x_train, y_train, x_test, y_test = cell_data(task, weights)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -237,49 +261,13 @@ def _run_cell(task: Task, spec: ReferenceSpec, weights: np.ndarray, seed: int) -
         except Exception as error:  # noqa: BLE001 - this cell fails, the grid goes on
             first = (str(error).strip().splitlines() or [""])[0]
             message = f"{type(error).__name__}: {first}"[:_MESSAGE_CHARS]
-            return {**empty, **_common(), "status": "failed", "message": message}
+            return _Cell(NO_METRICS, math.nan, math.nan, "failed", message)
     notes = _warning_notes(caught)
     if not np.isfinite(log_proba).all():
         message = "; ".join(["non-finite predicted probabilities", *notes])[:_MESSAGE_CHARS]
-        timed = {"fit_s": t1 - t0, "predict_s": t2 - t1}
-        return {**empty, **timed, **_common(), "status": "diverged", "message": message}
-    return {
-        **probability_metrics(log_proba, y_test),
-        "fit_s": t1 - t0,
-        "predict_s": t2 - t1,
-        **_common(),
-        "status": "ok",
-        "message": "; ".join(notes)[:_MESSAGE_CHARS],
-    }
-
-
-def _common() -> dict[str, Any]:
-    """The columns that are the same on every reference row (no density, no compile)."""
-    nan = math.nan
-    return {
-        "log_lik": nan,
-        "log_lik_sd": nan,
-        "bits_per_dim": nan,
-        "likelihood_is_bound": None,
-        "elbo": nan,
-        "compile_s": 0.0,
-        "flops": nan,
-    }
-
-
-def _identity(task: Task, spec: ReferenceSpec, n: int, seed: int, config: str) -> dict[str, Any]:
-    return {
-        "task": task.name,
-        "model": spec.spec,
-        "paradigm": spec.paradigm,
-        "n_train": int(n),
-        "n_val": 0,
-        "seed": int(seed),
-        "bayes_accuracy": task.bayes_accuracy if task.bayes_accuracy is not None else math.nan,
-        "true_log_lik": task.true_log_lik if task.true_log_lik is not None else math.nan,
-        "model_config": config,
-        "preprocess": task.preprocessing,
-    }
+        return _Cell(NO_METRICS, t1 - t0, t2 - t1, "diverged", message)
+    metrics = probability_metrics(log_proba, y_test)
+    return _Cell(metrics, t1 - t0, t2 - t1, "ok", "; ".join(notes)[:_MESSAGE_CHARS])
 
 
 def _warning_notes(caught: list[warnings.WarningMessage]) -> list[str]:

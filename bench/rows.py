@@ -1,6 +1,10 @@
 """The result rows of a grid (one per cell, in ``gdbench.results.schema``'s columns) from its
 programs' outputs and measurements, and what the fit program's traces say per cell
-(convergence of Newton solves, training traces)."""
+(convergence of Newton solves, training traces).
+
+``cell_row`` is the one row builder: the JAX engine's cells (``cell_rows``), the ``sk:``
+reference cells (``gdbench.reference``) and the cells of a grid that could not be computed
+(``failed_rows``) all get their rows from it."""
 
 from __future__ import annotations
 
@@ -13,9 +17,9 @@ from gdbench import plan
 from gdbench.abilities import reports_density
 from gdbench.fit import NEWTON_CONVERGED, NEWTON_STEPS
 from gdbench.models.base import GenerativeModel
-from gdbench.models.registry import ModelSpec
+from gdbench.models.registry import ModelSpec, ReferenceSpec
 from gdbench.quality_programs import QUALITY_COLUMNS
-from gdbench.results.schema import pack_correct
+from gdbench.results.schema import COLUMNS, pack_correct
 from gdbench.tasks.base import Task
 from gdbench.timing import GridTiming
 
@@ -95,30 +99,35 @@ def grid_traces(cells: plan.Cells, fitted, size: int | None = None) -> dict[str,
     return {"n_train": n, "seeds": [int(s) for s in cells.seeds[idx]], "arrays": arrays}
 
 
-def failed_rows(
-    task: Task, spec: ModelSpec, pairs: list[tuple[int, int]], error: BaseException
-) -> list[dict[str, Any]]:
-    """Rows recording that a grid could not be computed (status ``failed``, metrics empty)."""
-    first_line = (str(error).strip().splitlines() or [""])[0][:300]
-    message = f"{type(error).__name__}: {first_line}"
-    nan = math.nan
-    return [
-        {
-            **_cell_identity(task, spec, n, seed, 0),
-            **dict.fromkeys(
-                ("accuracy", "nll", "ece", "brier", "log_lik", "bits_per_dim", "elbo"), nan
-            ),
-            "likelihood_is_bound": None,
-            **dict.fromkeys(("fit_s", "predict_s", "compile_s", "flops"), nan),
-            "grid_cells": len(pairs),
-            "status": "failed",
-            "message": message,
-        }
-        for n, seed in pairs
-    ]
+#: The classification columns of a cell: accuracy, NLL, ECE, Brier score, the test examples
+#: they are means over, the packed per-example outcomes and the per-example spreads (as
+#: ``gdbench.metrics.classification_metrics`` and ``example_spread`` give them).
+METRIC_COLUMNS = (
+    "accuracy",
+    "nll",
+    "ece",
+    "brier",
+    "n_test",
+    "test_correct",
+    "nll_sd",
+    "brier_sd",
+    "ece_sd",
+)
+#: The classification columns of a cell that has no metrics (failed, or diverged).
+NO_METRICS: dict[str, Any] = {
+    **dict.fromkeys(("accuracy", "nll", "ece", "brier"), math.nan),
+    "n_test": 0,
+    "test_correct": b"",
+    **dict.fromkeys(("nll_sd", "brier_sd", "ece_sd"), math.nan),
+}
 
 
-def _cell_identity(task: Task, spec: ModelSpec, n: int, seed: int, n_val: int) -> dict:
+def cell_identity(
+    task: Task, spec: ModelSpec | ReferenceSpec, n: int, seed: int, n_val: int, config: str
+) -> dict[str, Any]:
+    """The columns that say which cell a row is: task, model and its configuration
+    (``config``: ``spec.config_json()``), training size, validation part, seed, the task's
+    known Bayes accuracy and log-density (NaN when unknown) and its preprocessing."""
     return {
         "task": task.name,
         "model": spec.spec,
@@ -128,9 +137,94 @@ def _cell_identity(task: Task, spec: ModelSpec, n: int, seed: int, n_val: int) -
         "seed": int(seed),
         "bayes_accuracy": task.bayes_accuracy if task.bayes_accuracy is not None else math.nan,
         "true_log_lik": task.true_log_lik if task.true_log_lik is not None else math.nan,
-        "model_config": spec.config_json(),
+        "model_config": config,
         "preprocess": task.preprocessing,
     }
+
+
+def density_columns(
+    task: Task,
+    log_lik: float = math.nan,
+    log_lik_sd: float = math.nan,
+    elbo: float = math.nan,
+    is_bound: bool | None = None,
+) -> dict[str, Any]:
+    """The likelihood columns of a cell: mean log p(x) per test example (nats, original
+    units) and its spread, bits per dimension, whether it is a bound, the ELBO; by default
+    those of a model that reports no likelihood of the task's data (NaN, bound null)."""
+    return {
+        "log_lik_sd": log_lik_sd,
+        "log_lik": log_lik,
+        "bits_per_dim": -log_lik / (task.dim * math.log(2.0)),
+        "likelihood_is_bound": is_bound,
+        "elbo": elbo,
+    }
+
+
+def cell_row(
+    task: Task,
+    spec: ModelSpec | ReferenceSpec,
+    n: int,
+    seed: int,
+    n_val: int,
+    *,
+    config: str,
+    metrics: dict[str, Any],
+    density: dict[str, Any],
+    measured: dict[str, Any],
+    grid_cells: int,
+    status: str,
+    message: str,
+    **extra: Any,
+) -> dict[str, Any]:
+    """One cell's result row, for JAX and ``sk:`` cells alike: ``cell_identity``, the
+    classification columns (``METRIC_COLUMNS`` of ``metrics``; ``NO_METRICS`` when there are
+    none), the likelihood columns (``density_columns``), the timing and cost columns
+    ``measured`` and any ``extra`` columns, ``grid_cells``, ``status`` and ``message``.
+
+    Every column must be one of ``gdbench.results.schema.COLUMNS`` (``KeyError`` otherwise);
+    the store fills the columns a row leaves out with the schema's defaults."""
+    row = {
+        **cell_identity(task, spec, n, seed, n_val, config),
+        **{k: metrics[k] for k in METRIC_COLUMNS},
+        **density,
+        **extra,
+        **measured,
+        "grid_cells": int(grid_cells),
+        "status": status,
+        "message": message,
+    }
+    unknown = [k for k in row if k not in COLUMNS]
+    if unknown:
+        raise KeyError(f"row column {unknown[0]!r} is not in the result schema")
+    return row
+
+
+def failed_rows(
+    task: Task, spec: ModelSpec | ReferenceSpec, pairs: list[tuple[int, int]], error: BaseException
+) -> list[dict[str, Any]]:
+    """Rows recording that a grid could not be computed (status ``failed``, metrics empty)."""
+    first_line = (str(error).strip().splitlines() or [""])[0][:300]
+    message = f"{type(error).__name__}: {first_line}"
+    config = spec.config_json()
+    unmeasured = dict.fromkeys(("fit_s", "predict_s", "compile_s", "flops"), math.nan)
+    return [
+        cell_row(
+            task,
+            spec,
+            n,
+            seed,
+            0,
+            config=config,
+            metrics=NO_METRICS,
+            density=density_columns(task),
+            measured=unmeasured,
+            grid_cells=len(pairs),
+            status="failed",
+            message=message,
+        )
+        for n, seed in pairs
+    ]
 
 
 def _status(m: dict[str, float], density: bool) -> tuple[str, str]:
@@ -157,33 +251,31 @@ def cell_rows(task, spec, template, cells, metrics, timing) -> list[dict[str, An
         )
     rows = []
     n_val = cells.n_val
+    config = spec.config_json()
     measured = _measurement_columns(timing, m_cells, len(task.y_test))
     correct = metrics["correct"]
+    bound = bool(template.likelihood_is_bound) if density else None
     for i in range(m_cells):
         m = {k: float(v[i]) for k, v in metrics.items() if k != "correct"}
         status, message = _status(m, density)
-        log_lik = m["log_lik"] if density else math.nan
         rows.append(
-            {
-                **_cell_identity(task, spec, cells.sizes[i], cells.seeds[i], n_val[i]),
-                "accuracy": m["accuracy"],
-                "nll": m["nll"],
-                "ece": m["ece"],
-                "brier": m["brier"],
-                "n_test": correct.shape[1],
-                "test_correct": pack_correct(correct[i]),
-                **{f"{k}_sd": m[f"{k}_sd"] for k in ("nll", "brier", "ece")},
-                "log_lik_sd": m["log_lik_sd"] if density else math.nan,
-                "log_lik": log_lik,
-                "bits_per_dim": -log_lik / (task.dim * math.log(2.0)),
-                "likelihood_is_bound": bool(template.likelihood_is_bound) if density else None,
-                "elbo": m["elbo"] if density else math.nan,
+            cell_row(
+                task,
+                spec,
+                cells.sizes[i],
+                cells.seeds[i],
+                n_val[i],
+                config=config,
+                metrics={**m, "n_test": correct.shape[1], "test_correct": pack_correct(correct[i])},
+                density=density_columns(task, m["log_lik"], m["log_lik_sd"], m["elbo"], bound)
+                if density
+                else density_columns(task),
+                measured=measured,
+                grid_cells=m_cells,
+                status=status,
+                message="; ".join(filter(None, [message, note])),
                 **{k: m.get(k, math.nan) for k in QUALITY_COLUMNS},
-                **measured,
-                "grid_cells": m_cells,
-                "status": status,
-                "message": "; ".join(filter(None, [message, note])),
-            }
+            )
         )
     return rows
 

@@ -25,7 +25,7 @@ import jax
 import numpy as np
 import pandas as pd
 
-from gdbench import chunks, engine, plan, plugins, reference, sharding
+from gdbench import chunks, engine, grids, plan, plugins, sharding
 from gdbench import models as model_registry
 from gdbench import tasks as task_registry
 from gdbench.abilities import needs_image
@@ -447,22 +447,17 @@ def _compute_missing(run: PreparedRun, task, spec) -> GridTiming | None:
     started = time.perf_counter()
     timing, samples, traces = None, None, None
     try:
-        if spec.paradigm == "reference":  # sk: models: scikit-learn on the CPU, outside JAX
-            result = reference.run_cells(task, spec, missing)
-        else:
-            result = engine.run_cells(
-                task,
-                spec,
-                missing,
-                run.config.cell_batch,
-                quality=run.config.quality,
-                devices=run.config.devices,
-                data=run.config.data_parallel,
-                scored_size=max(sizes),
-                robustness=run.config.robustness,
-                ood=run.config.ood_for(run.key_of(task)),
-                steady=run.config.steady_state,
-            )
+        options = grids.GridOptions(
+            cell_batch=run.config.cell_batch,
+            quality=run.config.quality,
+            devices=run.config.devices,
+            data_parallel=run.config.data_parallel,
+            scored_size=max(sizes),
+            robustness=run.config.robustness,
+            ood=run.config.ood_for(run.key_of(task)),
+            steady=run.config.steady_state,
+        )
+        result = grids.run_cells(task, spec, missing, options)
         rows, timing, samples = result.rows, result.timing, result.samples
         traces = result.traces
     except Exception as error:  # noqa: BLE001 - recorded as failed cells; the sweep goes on

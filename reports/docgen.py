@@ -26,6 +26,7 @@ data; ``--check`` writes nothing and exits 1 when a block differs from what the 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 import sys
@@ -160,13 +161,30 @@ def schema_columns() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _run_stamp(run: Path) -> tuple:
+    """What identifies the stored state of a run directory: the name, size and modification
+    time of its manifest and of each of its row parts."""
+    from gdbench.results import store
+
+    files = [run / "manifest.json", *store.part_paths(run)]
+    return tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.exists())
+
+
+@functools.lru_cache(maxsize=4)
+def _load_run(run: Path, stamp: tuple):
+    """The rows of the run in ``run`` as ``stamp`` (``_run_stamp``) found it: loaded once for
+    all the blocks that read it (a run written again has another stamp and is read again).
+    Callers must not modify the frame."""
+    from gdbench.results import store
+
+    return store.load(run)
+
+
 def _robustness_rows(root: Path = REFERENCE):
     """The ``robustness`` reference run's ok rows at each task's largest training size, and a
     sentence saying which run and size they are."""
-    from gdbench.results import store
-
-    run = root / "robustness"
-    rows = store.load(run)
+    run = (root / "robustness").resolve()
+    rows = _load_run(run, _run_stamp(run))
     rows = rows[rows.status == "ok"]
     largest = rows.groupby("task").n_train.transform("max")
     rows = rows[rows.n_train == largest]

@@ -75,6 +75,28 @@ def test_check_reports_a_stale_page(tmp_path, capsys):
     assert docgen.main(["--check", str(page)]) == 0
 
 
+def test_robustness_blocks_read_the_run_once(tmp_path, monkeypatch):
+    """The two robustness blocks read the stored run once between them, and read it again
+    once it is written anew; what they say is what a fresh read gives."""
+    from gdbench.results import store
+
+    run = tmp_path / "robustness"
+    shutil.copytree(docgen.REFERENCE / "robustness" / "rows", run / "rows")
+    shutil.copy(docgen.REFERENCE / "robustness" / "manifest.json", run)
+    fresh = (docgen.robustness_ood(tmp_path), docgen.robustness_missing(tmp_path))
+    docgen._load_run.cache_clear()
+    loads = []
+    real = store.load
+    monkeypatch.setattr(store, "load", lambda path: loads.append(path) or real(path))
+    blocks = (docgen.robustness_ood(tmp_path), docgen.robustness_missing(tmp_path))
+    assert blocks == fresh and "| `" in blocks[0] and "| `" in blocks[1]
+    assert len(loads) == 1
+    part = next((run / "rows").glob("*.parquet"))
+    os.utime(part, ns=(part.stat().st_atime_ns, part.stat().st_mtime_ns + 10**9))
+    assert docgen.robustness_ood(tmp_path) == fresh[0]
+    assert len(loads) == 2
+
+
 MKDOCS_MISSING = (
     shutil.which("mkdocs") is None and not (Path(sys.executable).parent / "mkdocs").exists()
 )
