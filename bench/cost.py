@@ -45,11 +45,18 @@ _WHILE_BODY = re.compile(r"\swhile\(.*?\bbody=%([\w.\-]+)")
 _TRIP_COUNT = re.compile(r'"known_trip_count":\{"n":"(\d+)"\}')
 #: A while loop of the ``i``-th fit stage's Newton solve (``gdbench.fit.NEWTON_SCOPE``): its
 #: trip count is data-dependent (a convergence stop); the op name ends with the loop's own
-#: "/while" inside the stage's scope (a loop nested deeper would show more components); the
+#: "/while" inside the stage's scope (a loop nested deeper would show more components), or
+#: inside a branch of the solve's row-bucket switch (``gdbench.fit._on_row_bucket``); the
 #: L-BFGS loop that precedes it, inside the scope's ``LBFGS`` part.
 _NEWTON_LOOP = re.compile(
-    r'op_name="[^"]*\b' + re.escape(NEWTON_SCOPE) + r"(\d+)\)?(" + re.escape(LBFGS) + r')?/while"'
+    r'op_name="[^"]*\b'
+    + re.escape(NEWTON_SCOPE)
+    + r"(\d+)\)?(?:/cond/branch_\d+_fun)?("
+    + re.escape(LBFGS)
+    + r')?/while"'
 )
+#: An instruction that runs one of several computations (``lax.cond`` / ``lax.switch``).
+_BRANCHES = re.compile(r"\b(?:branch_computations|true_computation|false_computation)=")
 #: Attributes of an HLO instruction that name the computations it calls.
 _CALLED = re.compile(
     r"\b(?:calls|to_apply|body|condition|branch_computations|true_computation"
@@ -113,6 +120,7 @@ def _loop_aware_cost(compiled, newton_steps: dict[int | str, float] | None = Non
     ``known_trip_count`` XLA's loop analysis annotates (every ``lax.scan`` has one), or for
     the convergence loop of fit stage ``i``'s Newton solve ``newton_steps[i]``: the steps its
     cells took, on average (``newton_step_counts``). Other loops count once (a lower bound).
+    Of a conditional's branches the costliest counts, as in XLA's own analysis of one.
     """
     from jax._src.lib import _jax
     from jaxlib import _hlo
@@ -186,8 +194,12 @@ def _loop_aware_cost(compiled, newton_steps: dict[int | str, float] | None = Non
         for line in comps[name][1:]:
             m = _WHILE_BODY.search(line)
             if m is None:
-                for ref in {r for r in _called(line) if r in comps and r != name}:
-                    f, b, u = extra(ref)
+                refs = sorted({r for r in _called(line) if r in comps and r != name})
+                costs = [extra(ref) for ref in refs]
+                if _BRANCHES.search(line) and costs:
+                    # One branch runs: the costliest, as XLA counts a conditional.
+                    costs = [max(costs)]
+                for f, b, u in costs:
                     flops, nbytes, unknown = flops + f, nbytes + b, unknown + u
                 continue
             body = m.group(1)
