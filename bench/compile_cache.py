@@ -303,9 +303,10 @@ def grid_static(task: Task, spec: ModelSpec, mesh: jax.sharding.Mesh | None) -> 
     or data, so tasks of the same shapes share the programs (``compile_program``'s memo); the
     model by its configuration without the ``traced_hyperparameters``, which the programs take
     as arguments (``gdbench.engine.traced_args``)."""
+    meta = task.metadata()
     shape = ("dim", "num_classes", "feature_kind", "preprocess")
     return {
-        "task": {**{k: task.metadata()[k] for k in shape}, "image_shape": task.image_shape},
+        "task": {**{k: meta[k] for k in shape}, "image_shape": task.image_shape},
         # Without the traced hyperparameters' values: the programs take them as arguments.
         "model": [spec.name, spec.paradigm, spec.program_json()],
         "mesh": None if mesh is None else repr(mesh),

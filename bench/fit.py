@@ -656,14 +656,13 @@ def _on_row_bucket(solve, x, y, w, affine):
     compile about 4 s longer (paid once for every ``C``: ``traced_hyperparameters``)."""
     active = w > 0
     buckets, branch = _row_branch(active, LBFGS_ROW_BUCKETS)
-    order = jnp.argsort(~active, stable=True)
 
     def on_rows(r):
         if r == x.shape[0]:
             return lambda: solve(x, y, w, affine)
 
-        def gathered():
-            rows = order[:r]
+        def gathered():  # the sort only in the branches that gather
+            rows = jnp.argsort(~active, stable=True)[:r]
             sub = None if affine is None else (affine[0][rows], affine[1], affine[2])
             return solve(x[rows], y[rows], w[rows], sub)
 

@@ -235,7 +235,7 @@ class ModelSpec:
         config = json.loads(self.config_json())
         for k in self.traced:
             config.pop(k, None)
-        return json.dumps({"model": self.name, **config}, sort_keys=True)
+        return json.dumps(config, sort_keys=True)
 
     def build(
         self,
