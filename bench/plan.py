@@ -72,18 +72,6 @@ def check_sizes(sizes, seeds, pool_size: int, num_classes: int, task: str) -> No
         raise PlanError(f"seeds must be non-negative, got {min(seeds)}")
 
 
-def check_pairs(pairs, task) -> None:
-    """``check_sizes`` for the (size, seed) ``pairs`` of one grid on ``task`` (anything with
-    ``pool_size``, ``num_classes`` and ``name``)."""
-    check_sizes(
-        sorted({n for n, _ in pairs}),
-        sorted({s for _, s in pairs}),
-        task.pool_size,
-        task.num_classes,
-        task.name,
-    )
-
-
 @dataclasses.dataclass(frozen=True)
 class GridPlan:
     """The cells of one (task, model) grid: made once per task by the runner from the run's

@@ -1,12 +1,14 @@
-"""One plan per (task, grid) (gdbench.plan.GridPlan): the grid's sizes and seeds and the cells
-still to compute, checked against the task's pool."""
+"""One plan per (task, grid) (gdbench.plan.GridPlan): made once per task by the runner from the
+run's configuration, narrowed to the cells still to compute, and handed to the grid runners and
+the row builder unchanged."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from gdbench import plan, tasks
+from gdbench import engine, grids, plan, rows, runner, suites, tasks
+from gdbench.results import store
 
 
 @pytest.fixture(scope="module")
@@ -56,3 +58,69 @@ def test_cells_outside_the_grid_and_plans_of_other_tasks_are_refused(iris):
     # Pairs, as the engine's direct callers pass them: the plan of just those cells.
     pairs = plan.grid_of(iris, [(30, 1), (9, 0)])
     assert pairs.pairs == ((30, 1), (9, 0)) and pairs.sizes == (9, 30) and pairs.seeds == (0, 1)
+
+
+def test_failed_rows_take_the_plans_cells(iris):
+    from gdbench import models
+
+    grid = plan.GridPlan.make(iris, (9, 30), (0, 1)).only([(30, 0), (30, 1)])
+    failed = rows.failed_rows(iris, models.get("gnb"), grid, RuntimeError("boom"))
+    assert [(r["n_train"], r["seed"]) for r in failed] == [(30, 0), (30, 1)]
+    assert {r["grid_cells"] for r in failed} == {2}
+
+
+def test_the_runner_makes_one_plan_per_task_and_narrows_it_per_grid(iris, tmp_path, monkeypatch):
+    """Sizes are chosen once per task (``runner.grid_plan``), the run's identity holds the
+    plan's sizes, and a resumed grid's runner gets the whole grid's sizes with only the cells
+    still to compute."""
+    made, seen = [], []
+    real_plan, real_cells = runner.grid_plan, grids.run_cells
+
+    def counting(config, task):
+        made.append(task.name)
+        return real_plan(config, task)
+
+    def recording(task, spec, grid, options=None):
+        seen.append((spec.spec, grid))
+        return real_cells(task, spec, grid, options)
+
+    monkeypatch.setattr(runner, "grid_plan", counting)
+    monkeypatch.setattr(grids, "run_cells", recording)
+    config = runner.make_config(
+        suites.get("quick"), ["iris"], ["gnb", "gnb_shared"], [9, 30], 2, quality=False
+    )
+    run = runner.prepare(config, tmp_path / "run", command="test")
+    assert made == ["iris"]
+    grid = run.plans["iris"]
+    assert grid.sizes == (9, 30) and grid.seeds == (0, 1) and grid.count == 4
+    manifest = store.read_manifest(run.out)
+    assert manifest["identity"]["tasks"]["iris"]["sizes"] == [9, 30]
+
+    # The small cells of gnb first, as a run stopped after them would have stored them.
+    gnb = run.specs["gnb"]
+    runner._compute_missing(run, iris, gnb, grid.only([(9, 0), (9, 1)]))
+    seen.clear()
+    runner.execute(run)
+    assert made == ["iris"]  # the grids reuse the plan prepare made
+    by_model = dict(seen)
+    assert by_model["gnb"].pairs == ((30, 0), (30, 1)) and by_model["gnb"].sizes == (9, 30)
+    assert by_model["gnb_shared"] == grid
+    stored = store.load(run.out)
+    assert len(stored) == 8 and (stored["status"] == "ok").all()
+
+
+def test_auto_sizes_come_from_the_plan(iris, tmp_path):
+    config = runner.make_config(suites.get("quick"), ["iris"], ["gnb"], None, 2)
+    run = runner.prepare(config, tmp_path / "run", command="test")
+    expected = plan.auto_sizes(iris.pool_size, 3, config.size_count, config.smallest)
+    assert run.plans["iris"].sizes == expected
+    identity = store.read_manifest(run.out)["identity"]
+    assert identity["tasks"]["iris"]["sizes"] == list(expected)
+    assert identity == runner.identity(config, run.tasks, run.specs)
+
+
+def test_run_grid_is_the_plan_of_its_product(iris):
+    from gdbench import models
+
+    rows_, _ = engine.run_grid(iris, models.get("gnb"), (9, 30), (0, 1))
+    assert [(r["n_train"], r["seed"]) for r in rows_] == [(9, 0), (9, 1), (30, 0), (30, 1)]
