@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -183,16 +183,16 @@ def run_grid(
 ) -> tuple[list[dict[str, Any]], GridTiming]:
     """Fit and evaluate every (size, seed) cell of one (task, model); one row per cell.
     ``steady``: steady-state timing repeats (``run_cells``)."""
-    plan.check_sizes(sizes, seeds, task.pool_size, task.num_classes, task.name)
-    pairs = [(n, s) for n in sizes for s in seeds]
-    result = run_cells(task, spec, pairs, cell_batch, steady=steady)
+    result = run_cells(
+        task, spec, plan.GridPlan.make(task, sizes, seeds), cell_batch, steady=steady
+    )
     return result.rows, result.timing
 
 
 def run_cells(
     task: Task,
     spec: ModelSpec,
-    pairs: list[tuple[int, int]],
+    grid: plan.GridPlan | Sequence[tuple[int, int]],
     cell_batch: int = DEFAULT_CELL_BATCH,
     quality: bool = True,
     mesh: jax.sharding.Mesh | None = None,
@@ -200,10 +200,11 @@ def run_cells(
     robustness: bool = False,
     ood: str | None = None,
     data: int = 1,
-    scored_size: int | None = None,
     steady: bool = False,
 ) -> GridResult:
-    """Fit and evaluate the given (size, seed) cells of one (task, model) in one program.
+    """Fit and evaluate the cells of ``grid`` (a ``gdbench.plan.GridPlan``: its ``pairs``;
+    or the (size, seed) pairs themselves, as the plan of just those cells) of one (task, model)
+    in one program.
 
     ``quality``: also score the samples of a model that samples (``run_quality``; the
     sample-quality columns stay NaN without it). ``mesh``: the device mesh the cells are split
@@ -212,18 +213,16 @@ def run_cells(
     not depend on the mesh beyond float round-off (see tests/test_sharding.py).
     ``robustness``: also compute the robustness columns (``gdbench.robustness``: accuracy with
     missing features and, when ``ood`` names an OOD set, OOD-detection AUROCs) on the cells
-    of ``scored_size``; they stay NaN / '' without it. ``data``: devices per cell, over which
-    each cell's examples are split (``gdbench.sharding``; with ``mesh`` None). ``scored_size``:
-    the training size whose cells get the sample-quality and robustness columns and the
-    traces (default: the largest among ``pairs``; the runner passes the grid's largest, so
-    that a resumed grid does not score a smaller size); none when no cell has it.
+    of the plan's ``scored_size``; they stay NaN / '' without it. The sample-quality columns
+    and the traces are for those cells too: the grid's largest size (for pairs, the largest
+    among them), so that a resumed grid computing only smaller cells scores none of them.
+    ``data``: devices per cell, over which each cell's examples are split
+    (``gdbench.sharding``; with ``mesh`` None).
     ``steady``: time the fit and evaluate programs by steady-state repeats (``time_program``);
     default: by their result-producing executions (repeats only of programs shorter than
     ``gdbench.timing.SHORT_S``)."""
-    plan.check_pairs(pairs, task)
-    cells = plan.make_cells_for(
-        task.y_pool, task.num_classes, pairs, validation=spec.cls.needs_validation
-    )
+    grid = plan.grid_of(task, grid)
+    cells = grid.cells(task.y_pool, validation=spec.cls.needs_validation)
     if mesh is None:
         mesh = sharding.make_mesh(devices, data)
     template = build_template(task, spec)
@@ -278,7 +277,7 @@ def run_cells(
     peak = env.device_peak()
     t7 = time.perf_counter()
     metrics = jax.tree.map(lambda a: np.asarray(a)[: cells.count], metrics)
-    score_size = int(cells.sizes.max()) if scored_size is None else int(scored_size)
+    score_size = grid.scored_size
     scored = bool((cells.sizes == score_size).any())
     quality_cols, q_compile, q_run, q_cells, q_error = None, 0.0, 0.0, 0, ""
     if quality and scored and draws_samples(template, task):

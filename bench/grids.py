@@ -1,7 +1,8 @@
 """How the cells of one (task, model) grid are computed: one interface for every kind of model.
 
-The runner asks ``run_cells(task, spec, pairs, options)`` for the (size, seed) cells ``pairs``
-of a grid and gets a ``gdbench.engine.GridResult`` back, whatever the model is. Each kind of
+The runner asks ``run_cells(task, spec, grid, options)`` for the cells of a grid's plan
+(``gdbench.plan.GridPlan``: the grid's sizes and seeds and the (size, seed) cells to compute)
+and gets a ``gdbench.engine.GridResult`` back, whatever the model is. Each kind of
 model spec has its own ``CellRunner`` (a typed protocol), chosen here by the spec's type:
 
 - ``ModelSpec`` (a JAX model, built in or a plug-in): ``gdbench.engine.run_cells``, one
@@ -16,9 +17,10 @@ import bench), so the choice of runner is made here rather than by a method of t
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any, Protocol
 
-from gdbench import engine, reference
+from gdbench import engine, plan, reference
 from gdbench.chunks import DEFAULT_CELL_BATCH
 from gdbench.models.registry import ModelSpec, ReferenceSpec
 from gdbench.tasks.base import Task
@@ -34,37 +36,34 @@ class GridOptions:
     quality: bool = True
     devices: int | None = None
     data_parallel: int = 1
-    #: The training size whose cells get the sample-quality and robustness columns and the
-    #: traces (None: the largest among the cells computed).
-    scored_size: int | None = None
     robustness: bool = False
     ood: str | None = None
     steady: bool = False
 
 
 class CellRunner(Protocol):
-    """Computes the cells ``pairs`` ((n_train, seed) pairs) of one (task, model) grid: one
-    result row per cell (``gdbench.rows``), the grid's timing, samples and traces (or None).
+    """Computes the cells ``grid.pairs`` of one (task, model) grid: one result row per cell
+    (``gdbench.rows``), the grid's timing, samples and traces (or None); the cells of the
+    grid's ``scored_size`` (its largest) get the sample-quality and robustness columns.
     Raises ``gdbench.plan.PlanError`` for cells the task cannot have; any other exception fails
     the whole grid (the runner then stores ``gdbench.rows.failed_rows``)."""
 
     def __call__(
-        self, task: Task, spec: Any, pairs: list[tuple[int, int]], options: GridOptions
+        self, task: Task, spec: Any, grid: plan.GridPlan, options: GridOptions
     ) -> engine.GridResult: ...
 
 
 def _jax_cells(
-    task: Task, spec: ModelSpec, pairs: list[tuple[int, int]], options: GridOptions
+    task: Task, spec: ModelSpec, grid: plan.GridPlan, options: GridOptions
 ) -> engine.GridResult:
     return engine.run_cells(
         task,
         spec,
-        pairs,
+        grid,
         options.cell_batch,
         quality=options.quality,
         devices=options.devices,
         data=options.data_parallel,
-        scored_size=options.scored_size,
         robustness=options.robustness,
         ood=options.ood,
         steady=options.steady,
@@ -72,9 +71,9 @@ def _jax_cells(
 
 
 def _reference_cells(
-    task: Task, spec: ReferenceSpec, pairs: list[tuple[int, int]], options: GridOptions
+    task: Task, spec: ReferenceSpec, grid: plan.GridPlan, options: GridOptions
 ) -> engine.GridResult:
-    return reference.run_cells(task, spec, pairs)
+    return reference.run_cells(task, spec, grid)
 
 
 #: The runner of each kind of model spec (a subclass gets its base class's runner).
@@ -94,8 +93,9 @@ def runner_for(spec: Any) -> CellRunner:
 def run_cells(
     task: Task,
     spec: Any,
-    pairs: list[tuple[int, int]],
+    grid: plan.GridPlan | Sequence[tuple[int, int]],
     options: GridOptions | None = None,
 ) -> engine.GridResult:
-    """Compute the cells ``pairs`` of the grid (``task``, ``spec``) with the spec's runner."""
-    return runner_for(spec)(task, spec, pairs, options or GridOptions())
+    """Compute the cells of ``grid`` (a ``gdbench.plan.GridPlan``, or (size, seed) pairs as
+    the plan of just those cells) of the grid (``task``, ``spec``) with the spec's runner."""
+    return runner_for(spec)(task, spec, plan.grid_of(task, grid), options or GridOptions())

@@ -72,16 +72,100 @@ def check_sizes(sizes, seeds, pool_size: int, num_classes: int, task: str) -> No
         raise PlanError(f"seeds must be non-negative, got {min(seeds)}")
 
 
-def check_pairs(pairs, task) -> None:
-    """``check_sizes`` for the (size, seed) ``pairs`` of one grid on ``task`` (anything with
-    ``pool_size``, ``num_classes`` and ``name``)."""
-    check_sizes(
-        sorted({n for n, _ in pairs}),
-        sorted({s for _, s in pairs}),
-        task.pool_size,
-        task.num_classes,
-        task.name,
-    )
+@dataclasses.dataclass(frozen=True)
+class GridPlan:
+    """The cells of one (task, model) grid: made once per task by the runner from the run's
+    configuration (``gdbench.runner.grid_plan``), narrowed per grid to the cells still to
+    compute (``only``), and handed as it is to the grid's runner (``gdbench.grids``: the engine
+    or the ``sk:`` references) and the row builder (``gdbench.rows``).
+
+    ``sizes`` and ``seeds`` are the whole grid's, what the run's identity and the cell keys
+    name; ``pairs`` are the (size, seed) cells to compute now, in order: the whole product,
+    size-major, for a new grid, fewer for a resumed grid or one process's share. Holding both
+    is what lets a resumed grid that computes only its small cells know the size it must
+    score (``scored_size``), and lets the sizes be chosen in one place. The task is held by
+    its name and pool (``pool_size``, ``num_classes``), what a plan is checked against on
+    construction (``check_sizes``: ``PlanError``), not by its arrays: the cells' weights are
+    made from the pool's labels when a grid runner needs them (``cells``)."""
+
+    task: str
+    pool_size: int
+    num_classes: int
+    sizes: tuple[int, ...]
+    seeds: tuple[int, ...]
+    pairs: tuple[tuple[int, int], ...]
+
+    def __post_init__(self) -> None:
+        as_ints = lambda values: tuple(int(v) for v in values)  # noqa: E731
+        object.__setattr__(self, "sizes", as_ints(self.sizes))
+        object.__setattr__(self, "seeds", as_ints(self.seeds))
+        object.__setattr__(self, "pairs", tuple((int(n), int(s)) for n, s in self.pairs))
+        check_sizes(self.sizes, self.seeds, self.pool_size, self.num_classes, self.task)
+        sizes, seeds = set(self.sizes), set(self.seeds)
+        outside = [(n, s) for n, s in self.pairs if n not in sizes or s not in seeds]
+        if outside:
+            raise PlanError(
+                f"cell (size {outside[0][0]}, seed {outside[0][1]}) is not in the grid of task "
+                f"'{self.task}' (sizes {list(self.sizes)}, seeds {list(self.seeds)})"
+            )
+
+    @classmethod
+    def make(cls, task, sizes, seeds) -> GridPlan:
+        """Every cell of ``sizes`` x ``seeds`` on ``task`` (anything with ``name``,
+        ``pool_size`` and ``num_classes``), size-major; ``PlanError`` for sizes or seeds the
+        task cannot use."""
+        pairs = tuple((n, s) for n in sizes for s in seeds)
+        return cls(task.name, task.pool_size, task.num_classes, tuple(sizes), tuple(seeds), pairs)
+
+    @classmethod
+    def of_pairs(cls, task, pairs) -> GridPlan:
+        """The grid of exactly the cells ``pairs`` (its sizes and seeds: theirs), in their
+        order: a plan for callers that ask for cells directly (tests, benchmarks)."""
+        pairs = tuple((int(n), int(s)) for n, s in pairs)
+        sizes = tuple(sorted({n for n, _ in pairs}))
+        seeds = tuple(sorted({s for _, s in pairs}))
+        return cls(task.name, task.pool_size, task.num_classes, sizes, seeds, pairs)
+
+    def only(self, pairs) -> GridPlan:
+        """The same grid with only the cells ``pairs`` to compute (e.g. those not stored)."""
+        return dataclasses.replace(self, pairs=tuple(pairs))
+
+    @property
+    def count(self) -> int:
+        """The number of cells to compute."""
+        return len(self.pairs)
+
+    @property
+    def scored_size(self) -> int:
+        """The training size whose cells get the sample-quality and robustness columns, the
+        samples and the traces: the grid's largest, also when a resumed grid computes only
+        smaller cells (then none is scored)."""
+        return max(self.sizes)
+
+    @property
+    def first_cell(self) -> tuple[int, int]:
+        """The cell a reader looks at (samples, traces): the largest size, the first seed."""
+        return max(self.sizes), min(self.seeds)
+
+    def cells(self, y_pool: np.ndarray, validation: bool) -> Cells:
+        """The weights of the cells to compute over the pool with labels ``y_pool``
+        (``make_cells_for``), in the order of ``pairs``."""
+        if len(y_pool) != self.pool_size:
+            raise ValueError(
+                f"the plan of task '{self.task}' is for a pool of {self.pool_size} examples, "
+                f"got labels of {len(y_pool)}"
+            )
+        return make_cells_for(y_pool, self.num_classes, list(self.pairs), validation)
+
+
+def grid_of(task, cells) -> GridPlan:
+    """``cells`` as a ``GridPlan`` of ``task``: a plan as it is, (size, seed) pairs as the plan
+    of just those cells (``GridPlan.of_pairs``), so that the grid runners keep taking pairs."""
+    if isinstance(cells, GridPlan):
+        if cells.task != task.name or cells.pool_size != task.pool_size:
+            raise ValueError(f"a plan of task '{cells.task}' given for task '{task.name}'")
+        return cells
+    return GridPlan.of_pairs(task, cells)
 
 
 def standardizer(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

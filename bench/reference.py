@@ -1,7 +1,7 @@
 """scikit-learn reference models (``sk:<Estimator>``) through the same cells, metrics and store.
 
 A reference model is fitted on exactly the examples a gdbench model of the same cell sees: the
-cell's subset from ``gdbench.plan.make_cells_for`` (the first ``n_train`` examples of the seed's
+cell's subset from ``gdbench.plan.GridPlan.cells`` (the first ``n_train`` examples of the seed's
 order; a reference model holds out no validation part of its own, so it gets all ``n_train``
 examples, ``n_val`` = 0), in pool order, as float64. When the task standardizes, the features
 are standardized with the subset's mean and standard deviation exactly as the engine does
@@ -40,6 +40,7 @@ import dataclasses
 import math
 import time
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -156,8 +157,11 @@ def cell_data(
     return x_train, np.asarray(task.y_pool)[idx], x_test, np.asarray(task.y_test)
 
 
-def run_cells(task: Task, spec: ReferenceSpec, pairs: list[tuple[int, int]]) -> engine.GridResult:
-    """Fit and evaluate the (size, seed) cells ``pairs`` of one (task, sk: model).
+def run_cells(
+    task: Task, spec: ReferenceSpec, grid: plan.GridPlan | Sequence[tuple[int, int]]
+) -> engine.GridResult:
+    """Fit and evaluate the cells of ``grid`` (a ``gdbench.plan.GridPlan``, or (size, seed)
+    pairs as the plan of just those cells) of one (task, sk: model).
 
     Returns an ``engine.GridResult``: one row per cell (``gdbench.rows.cell_row``; ``fit_s`` and
     ``predict_s`` each cell's own wall seconds, ``predict_per_s`` the grid's test examples per
@@ -167,8 +171,7 @@ def run_cells(task: Task, spec: ReferenceSpec, pairs: list[tuple[int, int]]) -> 
     seeds the task cannot use; an estimator that raises on a cell gives that cell a ``failed``
     row.
     """
-    plan.check_pairs(pairs, task)
-    cells = plan.make_cells_for(task.y_pool, task.num_classes, pairs, validation=False)
+    cells = plan.grid_of(task, grid).cells(task.y_pool, validation=False)
     config = spec.config_json()
     _warm_up(task, spec, cells.w_train[0] + cells.w_val[0], int(cells.seeds[0]))
     rows = []

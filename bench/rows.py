@@ -9,6 +9,7 @@ reference cells (``gdbench.reference``) and the cells of a grid that could not b
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -201,9 +202,15 @@ def cell_row(
 
 
 def failed_rows(
-    task: Task, spec: ModelSpec | ReferenceSpec, pairs: list[tuple[int, int]], error: BaseException
+    task: Task,
+    spec: ModelSpec | ReferenceSpec,
+    grid: plan.GridPlan | Sequence[tuple[int, int]],
+    error: BaseException,
 ) -> list[dict[str, Any]]:
-    """Rows recording that a grid could not be computed (status ``failed``, metrics empty)."""
+    """Rows recording that the cells of ``grid`` (a ``gdbench.plan.GridPlan``, or (size, seed)
+    pairs, taken unchecked: this may record cells the task rejected) could not be computed
+    (status ``failed``, metrics empty)."""
+    pairs = grid.pairs if isinstance(grid, plan.GridPlan) else list(grid)
     first_line = (str(error).strip().splitlines() or [""])[0][:300]
     message = f"{type(error).__name__}: {first_line}"
     config = spec.config_json()

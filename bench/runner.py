@@ -164,10 +164,19 @@ def _pairs_present(suite: Suite, model_specs: tuple[str, ...]) -> tuple[tuple[st
     return tuple(p for p in canonical if p[0] in model_specs and p[1] in model_specs)
 
 
-def sizes_for(config: RunConfig, task) -> tuple[int, ...]:
-    if config.sizes is not None:
-        return config.sizes
-    return plan.auto_sizes(task.pool_size, task.num_classes, config.size_count, config.smallest)
+def grid_plan(config: RunConfig, task) -> plan.GridPlan:
+    """The plan of every grid of ``task`` in this run: the configuration's training sizes (or
+    the suite's log-spaced sizes up to the task's pool, ``plan.auto_sizes``), its seeds and all
+    their cells. The one place a task's sizes are chosen: ``prepare`` makes the plan once per
+    task (which checks it, ``plan.PlanError``) and the run's identity, the cell keys, the grid
+    runners and the rows all read it from there. Each grid narrows it to its cells still to
+    compute (``GridPlan.only``)."""
+    sizes = config.sizes
+    if sizes is None:
+        sizes = plan.auto_sizes(
+            task.pool_size, task.num_classes, config.size_count, config.smallest
+        )
+    return plan.GridPlan.make(task, sizes, config.seeds)
 
 
 def part_name(task: str, model: str, keys: list[str]) -> str:
@@ -194,13 +203,18 @@ def grid_cell_keys(task, spec, pairs) -> dict[tuple[int, int], str]:
     return out
 
 
-def identity(config: RunConfig, loaded: dict, specs: dict) -> dict:
-    """What a run computes, independent of argument order: the test for resuming a run."""
+def identity(config: RunConfig, loaded: dict, specs: dict, plans: dict | None = None) -> dict:
+    """What a run computes, independent of argument order: the test for resuming a run.
+
+    ``plans``: the ``grid_plan`` of each task of ``loaded`` (by the same names), as ``prepare``
+    made them; None makes them here."""
+    if plans is None:
+        plans = {name: grid_plan(config, task) for name, task in loaded.items()}
     return {
         "schema_version": SCHEMA_VERSION,
         "code_version": code_version(),
         "tasks": {
-            name: {"sha256": loaded[name].checksum, "sizes": list(sizes_for(config, loaded[name]))}
+            name: {"sha256": loaded[name].checksum, "sizes": list(plans[name].sizes)}
             for name in sorted(loaded)
         },
         "models": sorted(spec.spec for spec in specs.values()),
@@ -283,13 +297,15 @@ def _check_out_dir(out: Path) -> None:
 
 @dataclasses.dataclass
 class PreparedRun:
-    """A checked run: its directory, loaded tasks and model specs, and the wall seconds each
-    task took to load (``load_s``, stored on its rows)."""
+    """A checked run: its directory, loaded tasks and model specs, the plan of each task's
+    grids (``plans``, by the task's name in the configuration: ``grid_plan``) and the wall
+    seconds each task took to load (``load_s``, stored on its rows)."""
 
     config: RunConfig
     out: Path
     tasks: dict
     specs: dict
+    plans: dict
     load_s: dict = dataclasses.field(default_factory=dict)
 
     @property
@@ -326,10 +342,9 @@ def prepare(config: RunConfig, out: Path, command: str | list[str] | None = None
             )
         named[task.name] = spec_name
     specs = {m: model_registry.get(m) for m in config.models}  # canonical names already
-    for task in loaded.values():
-        plan.check_sizes(
-            sizes_for(config, task), config.seeds, task.pool_size, task.num_classes, task.name
-        )
+    plans = {}
+    for name, task in loaded.items():
+        plans[name] = grid_plan(config, task)  # checks the sizes and seeds
         for spec in specs.values():
             if needs_image(spec.cls) and task.image_shape is None:
                 raise plan.PlanError(
@@ -337,7 +352,7 @@ def prepare(config: RunConfig, out: Path, command: str | list[str] | None = None
                     f"tfds:mnist); task '{task.name}' has no image shape"
                 )
     out = Path(out)
-    asked = identity(config, loaded, specs)
+    asked = identity(config, loaded, specs, plans)
     follower = jax.process_count() > 1 and jax.process_index() != 0
     if follower:  # process 0 checks the directory and writes the manifest
         sharding.barrier("gdbench-prepare")
@@ -378,7 +393,7 @@ def prepare(config: RunConfig, out: Path, command: str | list[str] | None = None
             )
     if jax.process_count() > 1 and not follower:
         sharding.barrier("gdbench-prepare")
-    return PreparedRun(config, out, loaded, specs, load_s)
+    return PreparedRun(config, out, loaded, specs, plans, load_s)
 
 
 OnGrid = Callable[[str, str, GridTiming | None], None]
@@ -406,14 +421,14 @@ def execute(run: PreparedRun, on_grid: OnGrid | None = None) -> Path:
             name = f"grid-{task_name}__{spec.spec}{suffix}"
             with store.lock(run.out, name, blocking=False) as held:
                 if held:
-                    timing = _compute_missing(run, task, spec)
+                    timing = _compute_missing(run, task, spec, run.plans[task_name])
                     if on_grid:
                         on_grid(task.name, spec.spec, timing)
                     continue
             deferred.append((task_name, task, spec))
     for task_name, task, spec in deferred:
         with store.lock(run.out, f"grid-{task_name}__{spec.spec}{suffix}"):
-            timing = _compute_missing(run, task, spec)
+            timing = _compute_missing(run, task, spec, run.plans[task_name])
         if on_grid:
             on_grid(task.name, spec.spec, timing)
     sharding.barrier("gdbench-execute")
@@ -431,12 +446,12 @@ def _real_examples(task, per_class: int) -> np.ndarray:
     return out
 
 
-def _compute_missing(run: PreparedRun, task, spec) -> GridTiming | None:
-    """Compute the grid's cells that are not stored (or stored as failed) and store them."""
+def _compute_missing(run: PreparedRun, task, spec, grid: plan.GridPlan) -> GridTiming | None:
+    """Compute the cells of the grid (``task``, ``spec``) whose plan is ``grid`` that are not
+    stored (or stored as failed) and store them."""
     stored = store.stored_cells(run.out)
     done = set(stored.loc[stored["status"] != "failed", "cell_key"])
-    sizes = sizes_for(run.config, task)
-    keyed = grid_cell_keys(task, spec, [(n, s) for n in sizes for s in run.config.seeds])
+    keyed = grid_cell_keys(task, spec, grid.pairs)
     processes = jax.process_count()
     share = set(sharding.process_share(len(keyed))) if processes > 1 else range(len(keyed))
     missing = [
@@ -444,6 +459,7 @@ def _compute_missing(run: PreparedRun, task, spec) -> GridTiming | None:
     ]
     if not missing:
         return None
+    grid = grid.only(missing)
     started = time.perf_counter()
     timing, samples, traces = None, None, None
     try:
@@ -452,16 +468,15 @@ def _compute_missing(run: PreparedRun, task, spec) -> GridTiming | None:
             quality=run.config.quality,
             devices=run.config.devices,
             data_parallel=run.config.data_parallel,
-            scored_size=max(sizes),
             robustness=run.config.robustness,
             ood=run.config.ood_for(run.key_of(task)),
             steady=run.config.steady_state,
         )
-        result = grids.run_cells(task, spec, missing, options)
+        result = grids.run_cells(task, spec, grid, options)
         rows, timing, samples = result.rows, result.timing, result.samples
         traces = result.traces
     except Exception as error:  # noqa: BLE001 - recorded as failed cells; the sweep goes on
-        rows = failed_rows(task, spec, missing, error)
+        rows = failed_rows(task, spec, grid, error)
     for row in rows:
         row["cell_key"] = keyed[(row["n_train"], row["seed"])]
         row["load_s"] = run.load_s.get(run.key_of(task), float("nan"))
@@ -471,7 +486,7 @@ def _compute_missing(run: PreparedRun, task, spec) -> GridTiming | None:
         name += f".p{jax.process_index()}"
     # Samples and traces: only from the computation holding the grid's (largest, first) cell
     # (not from a resumed grid's smaller cells, nor from another process's share).
-    first = (max(sizes), min(run.config.seeds))
+    first = grid.first_cell
     if samples is not None and (samples["n_train"], samples["seed"]) != first:
         samples = None
     if traces is not None and (traces["n_train"], traces["seeds"][0]) != first:

@@ -1,5 +1,5 @@
 """One interface for a grid's cells (gdbench.grids): JAX models and sk: references are computed
-through the same ``run_cells(task, spec, pairs, options)``, each by its own runner."""
+through the same ``run_cells(task, spec, grid, options)``, each by its own runner."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import dataclasses
 import pandas as pd
 import pytest
 
-from gdbench import engine, grids, models, reference, tasks
+from gdbench import engine, grids, models, plan, reference, tasks
 from gdbench.models.registry import ModelSpec
 from gdbench.results.schema import validate
 
@@ -38,34 +38,33 @@ def test_each_kind_of_spec_has_its_runner():
 def test_a_jax_spec_runs_on_the_engine_with_every_option(monkeypatch):
     calls = []
 
-    def recorder(task, spec, pairs, cell_batch, **kwargs):
-        calls.append((task, spec, pairs, cell_batch, kwargs))
+    def recorder(task, spec, grid, cell_batch, **kwargs):
+        calls.append((task, spec, grid, cell_batch, kwargs))
         return engine.GridResult([], None, None)
 
     monkeypatch.setattr(engine, "run_cells", recorder)
-    task, spec, pairs = tasks.load("iris"), models.get("gnb"), [(12, 0), (12, 1)]
+    task, spec = tasks.load("iris"), models.get("gnb")
+    grid = plan.GridPlan.make(task, (12, 20), (0, 1)).only([(12, 0), (12, 1)])
     options = grids.GridOptions(
         cell_batch=7,
         quality=False,
         devices=1,
         data_parallel=1,
-        scored_size=12,
         robustness=True,
         ood="noise",
         steady=True,
     )
-    grids.run_cells(task, spec, pairs, options)
+    grids.run_cells(task, spec, grid, options)
     assert calls == [
         (
             task,
             spec,
-            pairs,
+            grid,
             7,
             {
                 "quality": False,
                 "devices": 1,
                 "data": 1,
-                "scored_size": 12,
                 "robustness": True,
                 "ood": "noise",
                 "steady": True,
@@ -77,7 +76,7 @@ def test_a_jax_spec_runs_on_the_engine_with_every_option(monkeypatch):
 def test_an_sk_spec_runs_on_scikit_learn_and_gives_its_rows():
     task, spec, pairs = tasks.load("iris"), models.get("sk:GaussianNB"), [(9, 0), (15, 1)]
     through = grids.run_cells(task, spec, pairs, grids.GridOptions(robustness=True))
-    direct = reference.run_cells(task, spec, pairs)
+    direct = reference.run_cells(task, spec, plan.GridPlan.of_pairs(task, pairs))
     pd.testing.assert_frame_equal(_untimed(through.rows), _untimed(direct.rows))
     assert [(r["n_train"], r["seed"]) for r in through.rows] == pairs
     assert {r["paradigm"] for r in through.rows} == {"reference"}

@@ -76,17 +76,19 @@ def test_images_suite_pairs_the_tfds_tasks():
 def test_a_resumed_grid_scores_only_the_grids_largest_size():
     """The runner passes the grid's largest size: a call holding only smaller cells (a resumed
     grid whose largest cells are stored) scores none of them."""
-    from gdbench import engine, models, tasks
+    from gdbench import engine, models, plan, tasks
 
     task, spec = tasks.load("iris"), models.get("gnb_shared")
+    grid = plan.GridPlan.make(task, (12, 30, 60), (0,))
+    assert grid.scored_size == 60
     small = engine.run_cells(
-        task, spec, [(12, 0), (30, 0)], quality=False, robustness=True, ood="iris:noise",
-        scored_size=60,
+        task, spec, grid.only([(12, 0), (30, 0)]), quality=False, robustness=True,
+        ood="iris:noise",
     )  # fmt: skip
     assert all(np.isnan(r["acc_miss50"]) and r["ood_task"] == "" for r in small.rows)
     both = engine.run_cells(
-        task, spec, [(12, 0), (60, 0)], quality=False, robustness=True, ood="iris:noise",
-        scored_size=60,
+        task, spec, grid.only([(12, 0), (60, 0)]), quality=False, robustness=True,
+        ood="iris:noise",
     )  # fmt: skip
     scored = {r["n_train"]: not np.isnan(r["acc_miss50"]) for r in both.rows}
     assert scored == {12: False, 60: True}

@@ -35,7 +35,7 @@ def test_ngjordan_follows_the_protocol():
     for name in ("digits_0v1", "digits_2v3", "breast_cancer", "digits_bin"):
         assert name in config.tasks
     task = tasks.load("digits_0v1")
-    sizes = runner.sizes_for(config, task)
+    sizes = runner.grid_plan(config, task).sizes
     assert sizes[0] == 6 and sizes[-1] == task.pool_size and len(sizes) == 12
 
 
