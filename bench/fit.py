@@ -18,7 +18,16 @@ import optax
 from flax import nnx
 from jax.flatten_util import ravel_pytree
 
-from gdbench.models.base import Adversarial, ClosedForm, Gradient, Iterate, Model, Newton
+from gdbench.models.base import (
+    Adversarial,
+    ClosedForm,
+    CurvatureBound,
+    Gradient,
+    Iterate,
+    Model,
+    Newton,
+    has_ability,
+)
 from gdbench.sharding import CHUNK
 
 #: ``run_plan``'s trace of the Newton steps stage ``i`` took is ``NEWTON_STEPS + str(i)``, and
@@ -162,15 +171,21 @@ def _trace(h):
     return jnp.sum(h.reshape(-1)[:: size + 1])
 
 
+def _factorized(h, eye, damping):
+    """``v -> (H + damping I)^{-1} v`` from one Cholesky factorization (NaN where it failed in
+    float32). Only the lower triangle of the symmetric ``H`` is read: no symmetrizing pass
+    over the batch."""
+    factor = jax.lax.linalg.cholesky(h + damping * eye, symmetrize_input=False)
+    return lambda v: jax.scipy.linalg.cho_solve((factor, True), v)
+
+
 def _newton_direction(g, h, eye, damping=None, finite_only=True):
     """``-(H + lambda I)^{-1} g`` with ``lambda = _damping(tr H, P)`` unless ``damping`` is
     given (a block of a larger Hessian); non-finite -> 0 (``finite_only``, else left for the
-    caller to test). Only the lower triangle of the symmetric ``H`` is read."""
+    caller to test)."""
     if damping is None:
         damping = _damping(_trace(h), h.shape[0])
-    # H is symmetric: the lower triangle only, no symmetrizing pass over the batch.
-    factor = jax.lax.linalg.cholesky(h + damping * eye, symmetrize_input=False)
-    direction = -jax.scipy.linalg.cho_solve((factor, True), g)
+    direction = -_factorized(h, eye, damping)(g)
     if not finite_only:
         return direction
     return jnp.where(jnp.isfinite(direction), direction, 0.0)
@@ -298,32 +313,51 @@ def _linear_newton(graphdef, unravel, rest, stage: Newton, flat0, layout, x, y, 
 
     eye = jnp.eye((dim + 1) * k, dtype=flat0.dtype)
 
-    def direction_at(theta, relative=_NEWTON_DAMPING):
+    def gradient_at(vec, scores):
+        g_scores = jax.grad(data_loss)(scores)  # [N, K], zero outside the subset
+        return (ut @ g_scores).reshape(-1) + jax.grad(penalty)(vec)
+
+    def factor_at(theta, relative=_NEWTON_DAMPING):
+        """``(vec, scores, g, solve)``: ``solve(v) = (H + lambda I)^{-1} v`` at ``theta``."""
         vec = theta.reshape(-1)
         scores = u @ theta
-        g_scores = jax.grad(data_loss)(scores)  # [N, K], zero outside the subset
-        g = (ut @ g_scores).reshape(-1) + jax.grad(penalty)(vec)
+        g = gradient_at(vec, scores)
         curv = jax.vmap(jax.hessian(single_loss))(scores, y)  # [N, K, K]
         curv = jnp.where(active[:, None, None], w[:, None, None] * curv, 0.0)
-        if separable:
-            direction = _separable_direction(g, u, ut, curv, jax.hessian(penalty)(vec))
-        else:
-            h = data_hessian(curv) + jax.hessian(penalty)(vec)
-            damping = relative * (1.0 + _trace(h) / h.shape[0])
-            direction = _newton_direction(g, h, eye, damping, finite_only=False)
-        return vec, scores, g, direction
+        h = data_hessian(curv) + jax.hessian(penalty)(vec)
+        damping = relative * (1.0 + _trace(h) / h.shape[0])
+        return vec, scores, g, _factorized(h, eye, damping)
 
-    def line_step(vec, scores, direction):
+    def direction_at(theta, relative=_NEWTON_DAMPING):
+        if separable:
+            vec = theta.reshape(-1)
+            scores = u @ theta
+            g = gradient_at(vec, scores)
+            curv = jax.vmap(jax.hessian(single_loss))(scores, y)
+            curv = jnp.where(active[:, None, None], w[:, None, None] * curv, 0.0)
+            return vec, scores, g, _separable_direction(g, u, ut, curv, jax.hessian(penalty)(vec))
+        vec, scores, g, solve = factor_at(theta, relative)
+        return vec, scores, g, -solve(g)
+
+    def line_search(vec, scores, direction):
+        """The best of ``_STEP_LENGTHS`` along ``direction``: ``(vec, scores)`` there."""
         moved = u @ direction.reshape(dim + 1, k)  # how the scores move per unit step
         value = _change_along(score_loss, penalty, y, w, vec, scores, direction, moved)
         values = jax.vmap(value)(_STEP_LENGTHS.astype(vec.dtype))
         values = jnp.where(jnp.isfinite(values), values, jnp.inf)
         best = _STEP_LENGTHS.astype(vec.dtype)[jnp.argmin(values)]
-        return (vec + best * direction).reshape(dim + 1, k)
+        return vec + best * direction, scores + best * moved
+
+    def line_step(vec, scores, direction):
+        return line_search(vec, scores, direction)[0].reshape(dim + 1, k)
 
     def step(theta):
         vec, scores, _, direction = direction_at(theta)
         return line_step(vec, scores, direction)
+
+    # The decrement where a step led, bounded from the factorization the step came from
+    # (``CurvatureBound``), and the chord step there with the same factor.
+    bounded = has_ability(template, CurvatureBound)
 
     theta0 = flat0[index].reshape(dim + 1, k)
     if polish or (stage.tol <= 0 and stage.rtol > 0 and not separable):
@@ -334,7 +368,8 @@ def _linear_newton(graphdef, unravel, rest, stage: Newton, flat0, layout, x, y, 
 
         def advance(carry):
             count, theta, relative = carry["count"], carry["theta"], carry["relative"]
-            vec, scores, g, direction = direction_at(theta, relative)
+            vec, scores, g, solve = factor_at(theta, relative)
+            direction = -solve(g)
             ok = jnp.all(jnp.isfinite(direction))
             direction = jnp.where(ok, direction, 0.0)
             done = ok & _decrement_converged(
@@ -345,7 +380,36 @@ def _linear_newton(graphdef, unravel, rest, stage: Newton, flat0, layout, x, y, 
             # objective): near the optimum Newton's step squares the error, so the
             # parameters, not only the objective, settle (probabilities to about 1e-5).
             stay = last | ~ok
-            moved = line_step(vec, scores, direction)
+            if bounded:
+                # Where the step led: its decrement with the Hessian there at least
+                # exp(-drop) times this one (``CurvatureBound``), so at most exp(drop) times
+                # the one this factor gives. When that certifies it, the cell stops there
+                # after one more step, the chord step with this factor (no Hessian formed
+                # or factorized at the new point: the Newton step of the old rule, at the
+                # cost of two triangular solves and a line search).
+                vec1, scores1 = line_search(vec, scores, direction)
+                g1 = gradient_at(vec1, scores1)
+                chord = -solve(g1)
+                drop = jnp.max(
+                    jnp.where(active, template.score_curvature_drop(scores1 - scores), 0.0)
+                )
+                value1 = data_loss(scores1) + penalty(vec1)
+                certified = (
+                    ok
+                    & ~last
+                    & jnp.all(jnp.isfinite(chord))
+                    & jnp.isfinite(drop)
+                    & _decrement_converged(value1, g1, jnp.exp(drop) * chord, stage.rtol)
+                )
+                chord = jnp.where(certified, chord, 0.0)
+                moved = jnp.where(
+                    certified,
+                    line_step(vec1, scores1, chord),
+                    vec1.reshape(dim + 1, k),
+                )
+                done = done | certified
+            else:
+                moved = line_step(vec, scores, direction)
             # Levenberg-Marquardt: a failed factorization (float32 rounding made H + lambda I
             # indefinite) retries with 100x the damping; a successful one lowers it again.
             relative = jnp.where(
@@ -386,10 +450,11 @@ def resolve_method(stage: Newton, shape: tuple[int, int]) -> str:
     followed by Newton steps until the exact decrement test holds (``_linear_newton`` with
     ``polish``): L-BFGS's own decrement is no certificate (its curvature, estimated from a few
     pairs, misses the flat, nearly separating directions of a weak penalty). With ten classes a
-    Newton step forms and factorizes a 650 x 650 Hessian per cell; L-BFGS followed by two or
-    three such steps costs less than Newton's 5 to 20 from the start: one chunk of 64 cells on
-    each of ``digits_bin``'s 12 ``ngjordan`` sizes (2-core CPU, compiled) took 38 s against
-    Newton's 95 s at C = 1e4, and 27 s against 40 s at C = 1, every cell converged
+    Newton step forms and factorizes a 650 x 650 Hessian per cell; L-BFGS followed by one
+    (``CurvatureBound``) to three such steps costs less than Newton's 5 to 20 from the start:
+    one chunk of 64 cells on each of ``digits_bin``'s 12 ``ngjordan`` sizes (2-core CPU,
+    compiled) took 38 s against Newton's 95 s at C = 1e4, and 27 s against 40 s at C = 1
+    (before ``CurvatureBound``), every cell converged
     (``tests/test_solver_convergence.py`` checks both against the float64 optimum). One output
     (or separable outputs) keeps Newton, whose Hessian is then small."""
     if stage.method != "auto" and not (stage.method == "lbfgs" and stage.separable_outputs):

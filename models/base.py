@@ -81,12 +81,18 @@ class Newton:
         the decrement ``-g . d`` of the Newton direction is at most ``rtol |objective|``
         (near the optimum twice the gap to it). On the linear path (``linear_scores``) each
         cell iterates until the test holds, then takes one more step, at most ``steps``
-        steps; the damping of ``H + lambda I`` starts at ``1e-6 (1 + tr H / P)`` and rises
-        100-fold after a factorization that failed in float32 (Levenberg-Marquardt).
+        steps (factorizations). A model with ``CurvatureBound`` also has the point each step
+        reaches tested by a bound from the factorization the step came from, and stops there
+        when it holds, with one more step by the same factor (a chord step): one Hessian
+        formed and factorized fewer per cell. The damping of ``H + lambda I`` starts at
+        ``1e-6 (1 + tr H / P)`` and rises 100-fold after a factorization that failed in
+        float32 (Levenberg-Marquardt).
         Elsewhere Newton takes its ``steps`` and is then tested.
       lbfgs_rtol: L-BFGS's own stop (the same test on its quasi-Newton direction, which
-        underestimates the gap; the Newton steps after it certify the result). 1e-6 took
-        twice the iterations and saved one Newton step in three: no faster overall.
+        underestimates the gap; the Newton steps after it certify the result). With the
+        exact tests 1e-6 took twice the iterations and saved one Newton step in three: no
+        faster overall; with ``CurvatureBound`` a tighter L-BFGS lets one factorization
+        certify the cell (``logreg`` passes 1e-5).
       polish_steps: the most Newton steps after L-BFGS.
       separable_outputs: with ``linear_scores``, the loss is a sum over the outputs of a loss of
         that output's score alone (one-vs-rest) and the penalty a sum over the outputs too:
@@ -369,6 +375,25 @@ class ImageInput(Protocol):
     to the constructor as ``image_shape`` and refuses tasks without one at spec time)."""
 
     needs_image: bool
+
+
+@runtime_checkable
+class CurvatureBound(Protocol):
+    """A solver hint for ``Newton(linear_scores=...)``: how far the curvature of
+    ``score_loss`` can fall when the scores move, and a quadratic penalty (constant Hessian).
+
+    With it the Newton loop certifies the point a step reached from the factorization it
+    already has, instead of forming and factorizing the Hessian there: the Hessian at
+    ``theta + d`` is at least ``exp(-R)`` times the one at ``theta`` (``R`` the largest
+    ``score_curvature_drop`` over the training examples; the penalty's part does not change),
+    so the decrement there is at most ``exp(R) g^T (H + lambda I)^{-1} g`` with the old factor
+    (``gdbench.fit._linear_newton``). Without it each test forms its own Hessian."""
+
+    def score_curvature_drop(self, delta: Array) -> Array:
+        """``c_i >= 0`` such that the Hessian of ``score_loss`` in the scores at ``s_i +
+        delta_i`` is at least ``exp(-c_i)`` times the one at ``s_i`` (Loewner order), for any
+        ``s_i``; ``delta`` ``[B, K]`` -> ``[B]``."""
+        ...
 
 
 #: The optional abilities by the name errors and docs use.
