@@ -35,6 +35,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from gdbench.benchmarks.common import fmt_percent
+
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "results" / "reference"
 BENCHMARKS = ROOT / "results" / "benchmarks" / "latest.json"
@@ -90,7 +92,7 @@ def _fmt_ratio(line: dict[str, Any]) -> str:
     if value is None or value != value:  # NaN
         return ""
     if line.get("unit") == "%":
-        return f"{100 * value:.0f} %"
+        return fmt_percent(value, space=" ")
     return f"{value:.1f}×"
 
 

@@ -216,6 +216,28 @@ def test_lines_verdicts_and_formatting():
     assert info["cores"] >= 1 and info["cpu_model"] and "jax" in info["versions"]
 
 
+def test_percentages_never_round_a_part_to_all_or_nothing():
+    # 287 identical cells of 288 once read "100%" in the results table.
+    assert common.fmt_percent(287 / 288) == "99.7%" and common.fmt_ratio(287 / 288, "%") == "99.7%"
+    assert common.fmt_percent(1 / 288) == "0.3%" and common.fmt_percent(0.9997) == "99.97%"
+    assert common.fmt_percent(1.0) == "100%" and common.fmt_percent(0.0) == "0%"
+    assert common.fmt_percent(0.215, digits=1) == "21.5%" and common.fmt_percent(0.5, " ") == "50 %"
+
+
+def test_rerender_writes_the_table_again_from_the_json(tmp_path):
+    out = tmp_path / "latest.md"
+    line = common.Line("1 s", "agreement", "", "", 287 / 288, unit="%")
+    (tmp_path / "latest.json").write_text(json.dumps({"lines": [line.to_json()]}))
+    stale = "| benchmark | measurement | gdbench | baseline | ratio | target | result | note |"
+    out.write_text(
+        f"# head\n\n{stale}\n|---|\n| 1 s | agreement |  |  | 100% |  |  |  |\n\n## rest\n"
+    )
+    assert bench_main(["--rerender", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "| 1 s | agreement |  |  | 99.7% |" in text and "100%" not in text
+    assert text.startswith("# head\n\n") and text.endswith("\n\n## rest\n")
+
+
 def test_interleaved_rounds_and_paired_ratio():
     calls = []
 

@@ -14,6 +14,7 @@ so every compile time is a real compilation.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import math
@@ -110,13 +111,35 @@ def render(info: dict, lines: list[Line], details: dict[str, str], args) -> str:
     return "\n".join(out)
 
 
+def rerender_table(out: Path) -> None:
+    """Write the results table of the report ``out`` again from the lines stored in its JSON,
+    with this version's formatting (the stored measurements, nothing run again)."""
+    payload = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+    fields = {f.name for f in dataclasses.fields(Line)}
+    lines = [Line(**{k: v for k, v in line.items() if k in fields}) for line in payload["lines"]]
+    text = out.read_text(encoding="utf-8")
+    start = text.index("| benchmark | measurement |")
+    end = text.find("\n\n", start)
+    end = len(text) if end < 0 else end
+    out.write_text(text[:start] + markdown_table(lines).rstrip("\n") + text[end:], encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gdbench.benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer seeds and repeats")
     parser.add_argument("--only", default=",".join(BENCHMARKS), help="benchmarks to run")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="Markdown file to write")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats (default 3)")
+    parser.add_argument(
+        "--rerender",
+        action="store_true",
+        help="only write --out's results table again from its JSON (no benchmark runs)",
+    )
     args = parser.parse_args(argv)
+    if args.rerender:
+        rerender_table(args.out)
+        print(f"[bench] wrote the results table of {args.out} from its JSON", file=sys.stderr)
+        return 0
     names = [n for n in args.only.split(",") if n]
     for n in names:
         if n not in BENCHMARKS:

@@ -167,12 +167,27 @@ def fmt_s(seconds: float) -> str:
     return f"{seconds * 1e6:.0f} us"
 
 
+def fmt_percent(fraction: float, space: str = "", digits: int = 0) -> str:
+    """A fraction as a percentage with ``digits`` decimals, more where fewer would round a part
+    to all or nothing: 287 identical cells of 288 are ``99.7%``, not ``100%`` (and one of 288
+    ``0.3%``, not ``0%``). ``space`` goes between the number and the sign."""
+    percent = 100 * fraction
+
+    def rounds_away(d: int) -> bool:
+        shown = round(percent, d)
+        return (fraction < 1 and shown >= 100) or (fraction > 0 and shown <= 0)
+
+    while digits < 4 and rounds_away(digits):
+        digits += 1
+    return f"{percent:.{digits}f}{space}%"
+
+
 def fmt_ratio(value: float, unit: str = "x") -> str:
-    """A ratio as ``12.3x`` (or a fraction as ``45%`` when ``unit`` is "%")."""
+    """A ratio as ``12.3x`` (or a fraction as ``45%`` when ``unit`` is "%": ``fmt_percent``)."""
     if value is None or not math.isfinite(value):
         return "n/a"
     if unit == "%":
-        return f"{100 * value:.0f}%"
+        return fmt_percent(value)
     return f"{value:.1f}x" if value < 100 else f"{value:.0f}x"
 
 

@@ -59,7 +59,15 @@ from typing import Any
 import numpy as np
 
 from gdbench import cli, plan
-from gdbench.benchmarks.common import Line, fmt_s, load_average, median, paired_ratio, ratio
+from gdbench.benchmarks.common import (
+    Line,
+    fmt_percent,
+    fmt_s,
+    load_average,
+    median,
+    paired_ratio,
+    ratio,
+)
 from gdbench.benchmarks.sklearn_loop import TIGHT, TIGHT_TOL
 
 TASKS = ("breast_cancer", "digits_0v1", "digits_2v3")
@@ -416,11 +424,12 @@ def _detail(per: dict[str, Any], sizes, seeds: int) -> str:
     ]
     for name, p in per.items():
         a, tight = p["agreement"], p["agreement_tight"]
-        same_tight = f"{100 * tight['identical_fraction']:.1f}%" if tight else ""
+        same_tight = fmt_percent(tight["identical_fraction"], digits=1) if tight else ""
+        same = fmt_percent(a["identical_fraction"], digits=1)
         out.append(
             f"| {name} | {fmt_s(p['gdbench_warm_s'])} | {fmt_s(p['gdbench_compile_s'])} | "
             f"{fmt_s(p['sklearn_loop_s'])} | {p['ratio']:.1f}x | {a['mean_abs_diff']:.4f} | "
-            f"{a['max_abs_diff']:.4f} | {100 * a['identical_fraction']:.1f}% | {same_tight} | "
+            f"{a['max_abs_diff']:.4f} | {same} | {same_tight} | "
             f"{p['sklearn_max_n_iter']} |"
         )
     return "\n".join(out)
@@ -700,7 +709,7 @@ def _suite_detail(per: dict[str, Any], seeds: int, sizes: dict) -> str:
     for name, p in per.items():
         tight = p.get("tight")
         est = fmt_s(tight["grid_s_estimate"]) if tight else ""
-        same = f"{100 * tight['agreement']['identical_fraction']:.0f}%" if tight else ""
+        same = fmt_percent(tight["agreement"]["identical_fraction"]) if tight else ""
         out.append(
             f"| {name} | {p['cells']} | {fmt_s(p['sklearn_loop_s'])} | "
             f"{fmt_s(p['gdbench_cold_s'])} ({fmt_s(p['gdbench_compile_s'])}) | "
