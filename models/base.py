@@ -92,8 +92,10 @@ class Newton:
         underestimates the gap; the Newton steps after it certify the result). With the
         exact tests 1e-6 took twice the iterations and saved one Newton step in three: no
         faster overall; with ``CurvatureBound`` a tighter L-BFGS lets one factorization
-        certify the cell (``logreg`` passes 1e-5).
-      polish_steps: the most Newton steps after L-BFGS.
+        certify the cell (``logreg`` passes 1e-5; 3e-7 when no Newton steps follow).
+      polish_steps: the most Newton steps after L-BFGS; 0: none, and L-BFGS's own test
+        (``lbfgs_rtol``) is the result's (``converged``): no certificate, but no Hessian
+        formed (``logreg`` above 256 parameters, tested against the float64 optimum).
       separable_outputs: with ``linear_scores``, the loss is a sum over the outputs of a loss of
         that output's score alone (one-vs-rest) and the penalty a sum over the outputs too:
         the Hessian is then block diagonal, one ``[D+1, D+1]`` block per output, and each

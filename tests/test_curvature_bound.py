@@ -80,7 +80,8 @@ def _fit(cls, task_name: str, n: int, seeds: tuple[int, ...], C: float):
         mean, std = task.x_pool[w > 0].mean(0), task.x_pool[w > 0].std(0)
         weights.append(w)
         inputs.append((task.x_pool - mean) / np.where(std > 1e-6, std, 1.0))
-    model = cls(task.dim, task.num_classes, rngs=nnx.Rngs(0), C=C)
+    # Ten classes: L-BFGS finished by the Newton steps the bound concerns (``polish_steps``).
+    model = cls(task.dim, task.num_classes, rngs=nnx.Rngs(0), C=C, polish_steps=10)
     graphdef, state = nnx.split(model)
 
     def run(state, z, y, w):
