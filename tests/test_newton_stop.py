@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from gdbench import cost as cost_module
 from gdbench import engine, fit, models, plan, tasks
 from gdbench.benchmarks.grid import cell_keys
 from gdbench.cost import newton_step_counts, program_cost
@@ -134,6 +135,13 @@ def test_flops_count_the_convergence_loop_by_the_steps_taken():
     unnamed = program_cost(stopping)  # steps unknown: the body once, flagged
     assert unnamed.unknown_loops == 1
     assert unnamed.flops == pytest.approx(once.flops, rel=1e-6)
+
+    # The parse is memoized per program (grids share programs, each with its own steps):
+    # the memo gives what a fresh parse gives.
+    fresh = (counted.flops, counted.bytes_accessed, counted.unknown_loops)
+    cost_module._PARSED.clear()
+    again = program_cost(stopping, steps)
+    assert (again.flops, again.bytes_accessed, again.unknown_loops) == fresh
 
 
 @pytest.mark.parametrize("spec", ["logreg?polish_steps=0", "logreg?polish_steps=10"])
