@@ -473,6 +473,8 @@ def resolve_method(stage: Newton, shape: tuple[int, int]) -> str:
 #: fixed cost, with no loop (a loop under ``vmap`` runs until the chunk's slowest cell is
 #: done; backtracking by halves, one trial per pass, ran no faster on ``digits_bin``).
 _LBFGS_LENGTHS = 2.0 ** -jnp.array([0.0, 1.0, 2.0, 4.0, 7.0, 12.0])
+#: The first lengths (``_LBFGS_LENGTHS[:3]``: 1, 1/2, 1/4) tried before the others.
+_LBFGS_NEAR = 3
 
 
 def _pool_scaling(x):
@@ -641,12 +643,26 @@ def _linear_lbfgs(graphdef, unravel, rest, stage: Newton, flat0, layout, x, y, w
         def unit_step():
             return lengths[0], unit, unit_scores, unit_losses, unit_g
 
-        def search():  # the other lengths' changes (``_change_along``, from ``base``)
+        def trials(ts):  # the lengths' changes (``_change_along``, from ``base``)
             def trial(t):
                 return change_at(t, score_loss(st["scores"] + t * moved, y))
 
-            changes = jnp.concatenate([unit[None], jax.vmap(trial)(lengths[1:])])
-            changes = jnp.where(jnp.isfinite(changes), changes, jnp.inf)
+            changes = jax.vmap(trial)(ts)
+            return jnp.where(jnp.isfinite(changes), changes, jnp.inf)
+
+        def search():
+            # The next lengths, then (only where some cell of the chunk still iterating meets
+            # Armijo's condition at none of them) the shortest: the same pick as all at once.
+            near = jnp.concatenate([unit[None], trials(lengths[1:_LBFGS_NEAR])])
+            near = jnp.where(jnp.isfinite(near), near, jnp.inf)
+            found = jnp.any(near <= 1e-4 * lengths[:_LBFGS_NEAR] * slope)
+            all_found = _chunk_max(jnp.where(found | ~running(st), 0, 1)) == 0
+            far = jax.lax.cond(
+                all_found,
+                lambda: jnp.full(len(lengths) - _LBFGS_NEAR, jnp.inf, dtype),
+                lambda: trials(lengths[_LBFGS_NEAR:]),
+            )
+            changes = jnp.concatenate([near, far])
             armijo = changes <= 1e-4 * lengths * slope
             pick = jnp.where(jnp.any(armijo), jnp.argmax(armijo), jnp.argmin(changes))
             t, change = lengths[pick], changes[pick]
