@@ -556,9 +556,6 @@ def _linear_lbfgs(graphdef, unravel, rest, stage: Newton, flat0, layout, x, y, w
             return jnp.zeros((), dtype)
         return getattr(model_at(phi), stage.penalty)()
 
-    def data_loss(scores):
-        return _weighted_sum(score_loss(scores, y), w)
-
     def scores_of(phi):
         v = phi.reshape(dim + 1, k)
         return xs @ (a[:, None] * v[:dim]) + (c @ v[:dim] + v[dim])
@@ -573,11 +570,6 @@ def _linear_lbfgs(graphdef, unravel, rest, stage: Newton, flat0, layout, x, y, w
         """Per-example losses at ``scores`` and the data term's gradient in the scores."""
         losses, pullback = jax.vjp(lambda s: score_loss(s, y), scores)
         return losses, pullback(jnp.where(w > 0, w, 0.0).astype(losses.dtype))[0]
-
-    def value_grad(vec, scores):
-        value, g_scores = jax.value_and_grad(data_loss)(scores)
-        pen, g_pen = jax.value_and_grad(penalty)(vec)
-        return value + pen, back(g_scores) + g_pen
 
     def direction(g, s_hist, y_hist, rho):
         q = g
@@ -597,14 +589,16 @@ def _linear_lbfgs(graphdef, unravel, rest, stage: Newton, flat0, layout, x, y, w
 
     size = vec0.shape[0]
     scores0 = scores_of(vec0)
-    f0, g0 = value_grad(vec0, scores0)
+    losses0, g_scores0 = losses_grad(scores0)
+    f0 = _weighted_sum(losses0, w) + penalty(vec0)
+    g0 = back(g_scores0) + jax.grad(penalty)(vec0)
     zeros = jnp.zeros((stage.memory, size), dtype)
     d0 = direction(g0, zeros, zeros, jnp.zeros(stage.memory, dtype))
     init = {
         "count": jnp.int32(0),
         "vec": vec0,
         "scores": scores0,
-        "losses": score_loss(scores0, y),
+        "losses": losses0,
         "f": f0,
         "g": g0,
         "d": d0,
@@ -653,8 +647,8 @@ def _linear_lbfgs(graphdef, unravel, rest, stage: Newton, flat0, layout, x, y, w
         def search():
             # The next lengths, then (only where some cell of the chunk still iterating meets
             # Armijo's condition at none of them) the shortest: the same pick as all at once.
-            near = jnp.concatenate([unit[None], trials(lengths[1:_LBFGS_NEAR])])
-            near = jnp.where(jnp.isfinite(near), near, jnp.inf)
+            unit_finite = jnp.where(jnp.isfinite(unit), unit, jnp.inf)
+            near = jnp.concatenate([unit_finite[None], trials(lengths[1:_LBFGS_NEAR])])
             found = jnp.any(near <= 1e-4 * lengths[:_LBFGS_NEAR] * slope)
             all_found = _chunk_max(jnp.where(found | ~running(st), 0, 1)) == 0
             far = jax.lax.cond(
