@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.extend.core import Literal
 
 from gdbench import compile_cache, env, lowering, plan, sharding
 from gdbench import robustness as robustness_step
@@ -37,6 +38,7 @@ from gdbench.compile_cache import grid_static
 from gdbench.cost import newton_step_counts, program_cost, scaled
 from gdbench.fit import run_plan
 from gdbench.metrics import classification_metrics, example_spread
+from gdbench.models.base import ClosedForm, Newton
 from gdbench.models.registry import ModelSpec
 from gdbench.quality_programs import run_quality
 from gdbench.rows import (
@@ -94,6 +96,47 @@ def build_template(task: Task, spec: ModelSpec):
             task.dim, task.num_classes, nnx.Rngs(0), task.feature_kind, task.image_shape
         )
     )
+
+
+def seed_free_fit(task: Task, spec: ModelSpec, template) -> bool:
+    """Whether a cell's fit is a function of its training (and validation) weights alone, not
+    of its seed: every stage of the model's ``fit_plan`` is a ``ClosedForm`` or ``Newton`` one
+    (``run_plan`` gives neither a key) and the model's initial state does not depend on the key
+    it is built with (its traced initializer, followed from the key to the state's leaves;
+    any operation that takes the key, or a value computed from it, counts as depending on it).
+    Then cells with the same subset have the same fit (``run_cells`` fits them once): at the
+    pool's size every seed trains on the whole pool."""
+    if not all(isinstance(stage, ClosedForm | Newton) for stage in template.fit_plan()):
+        return False
+
+    def initial_state(key):
+        rngs = nnx.Rngs(key)
+        model = spec.build(task.dim, task.num_classes, rngs, task.feature_kind, task.image_shape)
+        return jax.tree.leaves(nnx.state(model))
+
+    closed = jax.make_jaxpr(initial_state)(jax.random.key(0))
+    return not _reaches_outputs(closed.jaxpr, closed.jaxpr.invars[0])
+
+
+def _reaches_outputs(jaxpr, var) -> bool:
+    """Whether any output of ``jaxpr`` is computed from ``var``: every output of an equation
+    with a reached input is reached (conservative for equations with sub-programs)."""
+    reached = {var}
+    for eqn in jaxpr.eqns:
+        if any(not isinstance(v, Literal) and v in reached for v in eqn.invars):
+            reached.update(eqn.outvars)
+    return any(not isinstance(v, Literal) and v in reached for v in jaxpr.outvars)
+
+
+def distinct_fits(w_train: np.ndarray, w_val: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(first, inverse)``: the first cell of each distinct (training, validation) weight row,
+    in cell order, and for every cell the position in ``first`` of the cell with its weights."""
+    rows = np.concatenate([w_train, w_val], axis=1)
+    _, first, inverse = np.unique(rows, axis=0, return_index=True, return_inverse=True)
+    order = np.argsort(first)  # first occurrences in cell order
+    position = np.empty_like(order)
+    position[order] = np.arange(len(order))
+    return first[order], position[inverse.reshape(-1)]
 
 
 def build_programs(
@@ -233,6 +276,13 @@ def run_cells(
     index = sharding.pad_index(cells.count, mesh)  # 0..count-1, then copies of cell 0
     keys = jax.vmap(jax.random.key)(jnp.asarray(cells.seeds, dtype=jnp.uint32))
     keys = jax.vmap(jax.random.fold_in)(keys, jnp.asarray(cells.sizes, dtype=jnp.uint32))
+    # Cells with the same subset share one fit when it does not depend on the seed (e.g.
+    # every seed at the pool's size); each cell is still evaluated with its own key.
+    fit_index, shared = index, None  # the cells the fit program runs; each cell's fit
+    if mesh is None and seed_free_fit(task, spec, template):
+        first, inverse = distinct_fits(cells.w_train, cells.w_val)
+        if len(first) < cells.count:
+            fit_index, shared = first, inverse
     cell_put, shared_put = None, None
     if mesh is not None:
         # Keys travel as raw key data (host arrays: resharding typed key arrays compiles a
@@ -246,7 +296,10 @@ def run_cells(
         cell_put = (by_cell, by_example, by_example)
         pool, test_rows = (sharding.rows_sharding(mesh, n) for n in (n_pool, n_test))
         shared_put = (pool, pool, test_rows, test_rows)
-    cell_in = sharding.timed_put((keys, cells.w_train[index], cells.w_val[index]), cell_put)
+    fit_keys = keys if shared is None else keys[fit_index]
+    cell_in = sharding.timed_put(
+        (fit_keys, cells.w_train[fit_index], cells.w_val[fit_index]), cell_put
+    )
     shared_in = sharding.timed_put((task.x_pool, task.y_pool, task.x_test, task.y_test), shared_put)
     input_s = cell_in.seconds + shared_in.seconds
     fit_args = (*cell_in.arrays, *shared_in.arrays[:2], traced_args(spec))
@@ -259,6 +312,9 @@ def run_cells(
     t2 = time.perf_counter()
     fit_rep = time_program(lambda: fit_compiled(*fit_args), t2 - t1, steady)
     t3 = time.perf_counter()
+    fits = fitted  # the fit program's own cells (the distinct fits when shared)
+    if shared is not None:
+        fitted = _share_fits(fitted, shared, keys)
     eval_compiled, eval_cached = compile_cache.compile_program(
         eval_grid, (fitted, *test), "evaluate", static
     )
@@ -269,10 +325,10 @@ def run_cells(
     eval_rep = time_program(lambda: eval_compiled(fitted, *test), t5 - t4, steady)
     t6 = time.perf_counter()
     # XLA analyses the per-device program: scale to all devices' real cells.
+    fit_cells = cells.count if shared is None else len(fit_index)
     per_device = sharding.device_count(mesh) * cells.count / len(index)
-    fit_cost = scaled(
-        program_cost(fit_compiled, newton_step_counts(fitted, cells.count)), per_device
-    )
+    fit_share = per_device if shared is None else 1.0  # unsharded: every fit a real cell's
+    fit_cost = scaled(program_cost(fit_compiled, newton_step_counts(fits, fit_cells)), fit_share)
     eval_cost = scaled(program_cost(eval_compiled), per_device)
     peak = env.device_peak()
     t7 = time.perf_counter()
@@ -310,6 +366,7 @@ def run_cells(
         input_s=input_s,
         devices=sharding.device_count(mesh),
         padded_cells=len(index),
+        fitted_cells=fit_cells,
     )
     samples = None
     if "samples" in metrics:
@@ -327,6 +384,17 @@ def run_cells(
     add_cell_columns(rows, robust, newton_converged(fitted, cells.count))
     add_step_errors(rows, (q_error, r_error), score_size)
     return GridResult(rows, timing, samples, traces)
+
+
+def _share_fits(fitted, inverse: np.ndarray, keys: jax.Array):
+    """The fit program's outputs for its distinct fits, given to every cell (``inverse``: each
+    cell's fit), with each cell's own key (for its evaluation and samples); host copies."""
+    state, shift, scale, _, traces = fitted
+
+    def take(tree):
+        return jax.tree.map(lambda a: jax.device_put(np.asarray(a)[inverse]), tree)
+
+    return (take(state), take(shift), take(scale), keys, take(traces))
 
 
 def traced_args(spec: ModelSpec) -> dict[str, jax.Array]:

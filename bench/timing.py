@@ -189,6 +189,11 @@ class GridTiming:
     #: the programs ran (the grid's cells padded to a multiple of ``devices``).
     devices: int = 1
     padded_cells: int = 0
+    #: The cells the fit program ran: fewer than the grid's when cells with the same training
+    #: subset share one fit (a fit that does not depend on the seed: ``gdbench.engine.
+    #: seed_free_fit``, e.g. every seed at the pool's size); ``fit_s`` is then the distinct
+    #: fits' time (per cell in the rows: over all the grid's cells). 0: not recorded.
+    fitted_cells: int = 0
 
     @classmethod
     def of_programs(
