@@ -327,8 +327,8 @@ def run_cells(
     # XLA analyses the per-device program: scale to all devices' real cells.
     fit_cells = cells.count if shared is None else len(fit_index)
     per_device = sharding.device_count(mesh) * cells.count / len(index)
-    fit_share = per_device if shared is None else 1.0  # unsharded: every fit a real cell's
-    fit_cost = scaled(program_cost(fit_compiled, newton_step_counts(fits, fit_cells)), fit_share)
+    # Shared fits run only unsharded (per_device 1): every fit the program ran is counted.
+    fit_cost = scaled(program_cost(fit_compiled, newton_step_counts(fits, fit_cells)), per_device)
     eval_cost = scaled(program_cost(eval_compiled), per_device)
     peak = env.device_peak()
     t7 = time.perf_counter()
