@@ -75,7 +75,8 @@ class Newton:
         the data, then Newton steps until the exact test holds; ``gdbench.fit._linear_lbfgs``)
         or ``"auto"`` (L-BFGS for coupled outputs, Newton otherwise:
         ``gdbench.fit.resolve_method`` says why).
-      lbfgs_steps: the most L-BFGS iterations a cell takes.
+      lbfgs_steps: the most L-BFGS passes a cell takes (iterations and rejected line-search
+        trials, one per pass).
       memory: L-BFGS correction pairs kept.
       rtol: the convergence test, reported per cell (``converged``): at the final parameters
         the decrement ``-g . d`` of the Newton direction is at most ``rtol |objective|``
