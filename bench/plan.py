@@ -14,6 +14,7 @@ first C examples. The test set is never touched.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -49,6 +50,18 @@ def seed_order(y_pool: np.ndarray, num_classes: int, seed: int) -> np.ndarray:
     firsts = rng.permutation(firsts)
     rest = np.setdiff1d(np.arange(len(y_pool)), firsts)
     return np.concatenate([firsts, rng.permutation(rest)])
+
+
+@functools.lru_cache(maxsize=256)
+def _seed_ranks(labels: bytes, dtype: str, num_classes: int, seed: int) -> np.ndarray:
+    """Each pool example's position in ``seed_order`` (read-only), for the pool whose labels
+    are ``labels``: kept, since every grid of a task asks for the same seeds (a suite of six
+    models on 100 seeds spent 1.7 s drawing 3,600 orders, 600 of them distinct)."""
+    y_pool = np.frombuffer(labels, dtype=dtype)
+    ranks = np.empty(len(y_pool), dtype=np.int64)
+    ranks[seed_order(y_pool, num_classes, seed)] = np.arange(len(y_pool))
+    ranks.setflags(write=False)
+    return ranks
 
 
 def check_sizes(sizes, seeds, pool_size: int, num_classes: int, task: str) -> None:
@@ -213,11 +226,9 @@ def make_cells_for(
     n_pool = len(y_pool)
     cell_sizes = np.asarray([n for n, _ in pairs], dtype=np.int64)
     cell_seeds = np.asarray([s for _, s in pairs], dtype=np.int64)
-    ranks = {}
-    for s in dict.fromkeys(int(s) for s in cell_seeds):
-        r = np.empty(n_pool, dtype=np.int64)
-        r[seed_order(y_pool, num_classes, s)] = np.arange(n_pool)
-        ranks[s] = r
+    labels = np.ascontiguousarray(y_pool)
+    pool = (labels.tobytes(), labels.dtype.str, num_classes)
+    ranks = {s: _seed_ranks(*pool, s) for s in dict.fromkeys(int(s) for s in cell_seeds)}
     cell_ranks = np.stack([ranks[int(s)] for s in cell_seeds]).reshape(len(pairs), n_pool)
     inside = cell_ranks < cell_sizes[:, None]
     if validation:

@@ -212,3 +212,16 @@ def test_true_log_lik_is_the_exact_mean_log_density_of_the_stated_mixture(name: 
     expected = _log_density(mix, np.concatenate(draws)).mean()
     se = test_logp.std() / math.sqrt(len(test_logp))
     assert abs(test_logp.mean() - expected) <= 4 * se, (test_logp.mean(), expected, se)
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("name", synthetic.names())
+def test_gaussian_log_pdf_matches_scipy(name: str):
+    """The tasks' Gaussian log-density (written with numpy, to keep ``scipy.stats`` out of
+    every run's imports) equals ``scipy.stats.multivariate_normal.logpdf`` for each class of
+    each mixture, far from the means too."""
+    mix = synthetic.mixture(name)
+    x = np.random.default_rng(0).normal(size=(200, synthetic.DIM)) * 4.0
+    for mu, cov in zip(mix.means, mix.covs, strict=True):
+        expected = stats.multivariate_normal(mu, cov).logpdf(x)
+        np.testing.assert_allclose(synthetic._gaussian_log_pdf(x, mu, cov), expected, rtol=1e-12)
