@@ -43,10 +43,15 @@ SEEDS = 3  # 9 cells
 #: reductions XLA may fuse and order differently: ~1 ulp differences (an unsharded 1-cell grid
 #: differs from the 9-cell one by as much; which op differs here was not pinned down: an
 #: unsharded 2-cell grid matches the 9-cell one exactly). Observed: gnb (closed form) 2e-7;
-#: logreg 2.6e-5 (its Newton solves stop where their float32 line search can no longer see a
-#: decrease, as in tests/test_engine.py, which allows 1e-4); mlp 1.5e-7 after 50 Adam steps
-#: (1e-5 leaves room for round-off carried through training on other CPUs).
-RTOL = {"gnb": 1e-6, "logreg": 1e-4, "mlp?steps=50": 1e-5}
+#: logreg (three classes: L-BFGS, then Newton steps to the decrement test ``rtol`` 1e-5) stops
+#: where that test first holds, which round-off moves: a device's 2-cell chunk of 10-example
+#: cells solves on a quarter of the pool's rows (``gdbench.fit._on_row_bucket``), the 9-cell
+#: chunk on all of them, and the test bounds the gap in the objective, not the test NLL.
+#: Observed 2.6e-5, and 1.6e-4 since L-BFGS's line search backtracks per cell (iris, n = 10,
+#: seed 1: the 1-device grid's 0.4937267 equals scikit-learn's converged fit, tol 1e-12, to
+#: 1e-7; 8 devices give 0.4938055, marked converged). mlp 1.5e-7 after 50 Adam steps (1e-5
+#: leaves room for round-off carried through training on other CPUs).
+RTOL = {"gnb": 1e-6, "logreg": 5e-4, "mlp?steps=50": 1e-5}
 
 _SHARDED_GRIDS = """
 import json, sys
