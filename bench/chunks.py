@@ -44,6 +44,19 @@ def eval_chunk(task: Task, template, fit_chunk: int) -> int:
     return max(fit_chunk, chunk_cells(rows, LIGHT_EVAL_BATCH))
 
 
+def metrics_chunk(task: Task) -> int:
+    """Cells per chunk of a grid's metrics program (``gdbench.engine.build_metrics_program``),
+    whatever the model: ``LIGHT_EVAL_BATCH`` within the memory budget, on the test set."""
+    return chunk_cells(dataclasses.replace(task, x_pool=task.x_test), LIGHT_EVAL_BATCH)
+
+
+#: Most bytes of test-set predictions (every cell's logits) a grid keeps to compute its
+#: metrics in a program of their own (``gdbench.engine.predictions_fit``); above it (e.g.
+#: MNIST's 10,000 test images x 10 classes for 1,000 cells: 400 MB) each chunk computes its
+#: metrics itself, inside the evaluate program.
+PREDICTIONS_BYTES = 256 * 2**20
+
+
 def chunk_cells(task: Task, requested: int = DEFAULT_CELL_BATCH) -> int:
     """Cells per vmapped chunk for ``task``: ``requested``, fewer where the chunk's per-cell
     copies of the training pool would exceed the memory budget (at least 1)."""

@@ -309,6 +309,19 @@ def scaled(cost: ProgramCost, factor: float) -> ProgramCost:
     )
 
 
+def summed(first: ProgramCost, second: ProgramCost) -> ProgramCost:
+    """The cost of running two programs one after the other: FLOPs, bytes and unknown loops
+    added, the larger peak memory (each program's buffers are freed after it), notes joined."""
+    return ProgramCost(
+        flops=first.flops + second.flops,
+        bytes_accessed=first.bytes_accessed + second.bytes_accessed,
+        peak_bytes=max(first.peak_bytes, second.peak_bytes),
+        static_flops=first.static_flops + second.static_flops,
+        unknown_loops=first.unknown_loops + second.unknown_loops,
+        note="; ".join(n for n in (first.note, second.note) if n),
+    )
+
+
 def _loop_key(suffix: str) -> int | str:
     """The key of a solver loop in ``newton_steps``: fit stage ``i``'s Newton loop is ``i``,
     the L-BFGS loop before it ``f"{i}{gdbench.fit.LBFGS}"``."""

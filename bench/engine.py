@@ -4,7 +4,9 @@
 apart), runs them on all (size, seed) cells at once with ``jax.vmap`` (in equal chunks of at
 most ``cell_batch`` cells through ``jax.lax.map`` when the grid is large, still one program with
 one copy of the cell function: ``gdbench.sharding.map_cells``; chunk sizes from
-``gdbench.chunks``), and returns one result row per cell (``gdbench.rows``).
+``gdbench.chunks``), and returns one result row per cell (``gdbench.rows``). The evaluation's
+metrics may be a third program, shared by every model on tasks of the same shapes
+(``build_metrics_program``).
 
 Around the two programs, each in a module of its own: how they are timed and what a grid's
 measurements are (``gdbench.timing``: ``time_program``, ``GridTiming``), XLA's cost of each
@@ -33,9 +35,15 @@ from jax.extend.core import Literal
 from gdbench import compile_cache, env, lowering, plan, sharding
 from gdbench import robustness as robustness_step
 from gdbench.abilities import draws_samples, reports_density
-from gdbench.chunks import DEFAULT_CELL_BATCH, chunk_cells, eval_chunk
+from gdbench.chunks import (
+    DEFAULT_CELL_BATCH,
+    PREDICTIONS_BYTES,
+    chunk_cells,
+    eval_chunk,
+    metrics_chunk,
+)
 from gdbench.compile_cache import grid_static
-from gdbench.cost import newton_step_counts, program_cost, scaled
+from gdbench.cost import newton_step_counts, program_cost, scaled, summed
 from gdbench.fit import run_plan
 from gdbench.metrics import classification_metrics, example_spread
 from gdbench.models.base import ClosedForm, Newton
@@ -148,12 +156,17 @@ def build_programs(
     template,
     cell_batch: int = DEFAULT_CELL_BATCH,
     eval_batch: int | None = None,
+    predict_only: bool = False,
 ):
     """The (unjitted) fit and evaluate functions of a grid, each mapping over cells, in equal
     chunks of at most ``cell_batch`` cells (the evaluation: ``eval_batch``, default the same;
     ``gdbench.sharding.map_cells``).
 
-    ``template`` is ``build_template(task, spec)``: its graph and declared properties."""
+    ``template`` is ``build_template(task, spec)``: its graph and declared properties.
+    ``predict_only``: the evaluate function returns each cell's predictions (``cell_metrics``'s
+    input, with ``samples`` and ``params_finite``) instead of its metrics, for the grid's
+    metrics program (``build_metrics_program``), which every model of the task's shapes
+    shares; else it computes the metrics itself."""
     eval_batch = eval_batch or cell_batch
     dim, num_classes = task.dim, task.num_classes
     graphdef, _ = nnx.split(template)
@@ -175,28 +188,20 @@ def build_programs(
         traces = run_plan(model, z, y_pool, w_train, w_val, k_fit, affine) or {}
         return nnx.state(model), shift, scale, key, traces
 
-    def eval_cell(state, shift, scale, key, x_test, y_test):
+    def eval_cell(state, shift, scale, key, x_test, y_test=None):
         model = nnx.merge(graphdef, state)
         z = (x_test - shift) / scale
-        nan = jnp.asarray(jnp.nan)
-        elbo_joint = None
+        # Log-likelihoods in original units: change of variables through the standardization.
+        out = {"log_scale": jnp.log(scale).sum()}
         if hasattr(model, "class_log_bounds"):
             # One pass of importance samples gives both bounds (IWAE and ELBO).
             iwae, elbo = model.class_log_bounds(z)
-            logits = iwae + model.log_prior()[None, :]
-            elbo_joint = elbo + model.log_prior()[None, :]
+            out["logits"] = iwae + model.log_prior()[None, :]
+            out["elbo_joint"] = elbo + model.log_prior()[None, :]
         else:
-            logits = model.predict_logits(z)
-        out = {**classification_metrics(logits, y_test), **example_spread(logits, y_test)}
-        # Log-likelihoods in original units: change of variables through the standardization.
-        # For generative models log p(x) = logsumexp of the log joint (protocol).
-        jacobian = jnp.log(scale).sum()
-        per_example = jax.nn.logsumexp(logits, axis=-1)
-        out["log_lik"] = per_example.mean() - jacobian if density else nan
-        out["log_lik_sd"] = jnp.std(per_example, ddof=1) if density else nan
-        out["elbo"] = nan
-        if density and elbo_joint is not None:
-            out["elbo"] = jax.nn.logsumexp(elbo_joint, axis=-1).mean() - jacobian
+            out["logits"] = model.predict_logits(z)
+        if not predict_only:
+            out = cell_metrics(out, y_test, density)
         if sampler and task.image_shape is not None:  # shown for image tasks
             k = jax.random.fold_in(key, 0x5A3)
             draw = lambda c: model.sample(jax.random.fold_in(k, c), c, SAMPLES_PER_CLASS)  # noqa: E731
@@ -211,12 +216,47 @@ def build_programs(
         fn = lambda c: fit_cell(*c, x_pool, y_pool, traced)  # noqa: E731
         return sharding.map_cells(fn, cells, cell_batch)
 
-    def eval_grid(fitted, x_test, y_test):
+    def eval_grid(fitted, x_test, y_test=None):
+        """``y_test``: None with ``predict_only`` (the labels are the metrics program's)."""
         fn = lambda c: eval_cell(*c, x_test, y_test)  # noqa: E731
         cells = fitted[:4]  # the fit program's traces are not needed here
         return sharding.map_cells(fn, cells, eval_batch)
 
     return fit_grid, eval_grid
+
+
+def cell_metrics(predicted: dict, y_test: jax.Array, density: bool = True) -> dict:
+    """One cell's test metrics from its predictions: ``logits`` (class logits ``[T, C]``; the
+    log joint for generative models), ``log_scale`` (the log-determinant of the
+    standardization, for log-likelihoods in the task's units) and, for models with an ELBO,
+    ``elbo_joint``. ``density``: whether the model reports ``log p(x)`` (else NaN)."""
+    logits, jacobian = predicted["logits"], predicted["log_scale"]
+    out = {**classification_metrics(logits, y_test), **example_spread(logits, y_test)}
+    nan = jnp.asarray(jnp.nan)
+    # For generative models log p(x) = logsumexp of the log joint (protocol).
+    per_example = jax.nn.logsumexp(logits, axis=-1)
+    out["log_lik"] = per_example.mean() - jacobian if density else nan
+    out["log_lik_sd"] = jnp.std(per_example, ddof=1) if density else nan
+    out["elbo"] = nan
+    if density and "elbo_joint" in predicted:
+        out["elbo"] = jax.nn.logsumexp(predicted["elbo_joint"], axis=-1).mean() - jacobian
+    return out
+
+
+def build_metrics_program(eval_batch: int):
+    """The (unjitted) metrics function ``(predicted, y_test) -> metrics`` over every cell's
+    predictions (``build_programs(..., predict_only=True)``), in chunks of ``eval_batch``: it
+    depends on the task's test set and classes only, so the grids of every model on tasks of
+    the same shapes run one compiled program. Compiled inside each model's evaluate program
+    it took about 0.8 s of XLA's time per model and task shape (2-core CPU), more than the
+    predictions of a naive Bayes or linear model. It computes the log-likelihoods of every
+    model; ``run_cells`` blanks those of models that report none."""
+
+    def metrics_grid(predicted, y_test):
+        fn = lambda c: cell_metrics(c, y_test)  # noqa: E731
+        return sharding.map_cells(fn, predicted, eval_batch)
+
+    return metrics_grid
 
 
 def run_grid(
@@ -274,7 +314,10 @@ def run_cells(
     template = build_template(task, spec)
     fit_chunk = chunk_cells(task, cell_batch)
     chunks = (fit_chunk, eval_chunk(task, template, fit_chunk))
-    fit_grid, eval_grid = build_programs(task, spec, template, *chunks)
+    # Unsharded, and where every cell's predictions fit the budget, the metrics are a program
+    # of their own, shared by the task's models (``build_metrics_program``).
+    split = mesh is None and predictions_fit(task, cells.count, template)
+    fit_grid, eval_grid = build_programs(task, spec, template, *chunks, predict_only=split)
     static = {**grid_static(task, spec, mesh), "chunks": chunks}
     index = sharding.pad_index(cells.count, mesh)  # 0..count-1, then copies of cell 0
     keys = jax.vmap(jax.random.key)(jnp.asarray(cells.seeds, dtype=jnp.uint32))
@@ -318,24 +361,50 @@ def run_cells(
     fits = fitted  # the fit program's own cells (the distinct fits when shared)
     if shared is not None:
         fitted = _share_fits(fitted, shared, keys)
-    eval_compiled, eval_cached = compile_cache.compile_program(
-        eval_grid, (fitted, *test), "evaluate", static
-    )
+    if split:
+        eval_compiled, eval_cached = compile_cache.compile_program(
+            eval_grid, (fitted, test[0]), "predict", static
+        )
+        metrics_compiled, metrics_cached = compile_cache.compile_program(
+            build_metrics_program(metrics_chunk(task)),
+            (_metric_inputs(eval_compiled.out_info), test[1]),
+            "metrics",
+            {"task": static["task"], "chunk": metrics_chunk(task)},
+        )
+        eval_cached = eval_cached and metrics_cached
+
+        def evaluate():
+            predicted = eval_compiled(fitted, test[0])
+            out = metrics_compiled(_metric_inputs(predicted), test[1])
+            return {**out, **{k: predicted[k] for k in _CELL_OUTPUTS if k in predicted}}
+
+    else:
+        eval_compiled, eval_cached = compile_cache.compile_program(
+            eval_grid, (fitted, *test), "evaluate", static
+        )
+        metrics_compiled = None
+        evaluate = lambda: eval_compiled(fitted, *test)  # noqa: E731
     cached = int(fit_cached) + int(eval_cached)
     t4 = time.perf_counter()
-    metrics = jax.block_until_ready(eval_compiled(fitted, *test))
+    metrics = jax.block_until_ready(evaluate())
     t5 = time.perf_counter()
-    eval_rep = time_program(lambda: eval_compiled(fitted, *test), t5 - t4, steady)
+    eval_rep = time_program(evaluate, t5 - t4, steady)
     t6 = time.perf_counter()
     # XLA analyses the per-device program: scale to all devices' real cells.
     fit_cells = cells.count if shared is None else len(fit_index)
     per_device = sharding.device_count(mesh) * cells.count / len(index)
     # Shared fits run only unsharded (per_device 1): every fit the program ran is counted.
     fit_cost = scaled(program_cost(fit_compiled, newton_step_counts(fits, fit_cells)), per_device)
-    eval_cost = scaled(program_cost(eval_compiled), per_device)
+    eval_cost = program_cost(eval_compiled)
+    if metrics_compiled is not None:
+        eval_cost = summed(eval_cost, program_cost(metrics_compiled))
+    eval_cost = scaled(eval_cost, per_device)
     peak = env.device_peak()
     t7 = time.perf_counter()
     metrics = jax.tree.map(lambda a: np.asarray(a)[: cells.count], metrics)
+    if not reports_density(template, task):  # the shared metrics program computes them all
+        for name in ("log_lik", "log_lik_sd", "elbo"):
+            metrics[name] = np.full(cells.count, np.nan, np.float32)
     score_size = grid.scored_size
     scored = bool((cells.sizes == score_size).any())
     quality_cols, q_compile, q_run, q_cells, q_error = None, 0.0, 0.0, 0, ""
@@ -387,6 +456,24 @@ def run_cells(
     add_cell_columns(rows, robust, newton_converged(fitted, cells.count))
     add_step_errors(rows, (q_error, r_error), score_size)
     return GridResult(rows, timing, samples, traces)
+
+
+#: What a cell's evaluation gives besides its metrics (``build_programs``).
+_CELL_OUTPUTS = ("samples", "params_finite")
+
+
+def _metric_inputs(predicted: dict) -> dict:
+    """The part of the evaluate program's predictions the metrics program reads."""
+    return {k: v for k, v in predicted.items() if k not in _CELL_OUTPUTS}
+
+
+def predictions_fit(task: Task, cells: int, template) -> bool:
+    """Whether every cell's test-set predictions (``[cells, T, C]`` logits, and as much again
+    for models with an ELBO) fit ``PREDICTIONS_BYTES``: then the grid's metrics are computed
+    by the metrics program from them (``build_metrics_program``), else by each chunk."""
+    copies = 2 if hasattr(template, "class_log_bounds") else 1
+    size = copies * 4 * cells * len(task.y_test) * task.num_classes
+    return size <= PREDICTIONS_BYTES
 
 
 def _share_fits(fitted, inverse: np.ndarray, keys: jax.Array):

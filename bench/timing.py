@@ -145,9 +145,11 @@ class GridTiming:
     programs' peak memory. ``device_peak``: ``gdbench.env.DevicePeak.to_json()`` of the device.
     ``measure_s``: seconds spent on repeats, cost analysis and the device peak (not part of any
     time above).
-    ``cached_programs`` counts the grid's programs (of 2) that the persistent compilation cache
-    supplied, in which case ``compile_s`` is mostly the time to load them. A model that samples
-    has sample-quality programs as well (``run_quality``).
+    ``cached_programs`` counts the grid's programs (of 2: fit and evaluate) that the persistent
+    compilation cache supplied, in which case ``compile_s`` is mostly the time to load them;
+    an evaluation whose metrics are a program of their own (shared by the task's models:
+    ``gdbench.engine.build_metrics_program``) counts when both of its programs came from it.
+    A model that samples has sample-quality programs as well (``run_quality``).
 
     Sharded over ``devices`` > 1: seconds are wall seconds of the whole (all-device) program;
     XLA's cost and memory analyses describe the per-device SPMD program, so ``flops``,

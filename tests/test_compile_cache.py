@@ -106,7 +106,14 @@ _GRID = textwrap.dedent(
     print(json.dumps({"rows": rows, "traced": traced}))
     """
 )
-_GRID_PROGRAMS = ("fit_grid", "eval_grid", "sample_grid", "_score_grid", "robustness_grid")
+_GRID_PROGRAMS = (
+    "fit_grid",
+    "eval_grid",
+    "metrics_grid",
+    "sample_grid",
+    "_score_grid",
+    "robustness_grid",
+)
 
 
 def _run_grid(cache_dir: Path) -> dict:
@@ -124,8 +131,9 @@ def test_grid_programs_load_without_tracing_and_give_the_same_numbers(tmp_path):
     cache = tmp_path / "xla"
     first = _run_grid(cache)
     programs = sorted((cache / compile_cache.PROGRAMS).iterdir())
-    # logreg: fit, evaluate, robustness; gnb: those, sampling, scoring.
-    assert len(programs) == 8
+    # logreg: fit, predict, metrics, robustness; gnb: those but the metrics (shared by the
+    # task's models), sampling, scoring.
+    assert len(programs) == 9
     assert set(_GRID_PROGRAMS) <= set(first["traced"])
     assert first["rows"][2] == first["rows"][5] == 0  # nothing cached in the first process
     # JAX's layer holds the small programs but not the grids' (compiled with it bypassed),
