@@ -171,7 +171,6 @@ def build_programs(
     dim, num_classes = task.dim, task.num_classes
     graphdef, _ = nnx.split(template)
     standardize = task.preprocess == "standardize"
-    density = reports_density(template, task)
     sampler = draws_samples(template, task)
 
     def fit_cell(key, w_train, w_val, x_pool, y_pool, traced):
@@ -201,7 +200,7 @@ def build_programs(
         else:
             out["logits"] = model.predict_logits(z)
         if not predict_only:
-            out = cell_metrics(out, y_test, density)
+            out = cell_metrics(out, y_test)
         if sampler and task.image_shape is not None:  # shown for image tasks
             k = jax.random.fold_in(key, 0x5A3)
             draw = lambda c: model.sample(jax.random.fold_in(k, c), c, SAMPLES_PER_CLASS)  # noqa: E731
@@ -225,20 +224,21 @@ def build_programs(
     return fit_grid, eval_grid
 
 
-def cell_metrics(predicted: dict, y_test: jax.Array, density: bool = True) -> dict:
+def cell_metrics(predicted: dict, y_test: jax.Array) -> dict:
     """One cell's test metrics from its predictions: ``logits`` (class logits ``[T, C]``; the
     log joint for generative models), ``log_scale`` (the log-determinant of the
     standardization, for log-likelihoods in the task's units) and, for models with an ELBO,
-    ``elbo_joint``. ``density``: whether the model reports ``log p(x)`` (else NaN)."""
+    ``elbo_joint``. The log-likelihoods are computed for every model; ``run_cells`` blanks
+    those of models that report no density."""
     logits, jacobian = predicted["logits"], predicted["log_scale"]
     out = {**classification_metrics(logits, y_test), **example_spread(logits, y_test)}
     nan = jnp.asarray(jnp.nan)
     # For generative models log p(x) = logsumexp of the log joint (protocol).
     per_example = jax.nn.logsumexp(logits, axis=-1)
-    out["log_lik"] = per_example.mean() - jacobian if density else nan
-    out["log_lik_sd"] = jnp.std(per_example, ddof=1) if density else nan
+    out["log_lik"] = per_example.mean() - jacobian
+    out["log_lik_sd"] = jnp.std(per_example, ddof=1)
     out["elbo"] = nan
-    if density and "elbo_joint" in predicted:
+    if "elbo_joint" in predicted:
         out["elbo"] = jax.nn.logsumexp(predicted["elbo_joint"], axis=-1).mean() - jacobian
     return out
 
@@ -250,7 +250,7 @@ def build_metrics_program(eval_batch: int):
     the same shapes run one compiled program. Compiled inside each model's evaluate program
     it took about 0.8 s of XLA's time per model and task shape (2-core CPU), more than the
     predictions of a naive Bayes or linear model. It computes the log-likelihoods of every
-    model; ``run_cells`` blanks those of models that report none."""
+    model (``cell_metrics``)."""
 
     def metrics_grid(predicted, y_test):
         fn = lambda c: cell_metrics(c, y_test)  # noqa: E731
@@ -365,11 +365,12 @@ def run_cells(
         eval_compiled, eval_cached = compile_cache.compile_program(
             eval_grid, (fitted, test[0]), "predict", static
         )
+        chunk = metrics_chunk(task)
         metrics_compiled, metrics_cached = compile_cache.compile_program(
-            build_metrics_program(metrics_chunk(task)),
+            build_metrics_program(chunk),
             (_metric_inputs(eval_compiled.out_info), test[1]),
             "metrics",
-            {"task": static["task"], "chunk": metrics_chunk(task)},
+            {"task": static["task"], "chunk": chunk},
         )
         eval_cached = eval_cached and metrics_cached
 
@@ -402,7 +403,7 @@ def run_cells(
     peak = env.device_peak()
     t7 = time.perf_counter()
     metrics = jax.tree.map(lambda a: np.asarray(a)[: cells.count], metrics)
-    if not reports_density(template, task):  # the shared metrics program computes them all
+    if not reports_density(template, task):  # ``cell_metrics`` computes them for every model
         for name in ("log_lik", "log_lik_sd", "elbo"):
             metrics[name] = np.full(cells.count, np.nan, np.float32)
     score_size = grid.scored_size

@@ -766,12 +766,12 @@ def _on_row_bucket(solve, x, y, w, affine):
     (its products stay one matrix product for the chunk); a smaller one is gathered per cell
     (``solve``'s ``shared_rows=False``). The rows left out have zero weight: the objective is
     the same. Learning curves fit most cells on a small part of the pool, and an L-BFGS
-    iteration or a Newton step on all of it
-    cost the same at 20 examples as at 1,258. Two buckets (``LBFGS_ROW_BUCKETS``): each is a
-    compiled copy of the whole solve. ``digits_bin`` x ``logreg?C=10000``, 64 cells at each
-    of its 12 ``ngjordan`` sizes (2-core CPU): sizes 20 to 279 took 1.5 to 2.6 s per chunk
-    instead of 2.2 to 3.2 s, the larger ones the same; fit 38.5 -> 33.0 s for the 12 chunks,
-    compile about 4 s longer (paid once for every ``C``: ``traced_hyperparameters``)."""
+    iteration or a Newton step on all of it cost the same at 20 examples as at 1,258. Two
+    buckets (``LBFGS_ROW_BUCKETS``): each is a compiled copy of the whole solve. ``digits_bin``
+    x ``logreg?C=10000``, 64 cells at each of its 12 ``ngjordan`` sizes (2-core CPU): sizes 20
+    to 279 took 1.5 to 2.6 s per chunk instead of 2.2 to 3.2 s, the larger ones the same; fit
+    38.5 -> 33.0 s for the 12 chunks, compile about 4 s longer (paid once for every ``C``:
+    ``traced_hyperparameters``)."""
     active = w > 0
     buckets, branch = _row_branch(active, LBFGS_ROW_BUCKETS)
 
