@@ -25,13 +25,14 @@ float64 optimum, and on ``digits_bin`` (32 seeds at n = 42, 279 and 1,258, C = 1
 test metrics moved by at most 1.4e-3 nats (NLL), one test point (accuracy) and 3e-3 (ECE)
 from the Newton-finished fit, under 1 % of their spread across seeds. At 1e-7 float32's floor
 left some cells unmarked. A cell whose solve did not meet its test is marked in its row
-(``converged`` False, and the message says so). The decrement where a Newton step led is first
-bounded from the factorization that step came from (``score_curvature_drop``:
-``gdbench.models.base.CurvatureBound``); when the bound holds the cell stops after a chord step
-with that factor, one Hessian fewer than testing it exactly. ``newton_rtol`` is 1e-6 for two
-classes, where Newton starts from zero and a step costs little (at 1e-5 the last step, a chord
-step from a point far from the optimum, left breast_cancer's log-probabilities 1e-3 from
-scikit-learn's converged fit), and 1e-5 for more classes.
+(``converged`` False, and the message says so). With several classes the decrement where a
+Newton step led is first bounded from the factorization that step came from
+(``score_curvature_drop``: ``gdbench.models.base.CurvatureBound``); when the bound holds the
+cell stops after a chord step with that factor, one Hessian fewer than testing it exactly.
+``newton_rtol`` is 1e-6 for two classes, where Newton starts from zero and a step costs
+little (at 1e-5 the last step, a chord step from a point far from the optimum, left
+breast_cancer's log-probabilities 1e-3 from scikit-learn's converged fit), and 1e-5 for more
+classes.
 
 ``solver=adam`` is for inputs too wide for Newton's ``[(D+1)K, (D+1)K]`` Hessian (images: 7,850
 parameters for MNIST): minibatch AdamW in ``lax.scan`` on the mean cross-entropy, with the L2
