@@ -290,6 +290,9 @@ def _linear_newton(graphdef, unravel, rest, stage: Newton, flat0, layout, x, y, 
     # layout than when contracting over the leading axis of ``u``.
     ut = u.T
     active = w > 0
+    # One output: the sums over examples (gradient, Hessian, line search) on the subset's
+    # rows only (``_first_rows``; the scores stay the pool's, one small product).
+    on_rows = _first_rows(active) if k == 1 else lambda fn, *arrays: fn(*arrays)
     data_hessian = _subset_hessian(u, active) if k == 1 else lambda c: _kron_hessian(u, ut, c)
     separable = stage.separable_outputs and k > 1
 
@@ -316,8 +319,11 @@ def _linear_newton(graphdef, unravel, rest, stage: Newton, flat0, layout, x, y, 
     eye = jnp.eye((dim + 1) * k, dtype=flat0.dtype)
 
     def gradient_at(vec, scores):
-        g_scores = jax.grad(data_loss)(scores)  # [N, K], zero outside the subset
-        return (ut @ g_scores).reshape(-1) + jax.grad(penalty)(vec)
+        def data_gradient(u_r, y_r, w_r, s_r):
+            g_scores = jax.grad(lambda s: _weighted_sum(score_loss(s, y_r), w_r))(s_r)
+            return (u_r.T @ g_scores).reshape(-1)  # zero outside the subset
+
+        return on_rows(data_gradient, u, y, w, scores) + jax.grad(penalty)(vec)
 
     def factor_at(theta, relative=_NEWTON_DAMPING):
         """``(vec, scores, g, solve)``: ``solve(v) = (H + lambda I)^{-1} v`` at ``theta``."""
@@ -344,8 +350,12 @@ def _linear_newton(graphdef, unravel, rest, stage: Newton, flat0, layout, x, y, 
     def line_search(vec, scores, direction):
         """The best of ``_STEP_LENGTHS`` along ``direction``: ``(vec, scores)`` there."""
         moved = u @ direction.reshape(dim + 1, k)  # how the scores move per unit step
-        value = _change_along(score_loss, penalty, y, w, vec, scores, direction, moved)
-        values = jax.vmap(value)(_STEP_LENGTHS.astype(vec.dtype))
+
+        def candidates(y_r, w_r, s_r, m_r):
+            value = _change_along(score_loss, penalty, y_r, w_r, vec, s_r, direction, m_r)
+            return jax.vmap(value)(_STEP_LENGTHS.astype(vec.dtype))
+
+        values = on_rows(candidates, y, w, scores, moved)
         values = jnp.where(jnp.isfinite(values), values, jnp.inf)
         best = _STEP_LENGTHS.astype(vec.dtype)[jnp.argmin(values)]
         return vec + best * direction, scores + best * moved
@@ -797,6 +807,21 @@ def _on_row_bucket(solve, x, y, w, affine):
         return gathered
 
     return jax.lax.switch(branch, [on_rows(r) for r in buckets])
+
+
+def _first_rows(active, count: int = ROW_BUCKETS):
+    """``run(fn, *arrays)``: ``fn`` of the first ``r`` rows of each array (examples along the
+    first axis, ordered active first), ``r`` the smallest of ``_row_buckets`` that holds the
+    active rows of every cell of the chunk (``_row_branch``: one ``lax.switch`` branch for the
+    whole vmapped chunk). The rows left out have zero weight: sums over examples are the
+    same."""
+    buckets, branch = _row_branch(active, count)
+
+    def run(fn, *arrays):
+        branches = [lambda *a, r=r: fn(*(v[:r] for v in a)) for r in buckets]
+        return jax.lax.switch(branch, branches, *arrays)
+
+    return run
 
 
 def _subset_hessian(u, active):
