@@ -292,8 +292,12 @@ def _linear_newton(graphdef, unravel, rest, stage: Newton, flat0, layout, x, y, 
     active = w > 0
     # One output: the sums over examples (gradient, Hessian, line search) on the subset's
     # rows only (``_first_rows``; the scores stay the pool's, one small product).
-    on_rows = _first_rows(active) if k == 1 else lambda fn, *arrays: fn(*arrays)
-    data_hessian = _subset_hessian(u, active) if k == 1 else lambda c: _kron_hessian(u, ut, c)
+    if k == 1:
+        on_rows = _first_rows(active)
+        data_hessian = _subset_hessian(u, active)
+    else:
+        on_rows = lambda fn, *arrays: fn(*arrays)  # noqa: E731
+        data_hessian = lambda c: _kron_hessian(u, ut, c)  # noqa: E731
     separable = stage.separable_outputs and k > 1
 
     def to_flat(theta):
@@ -836,9 +840,8 @@ def _subset_hessian(u, active):
     to 252 (2-core CPU): fit 1.66 -> 1.32 s on ``digits_2v3`` (pool 290), 0.93 -> 0.75 s on
     ``breast_cancer`` (398); 100 cells all of size 252: 159 -> 170 ms (the sort); compile
     0.71 -> 0.86 s."""
-    buckets, branch = _row_branch(active)
-    products = [lambda c, r=r: _kron_hessian(u[:r], u[:r].T, c[:r]) for r in buckets]
-    return lambda curv: jax.lax.switch(branch, products, curv)
+    on_rows = _first_rows(active)
+    return lambda curv: on_rows(lambda u_r, c_r: _kron_hessian(u_r, u_r.T, c_r), u, curv)
 
 
 def _kron_hessian(u, ut, curv):
