@@ -5,7 +5,8 @@
 ``exp(drop)`` times the one the old factorization gives, instead of forming and factorizing
 the Hessian there. The declared inequality is checked here against the exact Hessians of the
 loss (closed forms in float64, not the model's code), and the solve with the bound against
-the same solve with a Hessian formed at every test: the same optimum, fewer factorizations.
+the same solve with a Hessian formed at every test: the same optimum, fewer factorizations
+(several classes; with two the loop does not use the bound).
 """
 
 from __future__ import annotations
