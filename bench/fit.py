@@ -294,7 +294,7 @@ def _linear_newton(graphdef, unravel, rest, stage: Newton, flat0, layout, x, y, 
     # rows only (``_first_rows``; the scores stay the pool's, one small product).
     if k == 1:
         on_rows = _first_rows(active)
-        data_hessian = _subset_hessian(u, active)
+        data_hessian = _subset_hessian(u, on_rows)
     else:
         on_rows = lambda fn, *arrays: fn(*arrays)  # noqa: E731
         data_hessian = lambda c: _kron_hessian(u, ut, c)  # noqa: E731
@@ -314,7 +314,7 @@ def _linear_newton(graphdef, unravel, rest, stage: Newton, flat0, layout, x, y, 
             return jnp.zeros((), theta.dtype)
         return getattr(model_at(theta.reshape(dim + 1, k)), stage.penalty)()
 
-    def data_loss(scores):
+    def data_loss(scores, y=y, w=w):
         return _weighted_sum(score_loss(scores, y), w)
 
     def single_loss(s, t):
@@ -324,8 +324,8 @@ def _linear_newton(graphdef, unravel, rest, stage: Newton, flat0, layout, x, y, 
 
     def gradient_at(vec, scores):
         def data_gradient(u_r, y_r, w_r, s_r):
-            g_scores = jax.grad(lambda s: _weighted_sum(score_loss(s, y_r), w_r))(s_r)
-            return (u_r.T @ g_scores).reshape(-1)  # zero outside the subset
+            g_scores = jax.grad(data_loss)(s_r, y_r, w_r)  # zero outside the subset
+            return (u_r.T @ g_scores).reshape(-1)
 
         return on_rows(data_gradient, u, y, w, scores) + jax.grad(penalty)(vec)
 
@@ -828,9 +828,10 @@ def _first_rows(active, count: int = ROW_BUCKETS):
     return run
 
 
-def _subset_hessian(u, active):
+def _subset_hessian(u, on_rows):
     """``curv -> _kron_hessian(u, u.T, curv)`` for one output (``K = 1``), where the rows of
-    ``u`` with ``active`` come first and ``curv`` is 0 on the others.
+    ``u`` with ``active`` come first and ``curv`` is 0 on the others; ``on_rows`` is
+    ``_first_rows(active)`` (the Newton loop's, which its gradient and line search share).
 
     Learning curves fit most cells on a small part of the pool: the product runs on the first
     ``r`` rows only, ``r`` the smallest of ``_row_buckets`` that holds the subset of every
@@ -840,7 +841,6 @@ def _subset_hessian(u, active):
     to 252 (2-core CPU): fit 1.66 -> 1.32 s on ``digits_2v3`` (pool 290), 0.93 -> 0.75 s on
     ``breast_cancer`` (398); 100 cells all of size 252: 159 -> 170 ms (the sort); compile
     0.71 -> 0.86 s."""
-    on_rows = _first_rows(active)
     return lambda curv: on_rows(lambda u_r, c_r: _kron_hessian(u_r, u_r.T, c_r), u, curv)
 
 
