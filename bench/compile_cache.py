@@ -16,6 +16,7 @@ depend on it: a program loaded from the cache is the executable XLA compiled bef
   shapes, dtypes and shardings; the JAX configuration, ``XLA_FLAGS``, the threefry lowering,
   the devices and the host CPU's model and flags). A hit skips tracing and lowering as well as
   compiling, which is most of what a warm run spent on programs with JAX's cache alone.
+  Beside each program, its cost analysis (``cost_model``: ``<key>.cost.json``).
 - **In the process** (``compile_program``'s memo, with the disk cache on or off): a program
   asked for again, by the same grid or another whose program it is, is not compiled again.
 - **JAX's persistent compilation cache** (keyed by the lowered program itself) in ``DIR``, for
@@ -57,6 +58,8 @@ from jax.experimental.compilation_cache.compilation_cache import reset_cache
 
 from gdbench import lowering
 from gdbench.codeversion import code_version
+from gdbench.cost import CostModel
+from gdbench.cost import cost_model as analyse
 from gdbench.results import store
 
 if TYPE_CHECKING:
@@ -100,6 +103,10 @@ _programs = {"hits": 0, "dir": None}
 #: it once per process, with the disk cache on or off. At most ``MEMO_PROGRAMS`` are kept.
 _memo: collections.OrderedDict[str, jax.stages.Compiled] = collections.OrderedDict()
 MEMO_PROGRAMS = 64
+#: Cost models (``cost_model``) of the programs in ``_memo``, by ``program_key``.
+_cost_memo: dict[str, CostModel] = {}
+#: Suffix of a program's cost model in the programs layer (next to its ``.xla``).
+COST_SUFFIX = ".cost.json"
 _listening = False
 
 
@@ -184,18 +191,18 @@ def untrusted_reason(path: Path) -> str | None:
 
 
 def evict(programs_dir: Path, max_bytes: int) -> list[Path]:
-    """Delete the least recently used programs (by modification time: a load touches its file)
-    until the rest take at most ``max_bytes``; returns the deleted paths. Every edit to the code
-    makes new entries (the key holds the code version), so without this the directory would
-    grow with each version run. A program deleted under a process that is about to read it is
-    compiled again there."""
+    """Delete the least recently used programs and cost models (by modification time: a load
+    touches its file) until the rest take at most ``max_bytes``; returns the deleted paths.
+    Every edit to the code makes new entries (the key holds the code version), so without this
+    the directory would grow with each version run. A program deleted under a process that is
+    about to read it is compiled again there."""
     entries, deleted = [], []
     for entry in programs_dir.iterdir():
         try:
             stat = entry.stat()
         except FileNotFoundError:
             continue
-        if entry.suffix == ".xla":
+        if entry.suffix == ".xla" or entry.name.endswith(COST_SUFFIX):
             entries.append((stat.st_mtime_ns, stat.st_size, entry))
         elif entry.suffix == ".tmp" and time.time() - stat.st_mtime > _STALE_TMP_S:
             entry.unlink(missing_ok=True)  # left by a writer that was killed
@@ -248,8 +255,48 @@ def compile_program(
     with _lock:
         _memo[key] = compiled
         while len(_memo) > MEMO_PROGRAMS:
-            _memo.popitem(last=False)
+            _cost_memo.pop(_memo.popitem(last=False)[0], None)
     return compiled, cached
+
+
+def cost_model(compiled: jax.stages.Compiled) -> CostModel:
+    """``gdbench.cost.cost_model`` of a program, kept with it: in the process for a program
+    ``compile_program`` gave, and in the programs layer next to its executable
+    (``<key>.cost.json``), so that a warm run reads its programs' costs instead of printing,
+    parsing and re-analysing each (0.3 to 0.4 s of a warm ``breast_cancer`` process). The
+    model is a function of the executable, which the key names; an entry that cannot be read
+    back, or that the trust check refuses (``untrusted_reason``), is analysed again."""
+    with _lock:
+        key = next((k for k, c in _memo.items() if c is compiled), None)
+        model = _cost_memo.get(key) if key is not None else None
+    if model is not None:
+        return model
+    programs_dir = _programs["dir"]
+    path = None if key is None or programs_dir is None else programs_dir / f"{key}{COST_SUFFIX}"
+    model = _load_cost(path) if path is not None else None
+    if model is None:
+        model = analyse(compiled)
+        if path is not None:
+            text = json.dumps(model.to_json()).encode()
+            with contextlib.suppress(OSError):
+                store.atomic_write(path, lambda f: f.write(text), durable=False, private=True)
+    if key is not None:
+        with _lock:
+            if key in _memo:
+                _cost_memo[key] = model
+    return model
+
+
+def _load_cost(path: Path) -> CostModel | None:
+    if not path.exists() or untrusted_reason(path) is not None:
+        return None
+    try:
+        model = CostModel.from_json(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    with contextlib.suppress(OSError):
+        os.utime(path)  # recently used: evicted last, with its program
+    return model
 
 
 def clear_memo() -> None:
@@ -257,6 +304,7 @@ def clear_memo() -> None:
     next request goes to the disk cache or compiles."""
     with _lock:
         _memo.clear()
+        _cost_memo.clear()
 
 
 def _compile_or_load(fn: Callable, args: tuple, key: str) -> tuple[jax.stages.Compiled, bool]:

@@ -113,7 +113,7 @@ def _module_text(compiled, metadata: bool = False) -> tuple[str, Any]:
 
 @dataclasses.dataclass
 class _Parsed:
-    """One compiled program's optimized module, split for ``_loop_aware_cost``: parsed once
+    """One compiled program's optimized module, split for ``_loop_structure``: parsed once
     per program (``_parsed``), however many grids share it with their own step counts."""
 
     head: str
@@ -191,23 +191,16 @@ def _parsed(compiled) -> _Parsed:
     return parsed
 
 
-def _loop_aware_cost(compiled, newton_steps: dict[int | str, float] | None = None):
-    """(FLOPs, bytes accessed, loops without known trip count) of a compiled program.
-
-    XLA's HloCostAnalysis visits a while loop's body once. Here the optimized module is split
-    into its computations; the cost of a loop body (itself a module with the body as entry)
-    is added (trip count - 1) more times, recursively for nested loops. The trip count is the
-    ``known_trip_count`` XLA's loop analysis annotates (every ``lax.scan`` has one), or for
-    the convergence loop of fit stage ``i``'s Newton solve ``newton_steps[i]``: the steps its
-    cells took, on average (``newton_step_counts``). Other loops count once (a lower bound).
-    Of a conditional's branches the costliest counts, as in XLA's own analysis of one.
-    """
+def _loop_structure(compiled) -> tuple[str, dict, dict, dict]:
+    """What the loop-aware count needs of a compiled program: ``(entry, ops, loop_keys,
+    once)``, JSON-able (``_Parsed``'s fields; ``once``: XLA's cost of the entry and of every
+    loop body as a module's entry, its own loops counted once). The expensive part of
+    ``program_cost``: the module printed, parsed, and each loop body re-analysed."""
     from jax._src.lib import _jax
     from jaxlib import _hlo
 
     parsed = _parsed(compiled)
-    comps, ops, calls = parsed.comps, parsed.ops, parsed.calls
-    newton_steps = newton_steps or {}
+    comps, calls = parsed.comps, parsed.calls
 
     def reachable(root: str) -> list[str]:
         seen, stack = [], [root]
@@ -234,6 +227,31 @@ def _loop_aware_cost(compiled, newton_steps: dict[int | str, float] | None = Non
             )
         return parsed.once[root]
 
+    # Every loop body the count visits, whatever the step counts: one pass computes them all.
+    once: dict[str, tuple[float, float]] = {}
+
+    def record(root: str) -> tuple[float, float]:
+        once[root] = cost_once(root)
+        return once[root]
+
+    _counted(parsed.entry, parsed.ops, parsed.loop_keys, record, {})
+    ops = {name: [list(op) for op in body] for name, body in parsed.ops.items()}
+    return parsed.entry, ops, dict(parsed.loop_keys), {k: list(v) for k, v in once.items()}
+
+
+def _counted(entry: str, ops: dict, loop_keys: dict, once, newton_steps: dict):
+    """(FLOPs, bytes accessed, loops without known trip count) of the program whose loop
+    structure is ``ops`` / ``loop_keys`` (``_Parsed``), ``once(root)`` giving XLA's cost of a
+    computation with its loops counted once.
+
+    XLA's HloCostAnalysis visits a while loop's body once. Here the cost of a loop body (itself
+    a module with the body as entry) is added (trip count - 1) more times, recursively for
+    nested loops. The trip count is the ``known_trip_count`` XLA's loop analysis annotates
+    (every ``lax.scan`` has one), or for the convergence loop of fit stage ``i``'s Newton solve
+    ``newton_steps[i]``: the steps its cells took, on average (``newton_step_counts``). Other
+    loops count once (a lower bound). Of a conditional's branches the costliest counts, as in
+    XLA's own analysis of one.
+    """
     extra_memo: dict[str, tuple[float, float, int]] = {}
 
     def extra(name: str) -> tuple[float, float, int]:
@@ -251,14 +269,14 @@ def _loop_aware_cost(compiled, newton_steps: dict[int | str, float] | None = Non
                     flops, nbytes, unknown = flops + f, nbytes + b, unknown + u
                 continue
             body, trip = op[1], op[2]
-            key = parsed.loop_keys.get(body)
+            key = loop_keys.get(body)
             if trip is not None:
                 n = trip
             elif key is not None and key in newton_steps:
                 n = newton_steps[key]
             else:
                 n, unknown = 1, unknown + 1
-            once_f, once_b = cost_once(body)
+            once_f, once_b = once(body)
             f, b, u = extra(body)
             flops += n * (once_f + f) - once_f
             nbytes += n * (once_b + b) - once_b
@@ -266,9 +284,70 @@ def _loop_aware_cost(compiled, newton_steps: dict[int | str, float] | None = Non
         extra_memo[name] = (flops, nbytes, unknown)
         return extra_memo[name]
 
-    once_f, once_b = cost_once(parsed.entry)
-    f, b, unknown = extra(parsed.entry)
+    once_f, once_b = once(entry)
+    f, b, unknown = extra(entry)
     return once_f + f, once_b + b, unknown
+
+
+@dataclasses.dataclass(frozen=True)
+class CostModel:
+    """What ``program_cost`` reads of a compiled program, apart from the run's step counts:
+    XLA's reported cost, the peak memory and the loop structure with each loop body's cost
+    (``_loop_structure``). JSON-able (``to_json``), so that ``gdbench.compile_cache`` keeps it
+    next to the program and a warm run does not print, parse and re-analyse the program: that
+    took 0.3 to 0.4 s of a warm ``breast_cancer`` process (18 programs, 2-core CPU).
+
+    ``entry`` is "" when the loop-aware analysis failed (``note`` says why): ``cost`` then
+    gives NaN for a program with loops (``has_loops``), XLA's exact count for one without."""
+
+    static_flops: float
+    static_bytes: float
+    peak_bytes: float
+    has_loops: bool
+    entry: str = ""
+    ops: dict = dataclasses.field(default_factory=dict)
+    loop_keys: dict = dataclasses.field(default_factory=dict)
+    once: dict = dataclasses.field(default_factory=dict)
+    note: str = ""
+
+    def cost(self, newton_steps: dict[int | str, float] | None = None) -> ProgramCost:
+        """The program's ``ProgramCost`` with its Newton and L-BFGS loops counted by
+        ``newton_steps`` (``newton_step_counts``; see ``program_cost``)."""
+        static_flops, peak = self.static_flops, self.peak_bytes
+        if not self.entry:
+            if self.has_loops:
+                return ProgramCost(math.nan, math.nan, peak, static_flops, 0, self.note)
+            return ProgramCost(static_flops, self.static_bytes, peak, static_flops, 0, "")
+        once = lambda root: tuple(self.once[root])  # noqa: E731
+        steps = newton_steps or {}
+        flops, nbytes, unknown = _counted(self.entry, self.ops, self.loop_keys, once, steps)
+        return ProgramCost(flops, nbytes, peak, static_flops, unknown)
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> CostModel:
+        """The model ``to_json`` wrote (``TypeError`` / ``KeyError`` for anything else)."""
+        return cls(**data)
+
+
+def cost_model(compiled) -> CostModel:
+    """The ``CostModel`` of a compiled program (``jax.stages.Compiled``)."""
+    static = _static_cost(compiled)
+    static_flops = float(static.get("flops", math.nan)) if static else math.nan
+    static_bytes = float(static.get("bytes accessed", math.nan)) if static else math.nan
+    peak = _peak_bytes(compiled)
+    try:
+        entry, ops, loop_keys, once = _loop_structure(compiled)
+    except Exception as error:  # noqa: BLE001 - an unparsable module: report, do not crash
+        note = f"loop-aware cost analysis failed: {type(error).__name__}: {error}"[:300]
+        try:
+            has_loops = " while(" in _module_text(compiled)[0]
+        except Exception:  # noqa: BLE001
+            has_loops = True
+        return CostModel(static_flops, static_bytes, peak, has_loops, note=note)
+    return CostModel(static_flops, static_bytes, peak, True, entry, ops, loop_keys, once)
 
 
 def program_cost(compiled, newton_steps: dict[int | str, float] | None = None) -> ProgramCost:
@@ -278,23 +357,9 @@ def program_cost(compiled, newton_steps: dict[int | str, float] | None = None) -
     program (``newton_step_counts``). A program without while loops gets XLA's
     ``cost_analysis()`` numbers directly; if the loop-aware analysis fails for a program with
     loops, its FLOPs and bytes are NaN (with the reason in ``note``) rather than the
-    loop-once undercount."""
-    static = _static_cost(compiled)
-    static_flops = float(static.get("flops", math.nan)) if static else math.nan
-    static_bytes = float(static.get("bytes accessed", math.nan)) if static else math.nan
-    peak = _peak_bytes(compiled)
-    try:
-        flops, nbytes, unknown = _loop_aware_cost(compiled, newton_steps)
-    except Exception as error:  # noqa: BLE001 - an unparsable module: report, do not crash
-        note = f"loop-aware cost analysis failed: {type(error).__name__}: {error}"[:300]
-        try:
-            has_loops = " while(" in _module_text(compiled)[0]
-        except Exception:  # noqa: BLE001
-            has_loops = True
-        if has_loops:
-            return ProgramCost(math.nan, math.nan, peak, static_flops, 0, note)
-        return ProgramCost(static_flops, static_bytes, peak, static_flops, 0, "")
-    return ProgramCost(flops, nbytes, peak, static_flops, unknown)
+    loop-once undercount. ``gdbench.compile_cache.cost_model`` gives the same from the
+    compilation cache."""
+    return cost_model(compiled).cost(newton_steps)
 
 
 def scaled(cost: ProgramCost, factor: float) -> ProgramCost:

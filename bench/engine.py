@@ -43,7 +43,7 @@ from gdbench.chunks import (
     metrics_chunk,
 )
 from gdbench.compile_cache import grid_static
-from gdbench.cost import newton_step_counts, program_cost, scaled, summed
+from gdbench.cost import newton_step_counts, scaled, summed
 from gdbench.fit import run_plan
 from gdbench.metrics import classification_metrics, example_spread
 from gdbench.models.base import ClosedForm, Newton
@@ -395,10 +395,12 @@ def run_cells(
     fit_cells = cells.count if shared is None else len(fit_index)
     per_device = sharding.device_count(mesh) * cells.count / len(index)
     # Shared fits run only unsharded (per_device 1): every fit the program ran is counted.
-    fit_cost = scaled(program_cost(fit_compiled, newton_step_counts(fits, fit_cells)), per_device)
-    eval_cost = program_cost(eval_compiled)
+    # The programs' costs, kept with them in the compilation cache (``cost_model``).
+    steps = newton_step_counts(fits, fit_cells)
+    fit_cost = scaled(compile_cache.cost_model(fit_compiled).cost(steps), per_device)
+    eval_cost = compile_cache.cost_model(eval_compiled).cost()
     if metrics_compiled is not None:
-        eval_cost = summed(eval_cost, program_cost(metrics_compiled))
+        eval_cost = summed(eval_cost, compile_cache.cost_model(metrics_compiled).cost())
     eval_cost = scaled(eval_cost, per_device)
     peak = env.device_peak()
     t7 = time.perf_counter()

@@ -127,13 +127,20 @@ def _run_grid(cache_dir: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _entries(cache: Path, suffix: str) -> list[Path]:
+    return sorted(p for p in (cache / compile_cache.PROGRAMS).iterdir() if p.name.endswith(suffix))
+
+
 def test_grid_programs_load_without_tracing_and_give_the_same_numbers(tmp_path):
     cache = tmp_path / "xla"
     first = _run_grid(cache)
-    programs = sorted((cache / compile_cache.PROGRAMS).iterdir())
+    programs = _entries(cache, ".xla")
     # logreg: fit, predict, metrics, robustness; gnb: those but the metrics (shared by the
     # task's models), sampling, scoring.
     assert len(programs) == 9
+    # The cost models of the grids' fit, predict and metrics programs (``cost_model``): the
+    # third process reads them, and reports the same FLOPs, bytes and peak memory (below).
+    assert len(_entries(cache, compile_cache.COST_SUFFIX)) == 5
     assert set(_GRID_PROGRAMS) <= set(first["traced"])
     assert first["rows"][2] == first["rows"][5] == 0  # nothing cached in the first process
     # JAX's layer holds the small programs but not the grids' (compiled with it bypassed),
@@ -141,7 +148,7 @@ def test_grid_programs_load_without_tracing_and_give_the_same_numbers(tmp_path):
     # an executable JAX loaded from its own cache does not serialize completely on CPU.
     shutil.rmtree(cache / compile_cache.PROGRAMS)
     second = _run_grid(cache)
-    assert sorted((cache / compile_cache.PROGRAMS).iterdir()) == programs
+    assert _entries(cache, ".xla") == programs
     third = _run_grid(cache)
     assert not set(_GRID_PROGRAMS) & set(third["traced"]), third["traced"]
     assert third["rows"][2] == third["rows"][5] == 2  # fit and evaluate of each grid
@@ -204,16 +211,56 @@ def test_unreadable_program_is_compiled_again(tmp_path):
         compile_cache.enable(before)
 
 
+def _squares(x):
+    return jax.lax.scan(lambda c, _: (c @ c, None), x, None, length=5)[0]
+
+
+def test_cost_model_is_kept_with_its_program(tmp_path, monkeypatch):
+    """A program's cost model is written next to it, read back by a later process (here: after
+    the memo is cleared, with the analysis made to fail), and analysed again when unreadable."""
+    from gdbench.cost import program_cost
+
+    before = compile_cache.directory()
+    compile_cache.enable(tmp_path / "xla")
+    try:
+        x = jnp.eye(16)
+        compiled, _ = compile_cache.compile_program(_squares, (x,), "squares", {})
+        fresh = program_cost(compiled)
+        assert fresh.flops == pytest.approx(5 * 2 * 16**3, rel=0.05)  # the loop's five steps
+        assert compile_cache.cost_model(compiled).cost() == fresh
+        (entry,) = _entries(tmp_path / "xla", compile_cache.COST_SUFFIX)
+        assert entry.stat().st_mode & 0o777 == 0o600
+        compile_cache.clear_memo()
+        loaded, cached = compile_cache.compile_program(_squares, (x,), "squares", {})
+        assert cached
+
+        def fails(_compiled):
+            raise AssertionError("analysed again")
+
+        monkeypatch.setattr(compile_cache, "analyse", fails)
+        assert compile_cache.cost_model(loaded).cost() == fresh  # read from the entry
+        monkeypatch.undo()
+        entry.write_text("{not json")
+        compile_cache.clear_memo()
+        loaded, _ = compile_cache.compile_program(_squares, (x,), "squares", {})
+        assert compile_cache.cost_model(loaded).cost() == fresh  # analysed, and rewritten
+        assert json.loads(entry.read_text())["entry"]
+    finally:
+        compile_cache.enable(before)
+
+
 def test_evict_keeps_the_most_recently_used_programs_within_the_bound(tmp_path):
     for i, name in enumerate(["old", "middle", "new"]):
         entry = tmp_path / f"{name}.xla"
         entry.write_bytes(b"x" * 100)
         os.utime(entry, (1e9 + i, 1e9 + i))
+    (tmp_path / f"old{compile_cache.COST_SUFFIX}").write_bytes(b"x" * 10)
+    os.utime(tmp_path / f"old{compile_cache.COST_SUFFIX}", (1e9, 1e9))
     (tmp_path / "killed-writer.tmp").write_bytes(b"x")
     os.utime(tmp_path / "killed-writer.tmp", (1e9, 1e9))
     (tmp_path / "writing-now.tmp").write_bytes(b"x")
     deleted = compile_cache.evict(tmp_path, max_bytes=250)
-    assert sorted(p.name for p in deleted) == ["killed-writer.tmp", "old.xla"]
+    assert sorted(p.name for p in deleted) == ["killed-writer.tmp", "old.cost.json", "old.xla"]
     left = sorted(p.name for p in tmp_path.iterdir())
     assert left == ["middle.xla", "new.xla", "writing-now.tmp"]
     assert compile_cache.evict(tmp_path, max_bytes=250) == []

@@ -91,10 +91,10 @@ def test_data_dependent_loop_is_counted_once_and_flagged():
 
 
 def test_failed_loop_analysis_gives_nan_not_an_undercount(monkeypatch):
-    def broken(compiled, newton_steps=None):
+    def broken(compiled):
         raise ValueError("unparsable")
 
-    monkeypatch.setattr(xla_cost, "_loop_aware_cost", broken)
+    monkeypatch.setattr(xla_cost, "_loop_structure", broken)
     a = jnp.ones((8, 8))
     looped = _compile(lambda x: jax.lax.scan(lambda c, _: (c @ c, None), x, None, length=4)[0], a)
     cost = program_cost(looped)
