@@ -86,6 +86,40 @@ def test_subset_hessian_of_a_chunk_is_one_branch_for_all_cells():
     assert "cond[" not in str(jax.make_jaxpr(jax.vmap(cell))(u, active, curv))
 
 
+def test_pool_pairs_hessian_equals_the_cells_standardized_product():
+    """The Hessian of a chunk whose subsets need every row, from the pool's pair products
+    shared by the chunk (``_pool_pairs_hessian``): each cell's ``sum_i curv_i u_i u_i^T`` over
+    its own standardized rows ``u_i = [(x_i - shift) / scale, 1]`` in its own row order, here
+    against float64. Raw features of very different offsets and scales (as ``breast_cancer``'s
+    areas near 650 beside its smoothness near 0.1)."""
+    rng = np.random.default_rng(3)
+    n, dim, cells = 90, 18, 4  # at least POOL_PAIRS_MIN_COLUMNS columns [x, 1]
+    offsets = np.tile([650, 0.1, -3, 0, 20, 1e3], 3)
+    scales = np.tile([350, 0.01, 1, 2, 5, 1], 3)
+    x_raw = rng.normal(size=(n, dim)) * scales + offsets
+    x_raw[:, 5] = 1e3  # a constant feature: scale 1 in the pool's and the cell's standardizer
+    shift = offsets + rng.normal(size=(cells, dim)) * scales / 4
+    scale = scales * rng.uniform(0.7, 1.4, size=(cells, dim))
+    order = np.stack([rng.permutation(n) for _ in range(cells)])
+    curv = rng.uniform(0.0, 0.25, size=(cells, n))
+
+    def cell(order, shift, scale, curv):
+        affine = (jnp.asarray(x_raw, jnp.float32), shift, scale)
+        hessian = fit._pool_pairs_hessian(affine[0], affine, order)
+        return hessian(curv[:, None, None])
+
+    args = (order, *(jnp.asarray(a, jnp.float32) for a in (shift, scale, curv)))
+    got = np.asarray(jax.vmap(cell, axis_name=CHUNK)(*args))
+    for i in range(cells):
+        z = (x_raw - shift[i]) / scale[i]
+        u = np.concatenate([z, np.ones((n, 1))], axis=1)[order[i]]
+        want = (u.T * curv[i]) @ u
+        np.testing.assert_allclose(got[i], want, rtol=2e-5, atol=2e-5 * np.abs(want).max())
+    # Beyond the bound on the products' bytes, and for few features, the per-cell products stay.
+    assert fit._pool_pairs_hessian(jnp.zeros((10**5, 64)), None, jnp.arange(10**5)) is None
+    assert fit._pool_pairs_hessian(jnp.zeros((50, 8)), None, jnp.arange(50)) is None
+
+
 @pytest.mark.parametrize("spec_name", ["logreg", "logreg?C=10000"])
 def test_binary_grid_cells_equal_single_fits(spec_name: str):
     """Sizes 10 and 300 of breast_cancer's pool (398) in one chunk: the grid forms every
