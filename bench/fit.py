@@ -891,8 +891,8 @@ def _pool_pairs_hessian(x, affine, order):
     xs = jnp.concatenate([(x_raw - m0) / s0, jnp.ones((n, 1), x_raw.dtype)], axis=1)
     products = xs[:, first] * xs[:, second]  # [N, pairs]: the chunk's, computed once
     one, zero = jnp.ones(1, x_raw.dtype), jnp.zeros(1, x_raw.dtype)
-    a = jnp.concatenate([s0 / scale * jnp.ones(dim, x_raw.dtype), one])
-    c = jnp.concatenate([(m0 - shift) / scale * jnp.ones(dim, x_raw.dtype), zero])
+    a = jnp.concatenate([s0 / scale, one])
+    c = jnp.concatenate([(m0 - shift) / scale, zero])
     rank = jnp.argsort(order)  # the cell's sorted position of each pool row
 
     def hessian(curv):
